@@ -19,6 +19,8 @@ pub mod method {
     pub const CHAT_FINISH: &str = "chat/finish";
     pub const CHAT_STEP: &str = "chat/process_step_callback";
     pub const CHAT_DELETE_SESSION: &str = "chat/deleteSessionById";
+    pub const CHAT_LIST_SESSIONS: &str = "chat/listAllSessions";
+    pub const CHAT_GET_SESSION: &str = "chat/getSessionById";
     pub const TITLE_UPDATE: &str = "session/title/update";
     pub const CONTEXT_USAGE: &str = "context/usage/sync";
 }

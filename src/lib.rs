@@ -2,6 +2,15 @@
 //! Tongyi Lingma server, plus a simulator of that server. See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
 pub mod jsonrpc;
+pub mod model;
+pub mod pipeline;
+pub mod service;
 pub mod simulator;
+pub mod upstream;
 pub mod wsio;

@@ -1,8 +1,26 @@
+//! `lingma-gateway`: see `--help`.
 #![forbid(unsafe_code)]
+
+use lingma_gateway::{app, cli, simulator};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("simulate") {
-        std::process::exit(lingma_gateway::simulator::main(&args[1..]));
-    }
+    let code = match cli::parse(&args) {
+        Ok(cli::Command::Serve(a)) => app::serve(&a),
+        Ok(cli::Command::CheckConfig(a)) => app::check_config(&a),
+        Ok(cli::Command::Simulate(rest)) => simulator::main(&rest),
+        Ok(cli::Command::Help) => {
+            print!("{}", cli::help());
+            0
+        }
+        Ok(cli::Command::Version) => {
+            println!("lingma-gateway {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Err(e) => {
+            eprintln!("lingma-gateway: {e}");
+            2
+        }
+    };
+    std::process::exit(code);
 }

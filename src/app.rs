@@ -1,0 +1,171 @@
+//! Process lifecycle of `lingma-gateway serve`: configuration, logging, the Lingma pool, the
+//! HTTP listener, and an orderly shutdown on SIGTERM/SIGINT (stop accepting, let in-flight
+//! requests finish within `shutdown_grace_sec`, stop Lingma, reap it).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::ServeArgs;
+use crate::config::{self, Config};
+use crate::http::{self, auth::ApiKeys, routes::App, Workers};
+use crate::service::Gateway;
+use crate::upstream::pool::{Pool, PoolConfig};
+use crate::upstream::process::LaunchCommand;
+
+/// Loads and validates the configuration the way `serve` does.
+pub fn load_config(args: &ServeArgs) -> Result<(Config, config::RawConfig), String> {
+    let path = config::config_path(args.config.as_deref());
+    let mut raw = config::load(path.as_deref(), config::process_env()).map_err(|e| e.to_string())?;
+    args.apply(&mut raw).map_err(|e| e.to_string())?;
+    let cfg = raw.build().map_err(|e| e.to_string())?;
+    Ok((cfg, raw))
+}
+
+pub fn check_config(args: &ServeArgs) -> i32 {
+    match load_config(args) {
+        Ok((cfg, raw)) => {
+            println!("# configuration OK (from {})", cfg.source.as_ref().map_or("defaults".into(), |p| p.display().to_string()));
+            for (key, value, origin) in raw.redacted() {
+                println!("{key} = {value}    ; {origin}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("lingma-gateway: configuration error: {e}");
+            2
+        }
+    }
+}
+
+fn init_logging(level: log::LevelFilter) {
+    let cfg = simplelog::ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_target_level(log::LevelFilter::Error)
+        .set_thread_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(level, cfg, std::io::stderr());
+}
+
+fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
+    if cfg.simulator {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot locate my own binary for the simulator: {e}"))?;
+        return Ok(LaunchCommand {
+            program: exe,
+            prefix_args: vec![
+                "simulate".into(),
+                "--first-token-ms".into(),
+                cfg.simulator_first_token_ms.to_string(),
+                "--chunk-ms".into(),
+                cfg.simulator_chunk_ms.to_string(),
+            ],
+        });
+    }
+    let bin = cfg.lingma_bin.clone().expect("config validation requires lingma_bin without the simulator");
+    if !bin.is_file() {
+        return Err(format!("lingma_bin {} does not exist or is not a file", bin.display()));
+    }
+    Ok(LaunchCommand { program: bin, prefix_args: Vec::new() })
+}
+
+fn warn_posture(cfg: &Config) {
+    if cfg.simulator {
+        log::warn!("**************************************************************************");
+        log::warn!("*** USING THE BUNDLED LINGMA SIMULATOR: answers are synthetic, not a model ***");
+        log::warn!("*** (simulator = true / --simulator). Point lingma_bin at a real Lingma.   ***");
+        log::warn!("**************************************************************************");
+    }
+    if cfg.api_keys.is_empty() {
+        log::warn!("NO API KEYS CONFIGURED: anyone who can reach this port can use the Lingma account (set api_keys)");
+        if !cfg.host.is_loopback() {
+            log::warn!("LISTENING BEYOND LOOPBACK ({}) WITHOUT API KEYS: the Lingma account is open to the network", cfg.host);
+        }
+    }
+}
+
+/// Runs the gateway until a signal; returns the process exit code.
+pub fn serve(args: &ServeArgs) -> i32 {
+    let (cfg, _) = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lingma-gateway: configuration error: {e}");
+            return 2;
+        }
+    };
+    init_logging(cfg.log_level);
+    let launch = match launch_command(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            return 2;
+        }
+    };
+    let addr = SocketAddr::new(cfg.host, cfg.port);
+    let server = match tiny_http::Server::http(addr) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::error!("cannot listen on {addr}: {e}");
+            return 1;
+        }
+    };
+    warn_posture(&cfg);
+    let pool = Pool::start(PoolConfig {
+        launch,
+        work_dir: cfg.lingma_work_dir.clone(),
+        instance_count: cfg.instance_count,
+        attach_port: cfg.lingma_socket_port,
+        startup_timeout: cfg.lingma_startup_timeout,
+        rpc_timeout: cfg.lingma_rpc_timeout,
+        kill_grace: cfg.lingma_kill_grace,
+    });
+    let grace = cfg.shutdown_grace;
+    let max_workers = cfg.max_workers;
+    let keys = ApiKeys::new(&cfg.api_keys);
+    let gw = Arc::new(Gateway { cfg, pool: Arc::clone(&pool), started: SystemTime::now() });
+    let app = Arc::new(App { gw: Arc::clone(&gw), keys });
+    let listen = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| addr.to_string());
+    log::info!("lingma-gateway {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let signal_handle = signals.handle();
+    let signal_thread = {
+        let (server, stopping) = (Arc::clone(&server), Arc::clone(&stopping));
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    log::info!("received signal {sig}; shutting down");
+                    stopping.store(true, Ordering::SeqCst);
+                    server.unblock();
+                }
+            })
+            .expect("spawn signal thread")
+    };
+
+    let mut workers = Workers::new(app, max_workers);
+    http::accept_loop(&server, &mut workers, &stopping);
+
+    let left = workers.drain(grace);
+    if left > 0 {
+        log::warn!("{left} request(s) still running after {}s; closing them", grace.as_secs());
+    }
+    pool.shutdown();
+    if left == 0 {
+        workers.join();
+    }
+    signal_handle.close();
+    let _ = signal_thread.join();
+    log::info!("stopped");
+    0
+}

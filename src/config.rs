@@ -1,0 +1,449 @@
+//! Configuration: `gateway.ini` parsed into typed values, then environment overrides
+//! (`LINGMA_GATEWAY_<KEY>`), then command-line flags. The only module that reads the
+//! environment. Every error names where the bad value came from and the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const ENV_PREFIX: &str = "LINGMA_GATEWAY_";
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Default,
+    File { path: PathBuf, line: usize },
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File { path, line } => write!(f, "{}:{}", path.display(), line),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::Flag(name) => write!(f, "command-line flag {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One known key: its section, default and one-line help (also printed by `--help`).
+pub struct KeySpec {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub default: &'static str,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+macro_rules! keys {
+    ($( [$section:literal] $key:literal = $default:literal, $secret:literal, $help:literal; )*) => {
+        pub const KEYS: &[KeySpec] = &[ $( KeySpec { section: $section, key: $key, default: $default, secret: $secret, help: $help }, )* ];
+    };
+}
+
+keys! {
+    ["gateway"] "host" = "127.0.0.1", false, "address to listen on; binding beyond loopback without api_keys is refused";
+    ["gateway"] "port" = "8080", false, "TCP port to listen on (0 = any free port)";
+    ["gateway"] "api_keys" = "", true, "comma-separated client keys (Authorization: Bearer or x-api-key); empty = no auth";
+    ["gateway"] "log_level" = "info", false, "error | warn | info | debug | trace (trace logs every Lingma frame)";
+    ["gateway"] "max_workers" = "256", false, "requests handled at once; more get 503";
+    ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
+    ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
+    ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
+    ["gateway"] "idle_timeout_sec" = "120", false, "longest silence between two answer events once streaming";
+    ["gateway"] "shutdown_grace_sec" = "10", false, "on SIGTERM/SIGINT, how long in-flight requests may finish";
+    ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
+    ["gateway"] "model_aliases" = "", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix)";
+    ["lingma"] "simulator" = "false", false, "true = spawn the bundled Lingma simulator instead of lingma_bin (tests and demos only)";
+    ["lingma"] "simulator_first_token_ms" = "0", false, "simulator only: delay before the first answer chunk";
+    ["lingma"] "simulator_chunk_ms" = "0", false, "simulator only: delay between answer chunks";
+    ["lingma"] "lingma_bin" = "", false, "path of the real Lingma binary (~/.lingma/bin/<version>/<platform>/Lingma)";
+    ["lingma"] "lingma_work_dir" = "./lingma-work", false, "parent of each instance's workDir (instance N uses <dir>/instance-N)";
+    ["lingma"] "instance_count" = "1", false, "number of Lingma processes in the pool";
+    ["lingma"] "lingma_socket_port" = "0", false, "if > 0 and a Lingma already listens there, instance 0 attaches to it instead of spawning";
+    ["lingma"] "lingma_startup_timeout" = "60", false, "seconds to wait for a spawned Lingma's .info file and port";
+    ["lingma"] "lingma_rpc_timeout" = "20", false, "seconds to wait for a JSON-RPC reply (initialize, auth/status, ...)";
+    ["lingma"] "lingma_kill_grace_sec" = "3", false, "seconds between SIGTERM and SIGKILL when stopping Lingma";
+    ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
+    ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
+}
+
+/// Typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub host: IpAddr,
+    pub port: u16,
+    pub api_keys: Vec<String>,
+    pub log_level: log::LevelFilter,
+    pub max_workers: usize,
+    pub max_body_bytes: u64,
+    pub pool_wait: Duration,
+    pub first_token_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub default_model: String,
+    pub model_aliases: Vec<(String, String)>,
+    pub simulator: bool,
+    pub simulator_first_token_ms: u64,
+    pub simulator_chunk_ms: u64,
+    pub lingma_bin: Option<PathBuf>,
+    pub lingma_work_dir: PathBuf,
+    pub instance_count: usize,
+    pub lingma_socket_port: u16,
+    pub lingma_startup_timeout: Duration,
+    pub lingma_rpc_timeout: Duration,
+    pub lingma_kill_grace: Duration,
+    pub chat_ask_as_request: bool,
+    pub default_ask_mode: AskMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskMode {
+    Chat,
+    Agent,
+}
+
+impl AskMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AskMode::Chat => "chat",
+            AskMode::Agent => "agent",
+        }
+    }
+}
+
+/// Raw `key -> (value, origin)` before typing.
+#[derive(Debug, Default, Clone)]
+pub struct RawConfig {
+    values: BTreeMap<&'static str, (String, Origin)>,
+    source: Option<PathBuf>,
+}
+
+fn spec(section: Option<&str>, key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.key == key && section.is_none_or(|s| s == k.section))
+}
+
+impl RawConfig {
+    pub fn defaults() -> Self {
+        let mut raw = RawConfig::default();
+        for k in KEYS {
+            raw.values.insert(k.key, (k.default.to_string(), Origin::Default));
+        }
+        raw
+    }
+
+    /// Parses INI text: `[section]` headers, `key = value`, `;`/`#` comments, blank lines.
+    pub fn apply_ini(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let mut section: Option<String> = None;
+        for (i, line) in text.lines().enumerate() {
+            let origin = Origin::File { path: path.to_path_buf(), line: i + 1 };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('[') {
+                let Some(name) = rest.strip_suffix(']') else {
+                    return Err(ConfigError(format!("{origin}: malformed section header {line:?}")));
+                };
+                let name = name.trim();
+                if !KEYS.iter().any(|k| k.section == name) {
+                    return Err(ConfigError(format!("{origin}: unknown section [{name}]")));
+                }
+                section = Some(name.to_string());
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(ConfigError(format!("{origin}: expected `key = value`, found {line:?}")));
+            };
+            let key = key.trim();
+            let Some(spec) = spec(section.as_deref(), key) else {
+                let hint = match spec(None, key) {
+                    Some(s) => format!(" (it belongs in [{}])", s.section),
+                    None => String::new(),
+                };
+                return Err(ConfigError(format!("{origin}: unknown key `{key}`{hint}")));
+            };
+            self.values.insert(spec.key, (strip_inline_comment(value).to_string(), origin));
+        }
+        self.source = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Applies `LINGMA_GATEWAY_<KEY>` variables from `vars`.
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if rest == "CONFIG" {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase();
+            let Some(spec) = spec(None, &key) else {
+                return Err(ConfigError(format!(
+                    "environment variable {name}: no such setting `{key}` (see gateway.ini for the list)"
+                )));
+            };
+            self.values.insert(spec.key, (value, Origin::Env(name.clone())));
+        }
+        Ok(())
+    }
+
+    /// Sets one key from a command-line flag.
+    pub fn set_flag(&mut self, key: &str, value: &str, flag: &str) -> Result<(), ConfigError> {
+        let spec = spec(None, key).ok_or_else(|| ConfigError(format!("{flag}: no such setting `{key}`")))?;
+        self.values.insert(spec.key, (value.to_string(), Origin::Flag(flag.to_string())));
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> (&str, &Origin) {
+        let (v, o) = self.values.get(key).unwrap_or_else(|| panic!("config key {key} not declared in KEYS"));
+        (v.as_str(), o)
+    }
+
+    fn parse<T>(&self, key: &str, what: &str, f: impl FnOnce(&str) -> Option<T>) -> Result<T, ConfigError> {
+        let (v, origin) = self.get(key);
+        f(v.trim()).ok_or_else(|| ConfigError(format!("{origin}: `{key}` must be {what}, got {v:?}")))
+    }
+
+    fn uint(&self, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        self.parse(key, &format!("a whole number from {min} to {max}"), |s| {
+            s.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
+        })
+    }
+
+    fn secs(&self, key: &str, min: u64, max: u64) -> Result<Duration, ConfigError> {
+        self.uint(key, min, max).map(Duration::from_secs)
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
+        self.parse(key, "true or false", |s| match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        })
+    }
+
+    fn string(&self, key: &str) -> String {
+        self.get(key).0.trim().to_string()
+    }
+
+    /// Types and validates every value.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let api_keys: Vec<String> =
+            self.string("api_keys").split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        let lingma_bin = Some(self.string("lingma_bin")).filter(|s| !s.is_empty()).map(PathBuf::from);
+        let simulator = self.boolean("simulator")?;
+        if !simulator && lingma_bin.is_none() {
+            let (_, origin) = self.get("lingma_bin");
+            return Err(ConfigError(format!(
+                "{origin}: `lingma_bin` is empty: set it to the Lingma binary \
+                 (e.g. ~/.lingma/bin/<version>/<platform>/Lingma), or set `simulator = true` \
+                 (or pass --simulator) to run against the bundled simulator"
+            )));
+        }
+        let default_model = self.string("default_model");
+        if default_model.is_empty() {
+            return Err(ConfigError(format!("{}: `default_model` must not be empty", self.get("default_model").1)));
+        }
+        Ok(Config {
+            source: self.source.clone(),
+            host: self.parse("host", "an IP address such as 127.0.0.1 or 0.0.0.0", |s| s.parse().ok())?,
+            port: self.uint("port", 0, 65535)? as u16,
+            api_keys,
+            log_level: self.parse("log_level", "one of error, warn, info, debug, trace", |s| {
+                match s.to_ascii_lowercase().as_str() {
+                    "error" => Some(log::LevelFilter::Error),
+                    "warn" | "warning" => Some(log::LevelFilter::Warn),
+                    "info" => Some(log::LevelFilter::Info),
+                    "debug" => Some(log::LevelFilter::Debug),
+                    "trace" => Some(log::LevelFilter::Trace),
+                    _ => None,
+                }
+            })?,
+            max_workers: self.uint("max_workers", 1, 100_000)? as usize,
+            max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
+            pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
+            first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,
+            idle_timeout: self.secs("idle_timeout_sec", 1, 86_400)?,
+            shutdown_grace: self.secs("shutdown_grace_sec", 0, 3600)?,
+            default_model,
+            model_aliases: self.aliases()?,
+            simulator,
+            simulator_first_token_ms: self.uint("simulator_first_token_ms", 0, 600_000)?,
+            simulator_chunk_ms: self.uint("simulator_chunk_ms", 0, 600_000)?,
+            lingma_bin,
+            lingma_work_dir: PathBuf::from(self.string("lingma_work_dir")),
+            instance_count: self.uint("instance_count", 1, 64)? as usize,
+            lingma_socket_port: self.uint("lingma_socket_port", 0, 65535)? as u16,
+            lingma_startup_timeout: self.secs("lingma_startup_timeout", 1, 3600)?,
+            lingma_rpc_timeout: self.secs("lingma_rpc_timeout", 1, 3600)?,
+            lingma_kill_grace: self.secs("lingma_kill_grace_sec", 0, 600)?,
+            chat_ask_as_request: self.boolean("chat_ask_as_request")?,
+            default_ask_mode: self.parse("default_ask_mode", "chat or agent", |s| match s {
+                "chat" => Some(AskMode::Chat),
+                "agent" => Some(AskMode::Agent),
+                _ => None,
+            })?,
+        })
+    }
+
+    fn aliases(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let (v, origin) = self.get("model_aliases");
+        let mut out = Vec::new();
+        for pair in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match pair.split_once('=') {
+                Some((name, key)) if !name.trim().is_empty() && !key.trim().is_empty() => {
+                    out.push((name.trim().to_string(), key.trim().to_string()))
+                }
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{origin}: `model_aliases` entries must look like name=key, got {pair:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `key = value` lines for display, secrets replaced.
+    pub fn redacted(&self) -> Vec<(String, String, String)> {
+        KEYS.iter()
+            .map(|k| {
+                let (v, o) = self.get(k.key);
+                let shown = if k.secret && !v.is_empty() { "<redacted>".to_string() } else { v.to_string() };
+                (k.key.to_string(), shown, o.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Removes a trailing ` ; comment` or ` # comment` (only after whitespace, so values may
+/// contain `#` or `;` themselves).
+fn strip_inline_comment(value: &str) -> &str {
+    let v = value.trim();
+    for (i, c) in v.char_indices() {
+        if (c == ';' || c == '#') && i > 0 && v[..i].ends_with(char::is_whitespace) {
+            return v[..i].trim_end();
+        }
+    }
+    v
+}
+
+/// Loads defaults, then the file (if any), then the environment.
+pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<RawConfig, ConfigError> {
+    let mut raw = RawConfig::defaults();
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        raw.apply_ini(&text, path)?;
+    }
+    raw.apply_env(env)?;
+    Ok(raw)
+}
+
+/// The config file to read: `--config`, else `LINGMA_GATEWAY_CONFIG`, else `./gateway.ini` if
+/// it exists.
+pub fn config_path(flag: Option<&str>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(PathBuf::from(p));
+    }
+    if let Ok(p) = std::env::var(format!("{ENV_PREFIX}CONFIG")) {
+        if !p.is_empty() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    let default = PathBuf::from("gateway.ini");
+    default.exists().then_some(default)
+}
+
+/// The process environment (kept here so no other module reads it).
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(ini: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::defaults();
+        raw.apply_ini(ini, Path::new("gw.ini"))?;
+        raw.apply_env(env.iter().map(|(a, b)| (a.to_string(), b.to_string())))?;
+        raw.build()
+    }
+
+    #[test]
+    fn defaults_need_a_binary_or_the_simulator() {
+        let err = build("", &[]).unwrap_err().0;
+        assert!(err.contains("lingma_bin"), "{err}");
+        let cfg = build("[lingma]\nsimulator = true\n", &[]).unwrap();
+        assert_eq!(cfg.port, 8080);
+        assert_eq!(cfg.host.to_string(), "127.0.0.1");
+        assert!(cfg.api_keys.is_empty());
+    }
+
+    #[test]
+    fn parses_sections_comments_and_lists() {
+        let cfg = build(
+            "; comment\n[gateway]\nport = 9000 ; inline\napi_keys = a, b ,\nmodel_aliases = gpt-4o=kmodel, claude-*=auto\n\n[lingma]\nlingma_bin = /opt/Lingma\ninstance_count=3\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.port, 9000);
+        assert_eq!(cfg.api_keys, vec!["a", "b"]);
+        assert_eq!(cfg.model_aliases[1], ("claude-*".to_string(), "auto".to_string()));
+        assert_eq!(cfg.instance_count, 3);
+        assert_eq!(cfg.lingma_bin.unwrap(), PathBuf::from("/opt/Lingma"));
+    }
+
+    #[test]
+    fn bad_value_names_file_line_and_key() {
+        let err = build("[lingma]\nsimulator = true\n\n[gateway]\nport = eighty\n", &[]).unwrap_err().0;
+        assert!(err.contains("gw.ini:5") && err.contains("`port`") && err.contains("eighty"), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_misplaced_keys_are_errors() {
+        let err = build("[gateway]\nprot = 1\n", &[]).unwrap_err().0;
+        assert!(err.contains("unknown key `prot`"), "{err}");
+        let err = build("[gateway]\ninstance_count = 1\n", &[]).unwrap_err().0;
+        assert!(err.contains("belongs in [lingma]"), "{err}");
+        let err = build("[nope]\n", &[]).unwrap_err().0;
+        assert!(err.contains("unknown section"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_is_named_in_errors() {
+        let cfg = build("[gateway]\nport = 1\n[lingma]\nsimulator=true\n", &[("LINGMA_GATEWAY_PORT", "2")]).unwrap();
+        assert_eq!(cfg.port, 2);
+        let err = build("[lingma]\nsimulator=true\n", &[("LINGMA_GATEWAY_INSTANCE_COUNT", "0")]).unwrap_err().0;
+        assert!(err.contains("LINGMA_GATEWAY_INSTANCE_COUNT") && err.contains("instance_count"), "{err}");
+        let err = build("", &[("LINGMA_GATEWAY_BOGUS", "1")]).unwrap_err().0;
+        assert!(err.contains("LINGMA_GATEWAY_BOGUS"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut raw = RawConfig::defaults();
+        raw.apply_ini("[gateway]\napi_keys = sk-secret\n", Path::new("x")).unwrap();
+        let shown = raw.redacted();
+        let line = shown.iter().find(|(k, _, _)| k == "api_keys").unwrap();
+        assert_eq!(line.1, "<redacted>");
+        assert!(!format!("{shown:?}").contains("sk-secret"));
+    }
+}

@@ -1,0 +1,94 @@
+//! The one error type every request path returns, and its HTTP status. Each wire protocol
+//! renders its own error body from it (`openai::error_body`, later `anthropic::error_body`).
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed or semantically invalid request (400).
+    InvalidRequest,
+    /// Missing or wrong API key (401).
+    Authentication,
+    /// Lingma refused: account not allowed, quota (403).
+    PermissionDenied,
+    /// Unknown route or model (404).
+    NotFound,
+    /// Known route, wrong method (405).
+    MethodNotAllowed,
+    /// Body over `max_body_bytes` (413).
+    PayloadTooLarge,
+    /// Too many requests, upstream rate limit (429).
+    RateLimited,
+    /// A bug or panic inside the gateway (500).
+    Internal,
+    /// Lingma failed the request or died (502).
+    Upstream,
+    /// No ready instance, too many workers, shutting down (503).
+    Unavailable,
+    /// Lingma did not answer in time (504).
+    Timeout,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::PermissionDenied => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Internal => 500,
+            ErrorKind::Upstream => 502,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The request field at fault (`messages[0].content`), when there is one.
+    pub param: Option<String>,
+    /// A machine-readable code (`model_not_found`, `invalid_api_key`, ...).
+    pub code: Option<&'static str>,
+    /// Seconds a client should wait before retrying (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None }
+    }
+
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::InvalidRequest, message);
+        e.param = Some(param.into());
+        e
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.status())
+    }
+}
+
+impl std::error::Error for GatewayError {}

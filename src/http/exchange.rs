@@ -1,0 +1,195 @@
+//! One HTTP request/response pair on a worker thread: header lookup, bounded body reading,
+//! JSON and error responses in the route's protocol, the `x-request-id`, and the facts the
+//! access log line reports.
+
+use std::io::Read;
+use std::time::Instant;
+
+use serde_json::Value;
+use tiny_http::{Header, Request, Response};
+
+use super::openai;
+use crate::error::{ErrorKind, GatewayError};
+
+/// Which wire protocol's error shape a route answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+}
+
+impl Protocol {
+    pub fn for_path(path: &str) -> Protocol {
+        if path.starts_with("/v1/messages") || path.starts_with("/messages") {
+            Protocol::Anthropic
+        } else {
+            Protocol::OpenAi
+        }
+    }
+
+    pub fn error_body(self, e: &GatewayError) -> Value {
+        match self {
+            Protocol::OpenAi => openai::error_body(e),
+            Protocol::Anthropic => anthropic_error_body(e),
+        }
+    }
+}
+
+/// `{"type":"error","error":{...}}` with Anthropic's error types.
+pub fn anthropic_error_body(e: &GatewayError) -> Value {
+    let kind = match e.kind {
+        ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => "invalid_request_error",
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::PermissionDenied => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::PayloadTooLarge => "request_too_large",
+        ErrorKind::RateLimited => "rate_limit_error",
+        ErrorKind::Unavailable => "overloaded_error",
+        ErrorKind::Internal | ErrorKind::Upstream | ErrorKind::Timeout => "api_error",
+    };
+    serde_json::json!({"type": "error", "error": {"type": kind, "message": e.message}})
+}
+
+pub struct Exchange {
+    request: Option<Request>,
+    pub id: String,
+    pub method: String,
+    pub path: String,
+    pub protocol: Protocol,
+    pub started: Instant,
+    /// Filled in as the request is handled, for the access log.
+    pub status: u16,
+    pub model: String,
+    pub stream: bool,
+    pub instance: String,
+}
+
+impl Exchange {
+    pub fn new(request: Request) -> Self {
+        let url = request.url();
+        let path = url.split('?').next().unwrap_or("/").to_string();
+        let id = header_of(&request, "x-request-id")
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(String::from)
+            .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+        Exchange {
+            method: request.method().as_str().to_string(),
+            protocol: Protocol::for_path(&path),
+            path,
+            id,
+            started: Instant::now(),
+            status: 0,
+            model: String::new(),
+            stream: false,
+            instance: String::new(),
+            request: Some(request),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request.as_ref().and_then(|r| header_of(r, name))
+    }
+
+    pub fn query(&self) -> &str {
+        self.request.as_ref().and_then(|r| r.url().split_once('?').map(|(_, q)| q)).unwrap_or("")
+    }
+
+    pub fn is_http10(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| r.http_version() == &tiny_http::HTTPVersion(1, 0))
+    }
+
+    pub fn responded(&self) -> bool {
+        self.request.is_none()
+    }
+
+    /// Reads the whole body, refusing more than `limit` bytes with 413.
+    pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, GatewayError> {
+        let request = self.request.as_mut().expect("body read after responding");
+        let too_large = || {
+            GatewayError::new(ErrorKind::PayloadTooLarge, format!("Request body is larger than the limit of {limit} bytes."))
+        };
+        if request.body_length().is_some_and(|n| n as u64 > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(1 << 20));
+        request
+            .as_reader()
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| GatewayError::invalid("body", format!("Could not read the request body: {e}")))?;
+        if body.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Ok(body)
+    }
+
+    /// Reads and parses a JSON body.
+    pub fn read_json(&mut self, limit: u64) -> Result<Value, GatewayError> {
+        let body = self.read_body(limit)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(GatewayError::invalid("body", "The request body is empty; expected a JSON object."));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            GatewayError::invalid(
+                "body",
+                format!("We could not parse the JSON body of your request ({e}). The body must be valid UTF-8 JSON."),
+            )
+        })
+    }
+
+    /// Sends a JSON response.
+    pub fn json(&mut self, status: u16, body: &Value) {
+        self.send(status, "application/json", body.to_string().into_bytes(), &[]);
+    }
+
+    /// Sends an error in the route's protocol shape, with `Retry-After`/`Allow` as needed.
+    pub fn error(&mut self, e: &GatewayError) {
+        let body = self.protocol.error_body(e).to_string().into_bytes();
+        let mut extra = Vec::new();
+        if let Some(s) = e.retry_after {
+            extra.push(("Retry-After", s.to_string()));
+        }
+        if e.kind == ErrorKind::MethodNotAllowed {
+            if let Some(allow) = e.param.as_deref() {
+                extra.push(("Allow", allow.to_string()));
+            }
+        }
+        let status = e.status();
+        if status >= 500 {
+            log::warn!("{} {} {} -> {status}: {}", self.id, self.method, self.path, e.message);
+        }
+        self.send(status, "application/json", body, &extra);
+    }
+
+    pub fn text(&mut self, status: u16, text: &str) {
+        self.send(status, "text/plain; charset=utf-8", text.as_bytes().to_vec(), &[]);
+    }
+
+    fn send(&mut self, status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, String)]) {
+        let Some(request) = self.request.take() else { return };
+        self.status = status;
+        let mut resp = Response::from_data(body).with_status_code(status);
+        resp.add_header(hdr("Content-Type", content_type));
+        resp.add_header(hdr("x-request-id", &self.id));
+        for (k, v) in extra {
+            resp.add_header(hdr(k, v));
+        }
+        if let Err(e) = request.respond(resp) {
+            log::debug!("{} response not delivered: {e}", self.id);
+        }
+    }
+
+    /// Hands the raw connection to a streaming writer; the caller writes the head itself.
+    pub fn into_stream_writer(&mut self) -> Box<dyn std::io::Write + Send> {
+        self.status = 200;
+        self.request.take().expect("stream after responding").into_writer()
+    }
+}
+
+fn header_of<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
+    r.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+}
+
+fn hdr(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header names and values we build are ASCII")
+}

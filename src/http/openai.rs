@@ -1,0 +1,408 @@
+//! OpenAI Chat Completions on the wire: request JSON → internal `ChatRequest`, internal
+//! events → `chat.completion.chunk` SSE payloads or one folded `chat.completion`, and the
+//! `{"error":{...}}` envelope. Pure functions.
+
+use serde_json::{json, Map, Value};
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::model::{ChatRequest, Event, Message, Role, StopReason, Usage};
+
+/// Per-request options that only matter to the OpenAI encoder.
+#[derive(Debug, Clone, Default)]
+pub struct ChatOptions {
+    pub include_usage: bool,
+}
+
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn type_error(param: &str, want: &str, got: &Value) -> GatewayError {
+    GatewayError::invalid(param, format!("Invalid type for '{param}': expected {want}, but got {}.", kind_of(got)))
+}
+
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses and validates a `/v1/chat/completions` body.
+pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayError> {
+    let Some(obj) = body.as_object() else {
+        return Err(GatewayError::invalid("body", format!("The request body must be a JSON object, not {}.", kind_of(body))));
+    };
+    let model = match field(obj, "model") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(type_error("model", "a string", other)),
+        None => return Err(GatewayError::invalid("model", "you must provide a model parameter")),
+    };
+    let messages = match field(obj, "messages") {
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(GatewayError::invalid("messages", "'messages' must contain at least one message."))
+        }
+        Some(Value::Array(a)) => a.iter().enumerate().map(|(i, m)| parse_message(i, m)).collect::<Result<Vec<_>, _>>()?,
+        Some(other) => return Err(type_error("messages", "an array", other)),
+        None => return Err(GatewayError::invalid("messages", "Missing required parameter: 'messages'.")),
+    };
+    let stream = opt_bool(obj, "stream")?.unwrap_or(false);
+    let include_usage = match field(obj, "stream_options") {
+        Some(Value::Object(o)) => opt_bool(o, "include_usage").map_err(|mut e| {
+            e.param = Some("stream_options.include_usage".into());
+            e
+        })?,
+        Some(other) => return Err(type_error("stream_options", "an object", other)),
+        None => None,
+    }
+    .unwrap_or(false);
+    let stop = match field(obj, "stop") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or_else(|| type_error("stop", "an array of strings", v)))
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(type_error("stop", "a string or an array of strings", other)),
+        None => Vec::new(),
+    };
+    if let Some(n) = field(obj, "n") {
+        match n.as_u64() {
+            Some(1) => {}
+            Some(_) => return Err(GatewayError::invalid("n", "Only n=1 is supported: Lingma returns one answer per request.")),
+            None => return Err(type_error("n", "an integer", n)),
+        }
+    }
+    let mut max_tokens = None;
+    for name in ["max_tokens", "max_completion_tokens"] {
+        if let Some(v) = field(obj, name) {
+            match v.as_u64() {
+                Some(n) if n >= 1 => max_tokens = Some(n),
+                _ => return Err(GatewayError::invalid(name, format!("'{name}' must be a positive integer."))),
+            }
+        }
+    }
+    for name in ["temperature", "top_p", "presence_penalty", "frequency_penalty"] {
+        if let Some(v) = field(obj, name) {
+            if !v.is_number() {
+                return Err(type_error(name, "a number", v));
+            }
+        }
+    }
+    let affinity = match field(obj, "user") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(_)) | None => None,
+        Some(other) => return Err(type_error("user", "a string", other)),
+    };
+    let req = ChatRequest { model, messages, stream, stop, max_tokens, affinity };
+    Ok((req, ChatOptions { include_usage }))
+}
+
+fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, GatewayError> {
+    match field(obj, name) {
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(type_error(name, "a boolean", other)),
+        None => Ok(None),
+    }
+}
+
+fn parse_message(i: usize, m: &Value) -> Result<Message, GatewayError> {
+    let at = format!("messages[{i}]");
+    let Some(obj) = m.as_object() else { return Err(type_error(&at, "an object", m)) };
+    let role = match field(obj, "role") {
+        Some(Value::String(r)) => match r.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            other => {
+                return Err(GatewayError::invalid(
+                    format!("{at}.role"),
+                    format!("Invalid value: '{other}'. Supported values are: 'system', 'developer', 'user', 'assistant', 'tool' and 'function'."),
+                ))
+            }
+        },
+        Some(other) => return Err(type_error(&format!("{at}.role"), "a string", other)),
+        None => return Err(GatewayError::invalid(format!("{at}.role"), format!("Missing required parameter: '{at}.role'."))),
+    };
+    let mut text = content_text(&format!("{at}.content"), field(obj, "content"))?;
+    if role == Role::Assistant {
+        if let Some(calls) = field(obj, "tool_calls") {
+            if !calls.is_array() {
+                return Err(type_error(&format!("{at}.tool_calls"), "an array", calls));
+            }
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!("[tool_calls] {calls}"));
+        }
+    }
+    if role == Role::Tool {
+        if let Some(Value::String(id)) = field(obj, "tool_call_id") {
+            text = format!("(result of tool call {id}) {text}");
+        }
+    }
+    Ok(Message { role, text })
+}
+
+/// A message's text: a string, or text parts joined. Other part types are refused.
+fn content_text(at: &str, content: Option<&Value>) -> Result<String, GatewayError> {
+    match content {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut out = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                let pat = format!("{at}[{j}]");
+                let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
+                match kind {
+                    "text" | "input_text" | "output_text" => match part.get("text") {
+                        Some(Value::String(t)) => {
+                            if !out.is_empty() {
+                                out.push('\n');
+                            }
+                            out.push_str(t);
+                        }
+                        other => return Err(type_error(&format!("{pat}.text"), "a string", other.unwrap_or(&Value::Null))),
+                    },
+                    "image_url" | "input_image" | "input_audio" | "file" => {
+                        return Err(GatewayError::invalid(
+                            pat,
+                            format!("Content parts of type '{kind}' are not supported: Lingma's chat takes text only."),
+                        ))
+                    }
+                    "" => return Err(GatewayError::invalid(format!("{pat}.type"), "Each content part needs a 'type'.")),
+                    other => return Err(GatewayError::invalid(format!("{pat}.type"), format!("Unknown content part type '{other}'."))),
+                }
+            }
+            Ok(out)
+        }
+        Some(other) => Err(type_error(at, "a string or an array of content parts", other)),
+    }
+}
+
+pub fn finish_reason(reason: &StopReason) -> &'static str {
+    match reason {
+        StopReason::EndTurn | StopReason::StopSequence(_) => "stop",
+        StopReason::Length => "length",
+        StopReason::ContentFilter => "content_filter",
+    }
+}
+
+fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+    })
+}
+
+/// Turns internal events into `chat.completion.chunk` payloads (the `data:` of each event).
+pub struct ChunkEncoder {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    sent_role: bool,
+}
+
+impl ChunkEncoder {
+    pub fn new(id: String, created: u64, model: String, opts: &ChatOptions) -> Self {
+        ChunkEncoder { id, created, model, include_usage: opts.include_usage, sent_role: false }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
+        let mut c = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if self.include_usage {
+            c["usage"] = Value::Null;
+        }
+        c.to_string()
+    }
+
+    /// The payloads for one event, in order. The stream's last payload is `[DONE]`.
+    pub fn encode(&mut self, ev: &Event) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.sent_role {
+            self.sent_role = true;
+            out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
+        }
+        match ev {
+            Event::Text(t) => out.push(self.chunk(json!({"content": t}), None)),
+            Event::Reasoning(r) => out.push(self.chunk(json!({"reasoning_content": r}), None)),
+            Event::Finish { reason, usage } => {
+                out.push(self.chunk(json!({}), Some(finish_reason(reason))));
+                if self.include_usage {
+                    out.push(
+                        json!({
+                            "id": self.id,
+                            "object": "chat.completion.chunk",
+                            "created": self.created,
+                            "model": self.model,
+                            "system_fingerprint": null,
+                            "choices": [],
+                            "usage": usage_json(usage),
+                        })
+                        .to_string(),
+                    );
+                }
+                out.push("[DONE]".to_string());
+            }
+        }
+        out
+    }
+}
+
+/// Folds a whole event stream into one `chat.completion` body.
+pub fn fold_completion(id: &str, created: u64, model: &str, events: &[Event]) -> Value {
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut finish = None;
+    for ev in events {
+        match ev {
+            Event::Text(t) => text.push_str(t),
+            Event::Reasoning(r) => reasoning.push_str(r),
+            Event::Finish { reason, usage } => finish = Some((finish_reason(reason), *usage)),
+        }
+    }
+    let (reason, usage) = finish.unwrap_or(("stop", Usage::default()));
+    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": null,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": reason}],
+        "usage": usage_json(&usage),
+    })
+}
+
+/// `{"error": {...}}` as OpenAI sends it.
+pub fn error_body(e: &GatewayError) -> Value {
+    let (kind, default_code) = match e.kind {
+        ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::MethodNotAllowed | ErrorKind::PayloadTooLarge => {
+            ("invalid_request_error", None)
+        }
+        ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
+        ErrorKind::PermissionDenied => ("permission_error", None),
+        ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
+        ErrorKind::Timeout => ("server_error", Some("timeout")),
+        ErrorKind::Unavailable => ("server_error", Some("service_unavailable")),
+        ErrorKind::Internal | ErrorKind::Upstream => ("server_error", None),
+    };
+    json!({"error": {
+        "message": e.message,
+        "type": kind,
+        "param": e.param,
+        "code": e.code.or(default_code),
+    }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<(ChatRequest, ChatOptions), GatewayError> {
+        parse_chat(&v)
+    }
+
+    #[test]
+    fn parses_a_typical_request() {
+        let (r, o) = parse(json!({
+            "model": "kmodel", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+            ],
+            "stop": "END", "user": "u-1", "max_tokens": 50, "temperature": 0.2, "unknown_field": 1
+        }))
+        .unwrap();
+        assert_eq!(r.model, "kmodel");
+        assert!(r.stream && o.include_usage);
+        assert_eq!(r.messages[1].text, "a\nb");
+        assert_eq!(r.stop, vec!["END"]);
+        assert_eq!(r.affinity.as_deref(), Some("u-1"));
+        assert_eq!(r.max_tokens, Some(50));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!([]), "body"),
+            (json!({"messages": []}), "model"),
+            (json!({"model": 3, "messages": []}), "model"),
+            (json!({"model": "m"}), "messages"),
+            (json!({"model": "m", "messages": []}), "messages"),
+            (json!({"model": "m", "messages": "hi"}), "messages"),
+            (json!({"model": "m", "messages": [{"content": "x"}]}), "messages[0].role"),
+            (json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}), "messages[0].role"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), "messages[0].content[0]"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}), "stream"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}), "n"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}), "stop"),
+        ];
+        for (body, param) in cases {
+            let e = parse(body.clone()).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+            assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn stream_chunks_follow_openai_shape() {
+        let mut enc = ChunkEncoder::new("chatcmpl-1".into(), 7, "m".into(), &ChatOptions { include_usage: true });
+        let first = enc.encode(&Event::Text("Hi".into()));
+        assert_eq!(first.len(), 2);
+        let role: Value = serde_json::from_str(&first[0]).unwrap();
+        assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
+        assert!(role["usage"].is_null() && role.get("usage").is_some());
+        let text: Value = serde_json::from_str(&first[1]).unwrap();
+        assert_eq!(text["choices"][0]["delta"]["content"], "Hi");
+        let r: Value = serde_json::from_str(&enc.encode(&Event::Reasoning("hmm".into()))[0]).unwrap();
+        assert_eq!(r["choices"][0]["delta"]["reasoning_content"], "hmm");
+        let end = enc.encode(&Event::Finish { reason: StopReason::EndTurn, usage: Usage { input_tokens: 3, output_tokens: 4 } });
+        let fin: Value = serde_json::from_str(&end[0]).unwrap();
+        assert_eq!(fin["choices"][0]["finish_reason"], "stop");
+        let usage: Value = serde_json::from_str(&end[1]).unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["total_tokens"], 7);
+        assert_eq!(end[2], "[DONE]");
+    }
+
+    #[test]
+    fn folds_events_into_a_completion() {
+        let events = vec![
+            Event::Reasoning("r".into()),
+            Event::Text("a".into()),
+            Event::Text("b".into()),
+            Event::Finish { reason: StopReason::ContentFilter, usage: Usage { input_tokens: 1, output_tokens: 2 } },
+        ];
+        let v = fold_completion("id", 1, "m", &events);
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["choices"][0]["message"]["content"], "ab");
+        assert_eq!(v["choices"][0]["message"]["reasoning_content"], "r");
+        assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(v["usage"]["completion_tokens"], 2);
+    }
+
+    #[test]
+    fn error_envelope() {
+        let e = GatewayError::new(ErrorKind::NotFound, "nope").with_code("model_not_found");
+        assert_eq!(error_body(&e), json!({"error": {"message": "nope", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}));
+    }
+}

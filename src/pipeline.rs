@@ -1,0 +1,278 @@
+//! Pure stream transforms applied to Lingma's answer deltas, in order: split think blocks out
+//! as reasoning, then cut at the request's stop sequences. Each holds back only the few
+//! characters that might start a marker, so text still streams as it arrives.
+
+/// A piece of answer after think-splitting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Text(String),
+    Reasoning(String),
+}
+
+const THINK_OPEN: &str = "````think::";
+const THINK_CLOSE: &str = "````";
+/// Longest `{THINK_TIME}`-style token accepted after the opener before giving up waiting
+/// for its end.
+const MAX_THINK_TAG: usize = 40;
+
+/// Splits ```` ````think::{THINK_TIME} ```` … ```` ```` ```` blocks (at the start of a line) out
+/// of the answer text as reasoning.
+#[derive(Debug)]
+pub struct ThinkSplitter {
+    buf: String,
+    in_think: bool,
+    at_line_start: bool,
+    /// The newline right after a closer belongs to the marker, even when it arrives in a
+    /// later delta.
+    eat_newline: bool,
+}
+
+impl Default for ThinkSplitter {
+    fn default() -> Self {
+        ThinkSplitter { buf: String::new(), in_think: false, at_line_start: true, eat_newline: false }
+    }
+}
+
+impl ThinkSplitter {
+    pub fn push(&mut self, delta: &str) -> Vec<Segment> {
+        self.buf.push_str(delta);
+        let mut out = Vec::new();
+        while !self.buf.is_empty() {
+            let progressed = if self.in_think { self.step_think(&mut out) } else { self.step_text(&mut out) };
+            if !progressed {
+                break;
+            }
+        }
+        merge(out)
+    }
+
+    /// Whatever is still held back, as what it would have been.
+    pub fn finish(&mut self) -> Vec<Segment> {
+        let rest = std::mem::take(&mut self.buf);
+        if rest.is_empty() {
+            return Vec::new();
+        }
+        vec![if self.in_think { Segment::Reasoning(rest) } else { Segment::Text(rest) }]
+    }
+
+    fn step_text(&mut self, out: &mut Vec<Segment>) -> bool {
+        if self.eat_newline {
+            self.eat_newline = false;
+            if self.buf.starts_with('\n') {
+                self.buf.remove(0);
+                return true;
+            }
+        }
+        if self.at_line_start {
+            if THINK_OPEN.starts_with(self.buf.as_str()) {
+                return false; // could still become the opener
+            }
+            if let Some(rest) = self.buf.strip_prefix(THINK_OPEN) {
+                // The tag runs to the end of the line (`{THINK_TIME}` or digits).
+                let end = match rest.find('\n') {
+                    Some(i) => i + 1,
+                    None if rest.len() > MAX_THINK_TAG => rest.find(char::is_whitespace).unwrap_or(rest.len()),
+                    None => return false,
+                };
+                self.buf.drain(..THINK_OPEN.len() + end);
+                self.in_think = true;
+                return true;
+            }
+        }
+        let take = match self.buf.find('\n') {
+            Some(i) => {
+                self.at_line_start = true;
+                i + 1
+            }
+            None => {
+                self.at_line_start = false;
+                self.buf.len()
+            }
+        };
+        let text: String = self.buf.drain(..take).collect();
+        out.push(Segment::Text(text));
+        true
+    }
+
+    fn step_think(&mut self, out: &mut Vec<Segment>) -> bool {
+        if let Some(i) = self.buf.find(THINK_CLOSE) {
+            let thought: String = self.buf.drain(..i).collect();
+            self.buf.drain(..THINK_CLOSE.len());
+            self.eat_newline = true;
+            if !thought.is_empty() {
+                out.push(Segment::Reasoning(thought));
+            }
+            self.in_think = false;
+            self.at_line_start = true;
+            return true;
+        }
+        // Hold back trailing backticks: they may be the start of the closer.
+        let keep = self.buf.len() - self.buf.trim_end_matches('`').len();
+        let emit = self.buf.len() - keep.min(THINK_CLOSE.len() - 1);
+        if emit == 0 {
+            return false;
+        }
+        let thought: String = self.buf.drain(..emit).collect();
+        out.push(Segment::Reasoning(thought));
+        true
+    }
+}
+
+fn merge(segments: Vec<Segment>) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    for s in segments {
+        match (out.last_mut(), s) {
+            (Some(Segment::Text(a)), Segment::Text(b)) => a.push_str(&b),
+            (Some(Segment::Reasoning(a)), Segment::Reasoning(b)) => a.push_str(&b),
+            (_, s) => out.push(s),
+        }
+    }
+    out.retain(|s| !matches!(s, Segment::Text(t) | Segment::Reasoning(t) if t.is_empty()));
+    out
+}
+
+/// Cuts the text at the first stop sequence. Holds back the longest tail that could begin
+/// one.
+#[derive(Debug, Default)]
+pub struct StopFilter {
+    stops: Vec<String>,
+    buf: String,
+}
+
+impl StopFilter {
+    pub fn new(stops: &[String]) -> Self {
+        StopFilter { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), buf: String::new() }
+    }
+
+    /// Returns the text that is safe to emit and, when a stop sequence was hit, which one
+    /// (the text after it is dropped).
+    pub fn push(&mut self, text: &str) -> (String, Option<String>) {
+        if self.stops.is_empty() {
+            return (text.to_string(), None);
+        }
+        self.buf.push_str(text);
+        let hit = self.stops.iter().filter_map(|s| self.buf.find(s.as_str()).map(|i| (i, s))).min_by_key(|(i, _)| *i);
+        if let Some((i, s)) = hit {
+            let s = s.clone();
+            let out = self.buf[..i].to_string();
+            self.buf.clear();
+            return (out, Some(s));
+        }
+        let hold = self.holdback();
+        let cut = self.buf.len() - hold;
+        let out = self.buf[..cut].to_string();
+        self.buf.drain(..cut);
+        (out, None)
+    }
+
+    fn holdback(&self) -> usize {
+        let mut best = 0;
+        for s in &self.stops {
+            let max = s.len().saturating_sub(1).min(self.buf.len());
+            for n in (best + 1..=max).rev() {
+                let start = self.buf.len() - n;
+                if self.buf.is_char_boundary(start) && s.starts_with(&self.buf[start..]) {
+                    best = n;
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(deltas: &[&str]) -> Vec<Segment> {
+        let mut s = ThinkSplitter::default();
+        let mut out = Vec::new();
+        for d in deltas {
+            out.extend(s.push(d));
+        }
+        out.extend(s.finish());
+        merge(out)
+    }
+
+    fn chars(s: &str) -> Vec<String> {
+        s.chars().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn plain_text_passes_through_immediately() {
+        let mut s = ThinkSplitter::default();
+        assert_eq!(s.push("Hello"), vec![Segment::Text("Hello".into())]);
+        assert_eq!(s.push(" world\n"), vec![Segment::Text(" world\n".into())]);
+    }
+
+    #[test]
+    fn think_block_split_one_char_at_a_time() {
+        let answer = "````think::{THINK_TIME}\nLet me see.\n````\nThe answer is 4.";
+        let mut deltas = chars(answer);
+        deltas.insert(deltas.iter().position(|d| d == "\n").unwrap() + 20, String::new());
+        let refs: Vec<&str> = deltas.iter().map(String::as_str).collect();
+        assert_eq!(
+            run(&refs),
+            vec![Segment::Reasoning("Let me see.\n".into()), Segment::Text("The answer is 4.".into())]
+        );
+    }
+
+    #[test]
+    fn think_with_digits_in_one_delta() {
+        assert_eq!(
+            run(&["````think::1234\nhmm````\nok"]),
+            vec![Segment::Reasoning("hmm".into()), Segment::Text("ok".into())]
+        );
+    }
+
+    #[test]
+    fn code_fences_are_not_think_blocks() {
+        let out = run(&["```", "rust\nfn x() {}\n```\n"]);
+        assert_eq!(out, vec![Segment::Text("```rust\nfn x() {}\n```\n".into())]);
+    }
+
+    #[test]
+    fn opener_only_counts_at_line_start() {
+        let out = run(&["see ````think::x\n"]);
+        assert_eq!(out, vec![Segment::Text("see ````think::x\n".into())]);
+    }
+
+    #[test]
+    fn unterminated_think_is_reasoning() {
+        assert_eq!(run(&["````think::{THINK_TIME}\nstill thinking"]), vec![Segment::Reasoning("still thinking".into())]);
+    }
+
+    #[test]
+    fn stop_sequence_cuts_across_deltas() {
+        let mut f = StopFilter::new(&["END".to_string()]);
+        assert_eq!(f.push("abc E"), ("abc ".to_string(), None));
+        assert_eq!(f.push("N"), (String::new(), None));
+        assert_eq!(f.push("D tail"), (String::new(), Some("END".to_string())));
+    }
+
+    #[test]
+    fn false_start_is_released() {
+        let mut f = StopFilter::new(&["END".to_string()]);
+        assert_eq!(f.push("EN"), (String::new(), None));
+        assert_eq!(f.push("x"), ("ENx".to_string(), None));
+        assert_eq!(f.finish(), "");
+    }
+
+    #[test]
+    fn stop_holdback_respects_char_boundaries() {
+        let mut f = StopFilter::new(&["世界!".to_string()]);
+        assert_eq!(f.push("你好世"), ("你好".to_string(), None));
+        assert_eq!(f.push("界?"), ("世界?".to_string(), None));
+    }
+
+    #[test]
+    fn no_stops_is_passthrough() {
+        let mut f = StopFilter::new(&[String::new()]);
+        assert_eq!(f.push("x"), ("x".to_string(), None));
+    }
+}

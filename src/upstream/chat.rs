@@ -1,0 +1,196 @@
+//! One `chat/ask` turn: the payload, and the stream of its `chat/answer` deltas up to
+//! `chat/finish`, with deadlines. Dropping an unfinished stream sends `chat/stop`, so a
+//! client that goes away (or a timeout) never leaves Lingma generating into the void.
+//! Runs on the request's worker thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+use serde_json::{json, Value};
+
+use super::connection::{Connection, Routed, Subscription, UpstreamError};
+use crate::config::AskMode;
+use crate::jsonrpc::method;
+
+/// What the gateway asks.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// `""` for a new session.
+    pub session_id: String,
+    pub question: String,
+    pub model_key: String,
+    pub is_reply: bool,
+    pub mode: AskMode,
+}
+
+/// Builds the `chat/ask` params (ChatAskParam). The server reads `questionText`; the model is
+/// chosen by `extra.modelConfig.key`.
+pub fn ask_params(request_id: &str, ask: &Ask) -> Value {
+    let agent = ask.mode == AskMode::Agent;
+    json!({
+        "requestId": request_id,
+        "sessionId": ask.session_id,
+        "questionText": ask.question,
+        "chatTask": "FREE_INPUT",
+        "chatContext": {"text": ask.question, "features": [], "preferredLanguage": "en", "localeLang": "en"},
+        "codeLanguage": "",
+        "isReply": ask.is_reply,
+        "source": 1,
+        "stream": true,
+        "taskDefinitionType": "system",
+        "extra": {"modelConfig": {"key": ask.model_key}},
+        "sessionType": if agent { "developer" } else { "chat" },
+        "mode": ask.mode.as_str(),
+        "pluginPayloadConfig": {"isEnableAskAgent": agent},
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub session_id: String,
+    pub status_code: i64,
+    pub reason: String,
+    pub full_answer: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// A delta of answer text (never empty).
+    Text(String),
+    Finish(Finish),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// From `chat/ask` to the first answer text.
+    pub first_token: Duration,
+    /// Between two events once text flows.
+    pub idle: Duration,
+}
+
+pub struct ChatStream {
+    conn: Arc<Connection>,
+    sub: Subscription,
+    request_id: String,
+    session_id: String,
+    deadlines: Deadlines,
+    started: Instant,
+    got_text: bool,
+    done: bool,
+    /// When the first answer text arrived (for metrics and logs).
+    pub first_text_at: Option<Instant>,
+}
+
+impl ChatStream {
+    /// Subscribes, then sends `chat/ask` (as a notification, or as a request whose ack nobody
+    /// waits for: waiting for it cost the seed 30 s per request).
+    pub fn start(conn: Arc<Connection>, ask: &Ask, as_request: bool, deadlines: Deadlines) -> Result<Self, UpstreamError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let sub = conn.subscribe_chat(&request_id)?;
+        let params = ask_params(&request_id, ask);
+        if as_request {
+            conn.send_request_no_wait(method::CHAT_ASK, params)?;
+        } else {
+            conn.notify(method::CHAT_ASK, params)?;
+        }
+        Ok(ChatStream {
+            conn,
+            sub,
+            request_id,
+            session_id: ask.session_id.clone(),
+            deadlines,
+            started: Instant::now(),
+            got_text: false,
+            done: false,
+            first_text_at: None,
+        })
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The next text delta or the finish. After the finish (or an error) the stream is over.
+    pub fn next_event(&mut self) -> Result<ChatEvent, UpstreamError> {
+        loop {
+            let wait = if self.got_text {
+                self.deadlines.idle
+            } else {
+                self.deadlines.first_token.saturating_sub(self.started.elapsed())
+            };
+            let routed = match self.sub.recv_timeout(wait) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    let what = if self.got_text { "the next answer chunk" } else { "the first answer chunk" };
+                    return Err(UpstreamError::Timeout(format!("{what} from Lingma ({}s)", wait.as_secs())));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.done = true;
+                    return Err(UpstreamError::Disconnected("the connection to Lingma ended mid-answer".into()));
+                }
+            };
+            let Routed::Event { method, params } = routed else { continue };
+            if let Some(sid) = params.get("sessionId").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                self.session_id = sid.to_string();
+            }
+            match method.as_str() {
+                method::CHAT_ANSWER => {
+                    let text = params.get("text").and_then(Value::as_str).unwrap_or("");
+                    if !text.is_empty() {
+                        if !self.got_text {
+                            self.got_text = true;
+                            self.first_text_at = Some(Instant::now());
+                        }
+                        return Ok(ChatEvent::Text(text.to_string()));
+                    }
+                }
+                method::CHAT_FINISH => {
+                    self.done = true;
+                    return Ok(ChatEvent::Finish(Finish {
+                        session_id: self.session_id.clone(),
+                        status_code: params.get("statusCode").and_then(Value::as_i64).unwrap_or(200),
+                        reason: params.get("reason").and_then(Value::as_str).unwrap_or("").to_string(),
+                        full_answer: params.get("fullAnswer").and_then(Value::as_str).unwrap_or("").to_string(),
+                    }));
+                }
+                other => log::trace!("chat {}: {other}", self.request_id),
+            }
+        }
+    }
+}
+
+impl Drop for ChatStream {
+    fn drop(&mut self) {
+        if !self.done {
+            log::debug!("chat {} abandoned before chat/finish; sending chat/stop", self.request_id);
+            let params = json!({"requestId": self.request_id, "sessionId": self.session_id});
+            if let Err(e) = self.conn.send_request_no_wait(method::CHAT_STOP, params) {
+                log::debug!("chat/stop for {} not sent: {e}", self.request_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ask_params_carry_question_model_and_session() {
+        let ask = Ask {
+            session_id: String::new(),
+            question: "hi".into(),
+            model_key: "kmodel".into(),
+            is_reply: false,
+            mode: AskMode::Chat,
+        };
+        let p = ask_params("r1", &ask);
+        assert_eq!(p["questionText"], "hi");
+        assert_eq!(p["requestId"], "r1");
+        assert_eq!(p["sessionId"], "");
+        assert_eq!(p["extra"]["modelConfig"]["key"], "kmodel");
+        assert_eq!(p["sessionType"], "chat");
+        assert!(p.is_object());
+    }
+}

@@ -1,0 +1,316 @@
+//! One WebSocket connection to Lingma: the writer (any thread, behind a short lock), the
+//! dedicated reader thread (`lingma-rd-<name>`) that decodes frames and routes them, and the
+//! table of pending requests. Entries leave the table when their `Subscription` drops
+//! (finished, timed out, or abandoned by a client that went away). When the socket dies the
+//! table is emptied at once, which drops every sender: every waiter wakes with
+//! "disconnected" immediately.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::{json, Value};
+use tungstenite::protocol::Role;
+use tungstenite::{Message as WsMessage, WebSocket};
+
+use crate::jsonrpc::{self, Decoder, Message, RpcError};
+use crate::wsio::{self, SplitStream};
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamError {
+    /// The socket or process went away (or had already).
+    Disconnected(String),
+    /// No reply or event within the deadline; says what was awaited.
+    Timeout(String),
+    /// Lingma answered with a JSON-RPC error.
+    Rpc(RpcError),
+    /// Lingma finished a chat with a non-200 `statusCode`.
+    Status { code: i64, message: String },
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Disconnected(why) => write!(f, "Lingma connection lost: {why}"),
+            UpstreamError::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            UpstreamError::Rpc(e) => write!(f, "Lingma error: {e}"),
+            UpstreamError::Status { code, message } => write!(f, "Lingma finished with status {code}: {message}"),
+        }
+    }
+}
+
+/// What the reader hands to a waiter.
+#[derive(Debug)]
+pub enum Routed {
+    Response(Result<Value, RpcError>),
+    Event { method: String, params: Value },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Rpc(u64),
+    Chat(String),
+}
+
+/// The pending-request table. `None` once the connection is dead.
+struct Table {
+    map: Mutex<Option<HashMap<Key, Sender<Routed>>>>,
+}
+
+impl Table {
+    fn insert(self: &Arc<Self>, key: Key) -> Result<Subscription, UpstreamError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(map) = guard.as_mut() else {
+            return Err(UpstreamError::Disconnected("connection closed".into()));
+        };
+        map.insert(key.clone(), tx);
+        Ok(Subscription { table: Arc::clone(self), key, rx })
+    }
+
+    fn route(&self, key: &Key, msg: Routed) -> bool {
+        let guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref().and_then(|m| m.get(key)) {
+            // Unbounded channel: the reader never waits on a slow consumer.
+            Some(tx) => tx.send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Drops every sender, waking all waiters with "disconnected".
+    fn close(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, HashMap::len)
+    }
+}
+
+/// A registered interest in replies or chat events; leaves the table on drop.
+pub struct Subscription {
+    table: Arc<Table>,
+    key: Key,
+    rx: Receiver<Routed>,
+}
+
+impl Subscription {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Routed, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(map) = self.table.map.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            map.remove(&self.key);
+        }
+    }
+}
+
+pub struct Connection {
+    name: String,
+    stream: SplitStream,
+    writer: Arc<Mutex<WebSocket<SplitStream>>>,
+    table: Arc<Table>,
+    next_id: AtomicU64,
+    reader: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Connection {
+    /// Connects to `ws://127.0.0.1:<port>/` and starts the reader. `on_dead` receives one
+    /// message (the reason) when the connection ends for any reason other than `close()`.
+    pub fn open(name: &str, port: u16, timeout: Duration, on_dead: Sender<String>) -> Result<Arc<Self>, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+        tcp.set_nodelay(true).ok();
+        tcp.set_read_timeout(Some(timeout)).ok();
+        let stream = SplitStream::new(tcp.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let url = format!("ws://127.0.0.1:{port}/");
+        let (ws, _resp) = tungstenite::client::client_with_config(url.as_str(), stream.try_clone().map_err(|e| e.to_string())?, Some(wsio::ws_config()))
+            .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
+        // The handshake is done: the reader now blocks without a deadline; deadlines live
+        // with the waiters.
+        tcp.set_read_timeout(None).ok();
+        let writer = wsio::writer_half(&stream, Role::Client).map_err(|e| e.to_string())?;
+        let conn = Arc::new(Connection {
+            name: name.to_string(),
+            stream,
+            writer: Arc::new(Mutex::new(writer)),
+            table: Arc::new(Table { map: Mutex::new(Some(HashMap::new())) }),
+            next_id: AtomicU64::new(1),
+            reader: Mutex::new(None),
+        });
+        let reader = ReaderLoop {
+            name: name.to_string(),
+            ws,
+            decoder: Decoder::new(),
+            writer: Arc::clone(&conn.writer),
+            table: Arc::clone(&conn.table),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("lingma-rd-{name}"))
+            .spawn(move || {
+                let why = reader.run();
+                let _ = on_dead.send(why);
+            })
+            .map_err(|e| e.to_string())?;
+        *conn.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(conn)
+    }
+
+    fn send(&self, msg: &Value) -> Result<(), UpstreamError> {
+        let bytes = jsonrpc::encode_message(msg);
+        log::trace!(target: "lingma::wire", "[{}] >> {}", self.name, String::from_utf8_lossy(&bytes));
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.send(WsMessage::text(String::from_utf8(bytes).expect("JSON frames are UTF-8")))
+            .map_err(|e| UpstreamError::Disconnected(format!("write failed: {e}")))
+    }
+
+    /// Sends a request and waits for its reply.
+    pub fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = self.table.insert(Key::Rpc(id))?;
+        self.send(&jsonrpc::request(id, method, params))?;
+        match sub.recv_timeout(timeout) {
+            Ok(Routed::Response(r)) => r.map_err(UpstreamError::Rpc),
+            Ok(Routed::Event { .. }) => Err(UpstreamError::Disconnected("unexpected event for an RPC id".into())),
+            Err(RecvTimeoutError::Timeout) => Err(UpstreamError::Timeout(format!("reply to {method}"))),
+            Err(RecvTimeoutError::Disconnected) => Err(UpstreamError::Disconnected(format!("while waiting for {method}"))),
+        }
+    }
+
+    pub fn notify(&self, method: &str, params: Value) -> Result<(), UpstreamError> {
+        self.send(&jsonrpc::notification(method, params))
+    }
+
+    /// Registers for the `chat/*` events of `request_id`. Subscribe before sending
+    /// `chat/ask`, so no event can arrive unrouted.
+    pub fn subscribe_chat(&self, request_id: &str) -> Result<Subscription, UpstreamError> {
+        self.table.insert(Key::Chat(request_id.to_string()))
+    }
+
+    /// Sends a request whose reply nobody waits for (the `chat/ask` ack).
+    pub fn send_request_no_wait(&self, method: &str, params: Value) -> Result<(), UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send(&jsonrpc::request(id, method, params))
+    }
+
+    pub fn pending(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Closes the socket and joins the reader. Waiters see "disconnected".
+    pub fn close(&self) {
+        self.stream.shutdown();
+        self.table.close();
+        let handle = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The reader thread's state. It owns the reading `WebSocket`.
+struct ReaderLoop {
+    name: String,
+    ws: WebSocket<SplitStream>,
+    decoder: Decoder,
+    writer: Arc<Mutex<WebSocket<SplitStream>>>,
+    table: Arc<Table>,
+}
+
+impl ReaderLoop {
+    /// Runs until the socket ends; returns why. Empties the table on the way out.
+    fn run(mut self) -> String {
+        let why = self.read_loop();
+        self.table.close();
+        log::debug!("[{}] reader stopped: {why}", self.name);
+        why
+    }
+
+    fn read_loop(&mut self) -> String {
+        loop {
+            let payload = match self.ws.read() {
+                Ok(WsMessage::Text(t)) => t.as_bytes().to_vec(),
+                Ok(WsMessage::Binary(b)) => b.to_vec(),
+                Ok(WsMessage::Close(_)) => return "Lingma closed the WebSocket".into(),
+                Ok(_) => continue,
+                Err(e) => return format!("read failed: {e}"),
+            };
+            self.decoder.push(&payload);
+            loop {
+                match self.decoder.next_frame() {
+                    Ok(Some(body)) => self.dispatch(&body),
+                    Ok(None) => break,
+                    // The byte stream is out of step; nothing after this can be trusted.
+                    Err(e) => return format!("protocol error: {e}"),
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, body: &[u8]) {
+        log::trace!(target: "lingma::wire", "[{}] << {}", self.name, String::from_utf8_lossy(body));
+        let msg = match Message::parse(body) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("[{}] ignoring undecodable message from Lingma: {e}", self.name);
+                return;
+            }
+        };
+        match msg {
+            Message::Response { id, result } => {
+                let Some(id) = id.as_u64().or_else(|| id.as_str().and_then(|s| s.parse().ok())) else {
+                    return;
+                };
+                self.table.route(&Key::Rpc(id), Routed::Response(result));
+            }
+            Message::Request { id, method, params } => {
+                // Server→client requests are answered at once so none can block Lingma.
+                self.reply(id, &method);
+                self.route_event(method, params);
+            }
+            Message::Notification { method, params } => self.route_event(method, params),
+        }
+    }
+
+    fn reply(&self, id: Value, method: &str) {
+        let result = match method {
+            // Lingma waits for tool/invoke; until tools are bridged, refuse it so the turn
+            // goes on instead of hanging.
+            "tool/invoke" => json!({"success": false, "errorMessage": "tool execution is not available through this gateway"}),
+            _ => json!({}),
+        };
+        let bytes = jsonrpc::encode_message(&jsonrpc::response(id, result));
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = w.send(WsMessage::text(String::from_utf8(bytes).expect("UTF-8"))) {
+            log::debug!("[{}] could not answer {method}: {e}", self.name);
+        }
+    }
+
+    fn route_event(&self, method: String, params: Value) {
+        let request_id = params.get("requestId").and_then(Value::as_str).map(str::to_string);
+        match request_id {
+            Some(rid) => {
+                if !self.table.route(&Key::Chat(rid.clone()), Routed::Event { method: method.clone(), params }) {
+                    log::debug!("[{}] {method} for request {rid} nobody waits for (finished or abandoned)", self.name);
+                }
+            }
+            None => log::debug!("[{}] {method} (not tied to a request)", self.name),
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The pool of Lingma instances. One mutex guards the bookkeeping of every instance (state,
+//! connection, load, affinity); it is never held across I/O. Each instance has a supervisor
+//! thread (`lingma-sup-<n>`) that spawns or attaches, connects, initializes, watches the
+//! connection, and re-establishes it with exponential backoff (1 s → 30 s). The pool owns
+//! the supervisors: dropping their stop senders ends them, and `shutdown` joins them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use serde_json::{json, Value};
+
+use super::connection::{Connection, UpstreamError};
+use super::models::ModelList;
+use super::process::{port_open, LaunchCommand, LingmaProcess};
+use crate::jsonrpc::method;
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub launch: LaunchCommand,
+    pub work_dir: PathBuf,
+    pub instance_count: usize,
+    /// When > 0 and open, instance 0 attaches to this port instead of spawning.
+    pub attach_port: u16,
+    pub startup_timeout: Duration,
+    pub rpc_timeout: Duration,
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    Ready,
+    Reconnecting,
+    /// Several attempts in a row failed; still retrying at the backoff cap.
+    Failed,
+    Closed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Reconnecting => "reconnecting",
+            State::Failed => "failed",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// A snapshot of one instance for `/healthz` and logs.
+#[derive(Debug, Clone)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub state: State,
+    pub in_flight: usize,
+    pub served: u64,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub attached: bool,
+    pub restarts: u64,
+    pub last_error: String,
+}
+
+struct Slot {
+    status: InstanceStatus,
+    conn: Option<Arc<Connection>>,
+    models: Option<(Instant, Arc<ModelList>)>,
+}
+
+struct Slots {
+    list: Vec<Slot>,
+    /// Affinity key → index of the instance it last used.
+    affinity: HashMap<u64, usize>,
+    /// Rotates ties between equally loaded instances.
+    next: usize,
+    closing: bool,
+}
+
+struct Shared {
+    slots: Mutex<Slots>,
+    changed: Condvar,
+    cfg: PoolConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, index: usize, f: impl FnOnce(&mut Slot)) {
+        let mut g = self.lock();
+        f(&mut g.list[index]);
+        drop(g);
+        self.changed.notify_all();
+    }
+}
+
+/// How long model lists are reused before asking Lingma again.
+const MODELS_TTL: Duration = Duration::from_secs(60);
+/// An affinity hit is kept unless its instance has this many more requests in flight than
+/// the least loaded one.
+const AFFINITY_SLACK: usize = 2;
+const MAX_AFFINITY_KEYS: usize = 100_000;
+/// A connection that lived at least this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisors: Mutex<Vec<(Sender<()>, JoinHandle<()>)>>,
+}
+
+/// Why no instance could be leased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseError {
+    /// Nothing became ready within the wait; carries a summary of the states.
+    NotReady(String),
+    ShuttingDown,
+}
+
+impl Pool {
+    /// Starts one supervisor per instance. Returns at once; instances become ready in the
+    /// background.
+    pub fn start(cfg: PoolConfig) -> Arc<Pool> {
+        let list = (0..cfg.instance_count)
+            .map(|i| Slot {
+                status: InstanceStatus {
+                    name: format!("lingma-{i}"),
+                    state: State::Starting,
+                    in_flight: 0,
+                    served: 0,
+                    pid: None,
+                    port: None,
+                    attached: false,
+                    restarts: 0,
+                    last_error: String::new(),
+                },
+                conn: None,
+                models: None,
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            slots: Mutex::new(Slots { list, affinity: HashMap::new(), next: 0, closing: false }),
+            changed: Condvar::new(),
+            cfg,
+        });
+        let mut supervisors = Vec::new();
+        for i in 0..shared.cfg.instance_count {
+            let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+            let sh = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("lingma-sup-{i}"))
+                .spawn(move || Supervisor { shared: sh, index: i, stop: stop_rx, process: None }.run())
+                .expect("spawn supervisor thread");
+            supervisors.push((stop_tx, handle));
+        }
+        Arc::new(Pool { shared, supervisors: Mutex::new(supervisors) })
+    }
+
+    pub fn statuses(&self) -> Vec<InstanceStatus> {
+        self.shared.lock().list.iter().map(|s| s.status.clone()).collect()
+    }
+
+    pub fn ready_count(&self) -> usize {
+        self.shared.lock().list.iter().filter(|s| s.status.state == State::Ready).count()
+    }
+
+    /// Leases the best ready instance: the one `affinity` last used if it is ready and not
+    /// much busier than the rest, else the least loaded (ties rotate). Waits up to `wait`.
+    pub fn lease(&self, affinity: Option<u64>, wait: Duration) -> Result<Lease, LeaseError> {
+        let deadline = Instant::now() + wait;
+        let mut g = self.shared.lock();
+        loop {
+            if g.closing {
+                return Err(LeaseError::ShuttingDown);
+            }
+            if let Some(i) = choose(&mut g, affinity) {
+                let slot = &mut g.list[i];
+                slot.status.in_flight += 1;
+                let conn = Arc::clone(slot.conn.as_ref().expect("a ready slot has a connection"));
+                let name = slot.status.name.clone();
+                if let Some(key) = affinity {
+                    if g.affinity.len() >= MAX_AFFINITY_KEYS {
+                        g.affinity.clear();
+                    }
+                    g.affinity.insert(key, i);
+                }
+                return Ok(Lease { shared: Arc::clone(&self.shared), index: i, name, conn });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let states: Vec<String> =
+                    g.list.iter().map(|s| format!("{} {}", s.status.name, s.status.state.as_str())).collect();
+                return Err(LeaseError::NotReady(states.join(", ")));
+            }
+            g = self.shared.changed.wait_timeout(g, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Stops accepting leases, stops every supervisor (each closes its connection and
+    /// terminates its Lingma), and joins them.
+    pub fn shutdown(&self) {
+        self.shared.lock().closing = true;
+        self.shared.changed.notify_all();
+        let supervisors: Vec<_> = std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut handles = Vec::new();
+        for (stop, handle) in supervisors {
+            drop(stop);
+            handles.push(handle);
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn choose(g: &mut Slots, affinity: Option<u64>) -> Option<usize> {
+    let ready: Vec<usize> = (0..g.list.len()).filter(|&i| g.list[i].status.state == State::Ready).collect();
+    let min_load = ready.iter().map(|&i| g.list[i].status.in_flight).min()?;
+    if let Some(&i) = affinity.and_then(|k| g.affinity.get(&k)) {
+        if ready.contains(&i) && g.list[i].status.in_flight <= min_load + AFFINITY_SLACK {
+            return Some(i);
+        }
+    }
+    let least: Vec<usize> = ready.into_iter().filter(|&i| g.list[i].status.in_flight == min_load).collect();
+    let pick = least[g.next % least.len()];
+    g.next = g.next.wrapping_add(1);
+    Some(pick)
+}
+
+/// One instance, borrowed for one request; given back on drop.
+pub struct Lease {
+    shared: Arc<Shared>,
+    index: usize,
+    pub name: String,
+    pub conn: Arc<Connection>,
+}
+
+impl Lease {
+    /// The instance's model list, from a cache refreshed every minute.
+    pub fn models(&self, timeout: Duration) -> Result<Arc<ModelList>, UpstreamError> {
+        if let Some((at, list)) = &self.shared.lock().list[self.index].models {
+            if at.elapsed() < MODELS_TTL && !list.is_empty() {
+                return Ok(Arc::clone(list));
+            }
+        }
+        let raw = self.conn.call(method::QUERY_MODELS, json!({}), timeout)?;
+        let list = Arc::new(ModelList::from_query(&raw));
+        self.shared.lock().list[self.index].models = Some((Instant::now(), Arc::clone(&list)));
+        Ok(list)
+    }
+
+    pub fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, UpstreamError> {
+        self.conn.call(method, params, timeout)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.shared.update(self.index, |s| {
+            s.status.in_flight -= 1;
+            s.status.served += 1;
+        });
+    }
+}
+
+struct Supervisor {
+    shared: Arc<Shared>,
+    index: usize,
+    stop: Receiver<()>,
+    /// The Lingma this instance spawned (none when attached to a running one).
+    process: Option<(LingmaProcess, u16)>,
+}
+
+impl Supervisor {
+    fn name(&self) -> String {
+        format!("lingma-{}", self.index)
+    }
+
+    fn run(mut self) {
+        let mut failures: u32 = 0;
+        let mut delay = Duration::ZERO;
+        loop {
+            match self.stop.recv_timeout(delay) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => break, // the pool dropped our sender
+            }
+            match self.establish() {
+                Ok((conn, dead)) => {
+                    failures = 0;
+                    let ready_at = Instant::now();
+                    let why = select! {
+                        recv(self.stop) -> _ => { conn.close(); break; }
+                        recv(dead) -> why => why.unwrap_or_else(|_| "reader ended".into()),
+                    };
+                    self.lost(&why);
+                    conn.close();
+                    if ready_at.elapsed() >= HEALTHY_AFTER {
+                        delay = Duration::ZERO;
+                    } else {
+                        failures += 1;
+                        delay = backoff(failures);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    delay = backoff(failures);
+                    let state = if failures >= 3 { State::Failed } else { State::Reconnecting };
+                    log::warn!("[{}] Lingma not available: {e}; next attempt in {}s", self.name(), delay.as_secs());
+                    self.shared.update(self.index, |s| {
+                        s.status.state = state;
+                        s.status.last_error = e;
+                    });
+                    // A process that could not be talked to is replaced on the next attempt.
+                    if let Some((mut p, _)) = self.process.take() {
+                        p.terminate(self.shared.cfg.kill_grace);
+                    }
+                }
+            }
+        }
+        log::info!("[{}] stopping", self.name());
+        if let Some((mut p, _)) = self.process.take() {
+            p.terminate(self.shared.cfg.kill_grace);
+        }
+        self.shared.update(self.index, |s| {
+            s.status.state = State::Closed;
+            s.conn = None;
+        });
+    }
+
+    /// Spawns (or attaches, or reuses a still-running process), connects and initializes.
+    fn establish(&mut self) -> Result<(Arc<Connection>, Receiver<String>), String> {
+        let cfg = &self.shared.cfg;
+        let name = self.name();
+        let mut attached = false;
+        let port = if self.index == 0 && cfg.attach_port > 0 && port_open(cfg.attach_port, Duration::from_millis(300)) {
+            log::info!("[{name}] a Lingma already listens on port {}; attaching instead of spawning", cfg.attach_port);
+            attached = true;
+            cfg.attach_port
+        } else {
+            let reusable = match self.process.as_mut() {
+                Some((p, port)) => p.try_exited().is_none() && port_open(*port, Duration::from_millis(300)),
+                None => false,
+            };
+            match self.process.as_ref() {
+                Some((_, port)) if reusable => *port,
+                _ => {
+                    if let Some((mut p, _)) = self.process.take() {
+                        if let Some(status) = p.try_exited() {
+                            log::warn!("[{name}] Lingma pid {} exited ({status}); respawning", p.pid());
+                        }
+                        p.terminate(cfg.kill_grace);
+                    }
+                    let work_dir = cfg.work_dir.join(format!("instance-{}", self.index));
+                    let (p, port) = LingmaProcess::spawn(&cfg.launch, &work_dir, cfg.startup_timeout, &name)?;
+                    self.process = Some((p, port));
+                    port
+                }
+            }
+        };
+        let (dead_tx, dead_rx) = crossbeam_channel::bounded(1);
+        let conn = Connection::open(&name, port, cfg.rpc_timeout, dead_tx)?;
+        let init = json!({
+            "processId": std::process::id(),
+            "clientInfo": {"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")},
+            "rootUri": null,
+            "capabilities": {},
+            "workspaceFolders": [],
+        });
+        conn.call(method::INITIALIZE, init, cfg.rpc_timeout).map_err(|e| format!("initialize: {e}"))?;
+        conn.notify(method::INITIALIZED, json!({})).map_err(|e| e.to_string())?;
+        let pid = self.process.as_ref().map(|(p, _)| p.pid());
+        log::info!("[{name}] ready on port {port}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default());
+        let c = Arc::clone(&conn);
+        self.shared.update(self.index, move |s| {
+            s.status.state = State::Ready;
+            s.status.pid = pid;
+            s.status.port = Some(port);
+            s.status.attached = attached;
+            s.conn = Some(c);
+            s.models = None;
+        });
+        Ok((conn, dead_rx))
+    }
+
+    fn lost(&self, why: &str) {
+        log::warn!("[{}] lost Lingma: {why}; re-establishing", self.name());
+        let why = why.to_string();
+        self.shared.update(self.index, |s| {
+            s.status.state = State::Reconnecting;
+            s.status.restarts += 1;
+            s.status.last_error = why;
+            s.conn = None;
+            s.models = None;
+        });
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_to_thirty_seconds() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}
