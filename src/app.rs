@@ -20,7 +20,8 @@ use crate::upstream::process::LaunchCommand;
 /// Loads and validates the configuration the way `serve` does.
 pub fn load_config(args: &ServeArgs) -> Result<(Config, config::RawConfig), String> {
     let path = config::config_path(args.config.as_deref());
-    let mut raw = config::load(path.as_deref(), config::process_env()).map_err(|e| e.to_string())?;
+    let mut raw =
+        config::load(path.as_deref(), config::process_env()).map_err(|e| e.to_string())?;
     args.apply(&mut raw).map_err(|e| e.to_string())?;
     let cfg = raw.build().map_err(|e| e.to_string())?;
     Ok((cfg, raw))
@@ -29,7 +30,12 @@ pub fn load_config(args: &ServeArgs) -> Result<(Config, config::RawConfig), Stri
 pub fn check_config(args: &ServeArgs) -> i32 {
     match load_config(args) {
         Ok((cfg, raw)) => {
-            println!("# configuration OK (from {})", cfg.source.as_ref().map_or("defaults".into(), |p| p.display().to_string()));
+            println!(
+                "# configuration OK (from {})",
+                cfg.source
+                    .as_ref()
+                    .map_or("defaults".into(), |p| p.display().to_string())
+            );
             for (key, value, origin) in raw.redacted() {
                 println!("{key} = {value}    ; {origin}");
             }
@@ -53,7 +59,8 @@ fn init_logging(level: log::LevelFilter) {
 
 fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
     if cfg.simulator {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot locate my own binary for the simulator: {e}"))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot locate my own binary for the simulator: {e}"))?;
         return Ok(LaunchCommand {
             program: exe,
             prefix_args: vec![
@@ -65,18 +72,31 @@ fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
             ],
         });
     }
-    let bin = cfg.lingma_bin.clone().expect("config validation requires lingma_bin without the simulator");
+    let bin = cfg
+        .lingma_bin
+        .clone()
+        .expect("config validation requires lingma_bin without the simulator");
     if !bin.is_file() {
-        return Err(format!("lingma_bin {} does not exist or is not a file", bin.display()));
+        return Err(format!(
+            "lingma_bin {} does not exist or is not a file",
+            bin.display()
+        ));
     }
-    Ok(LaunchCommand { program: bin, prefix_args: Vec::new() })
+    Ok(LaunchCommand {
+        program: bin,
+        prefix_args: Vec::new(),
+    })
 }
 
 fn warn_posture(cfg: &Config) {
     if cfg.simulator {
         log::warn!("**************************************************************************");
-        log::warn!("*** USING THE BUNDLED LINGMA SIMULATOR: answers are synthetic, not a model ***");
-        log::warn!("*** (simulator = true / --simulator). Point lingma_bin at a real Lingma.   ***");
+        log::warn!(
+            "*** USING THE BUNDLED LINGMA SIMULATOR: answers are synthetic, not a model ***"
+        );
+        log::warn!(
+            "*** (simulator = true / --simulator). Point lingma_bin at a real Lingma.   ***"
+        );
         log::warn!("**************************************************************************");
     }
     if cfg.api_keys.is_empty() {
@@ -125,10 +145,24 @@ pub fn serve(args: &ServeArgs) -> i32 {
     let grace = cfg.shutdown_grace;
     let max_workers = cfg.max_workers;
     let keys = ApiKeys::new(&cfg.api_keys);
-    let gw = Arc::new(Gateway { cfg, pool: Arc::clone(&pool), started: SystemTime::now() });
-    let app = Arc::new(App { gw: Arc::clone(&gw), keys });
-    let listen = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| addr.to_string());
-    log::info!("lingma-gateway {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
+    let gw = Arc::new(Gateway {
+        cfg,
+        pool: Arc::clone(&pool),
+        started: SystemTime::now(),
+    });
+    let app = Arc::new(App {
+        gw: Arc::clone(&gw),
+        keys,
+    });
+    let listen = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| addr.to_string());
+    log::info!(
+        "lingma-gateway {} listening on http://{listen}",
+        env!("CARGO_PKG_VERSION")
+    );
 
     let stopping = Arc::new(AtomicBool::new(false));
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
@@ -158,7 +192,10 @@ pub fn serve(args: &ServeArgs) -> i32 {
 
     let left = workers.drain(grace);
     if left > 0 {
-        log::warn!("{left} request(s) still running after {}s; closing them", grace.as_secs());
+        log::warn!(
+            "{left} request(s) still running after {}s; closing them",
+            grace.as_secs()
+        );
     }
     pool.shutdown();
     if left == 0 {

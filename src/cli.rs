@@ -68,21 +68,36 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 let Some((_, key, takes)) = FLAG_KEYS.iter().find(|(f, _, _)| *f == flag) else {
                     return Err(format!("unknown argument `{arg}` (see --help)"));
                 };
-                let v = if *takes { value(flag, inline, rest, &mut i)? } else { inline.unwrap_or_else(|| "true".into()) };
+                let v = if *takes {
+                    value(flag, inline, rest, &mut i)?
+                } else {
+                    inline.unwrap_or_else(|| "true".into())
+                };
                 out.overrides.push((key.to_string(), v, flag.to_string()));
             }
         }
         i += 1;
     }
-    Ok(if check { Command::CheckConfig(out) } else { Command::Serve(out) })
+    Ok(if check {
+        Command::CheckConfig(out)
+    } else {
+        Command::Serve(out)
+    })
 }
 
-fn value(flag: &str, inline: Option<String>, args: &[String], i: &mut usize) -> Result<String, String> {
+fn value(
+    flag: &str,
+    inline: Option<String>,
+    args: &[String],
+    i: &mut usize,
+) -> Result<String, String> {
     if let Some(v) = inline {
         return Ok(v);
     }
     *i += 1;
-    args.get(*i).cloned().ok_or_else(|| format!("`{flag}` needs a value"))
+    args.get(*i)
+        .cloned()
+        .ok_or_else(|| format!("`{flag}` needs a value"))
 }
 
 pub fn help() -> String {
@@ -121,7 +136,10 @@ CONFIGURATION KEYS (environment variable: ",
             section = k.section;
             s.push_str(&format!("  [{section}]\n"));
         }
-        s.push_str(&format!("    {:<26} {} (default: {:?})\n", k.key, k.help, k.default));
+        s.push_str(&format!(
+            "    {:<26} {} (default: {:?})\n",
+            k.key, k.help, k.default
+        ));
     }
     s
 }
@@ -136,7 +154,10 @@ mod tests {
 
     #[test]
     fn parses_flags_both_forms() {
-        let Command::Serve(a) = parse(&args("--config x.ini --port=0 --simulator --log-level debug")).unwrap() else {
+        let Command::Serve(a) = parse(&args(
+            "--config x.ini --port=0 --simulator --log-level debug",
+        ))
+        .unwrap() else {
             panic!()
         };
         assert_eq!(a.config.as_deref(), Some("x.ini"));
@@ -147,11 +168,19 @@ mod tests {
 
     #[test]
     fn subcommands_and_errors() {
-        assert_eq!(parse(&args("simulate start --workDir d")).unwrap(), Command::Simulate(args("start --workDir d")));
-        assert!(matches!(parse(&args("check-config")).unwrap(), Command::CheckConfig(_)));
+        assert_eq!(
+            parse(&args("simulate start --workDir d")).unwrap(),
+            Command::Simulate(args("start --workDir d"))
+        );
+        assert!(matches!(
+            parse(&args("check-config")).unwrap(),
+            Command::CheckConfig(_)
+        ));
         assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
         assert!(parse(&args("--bogus")).unwrap_err().contains("--bogus"));
-        assert!(parse(&args("--port")).unwrap_err().contains("needs a value"));
+        assert!(parse(&args("--port"))
+            .unwrap_err()
+            .contains("needs a value"));
     }
 
     #[test]

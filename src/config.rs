@@ -57,7 +57,7 @@ macro_rules! keys {
 }
 
 keys! {
-    ["gateway"] "host" = "127.0.0.1", false, "address to listen on; binding beyond loopback without api_keys is refused";
+    ["gateway"] "host" = "127.0.0.1", false, "address to listen on (beyond loopback, set api_keys: a loud warning says so otherwise)";
     ["gateway"] "port" = "8080", false, "TCP port to listen on (0 = any free port)";
     ["gateway"] "api_keys" = "", true, "comma-separated client keys (Authorization: Bearer or x-api-key); empty = no auth";
     ["gateway"] "log_level" = "info", false, "error | warn | info | debug | trace (trace logs every Lingma frame)";
@@ -66,6 +66,7 @@ keys! {
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
     ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
     ["gateway"] "idle_timeout_sec" = "120", false, "longest silence between two answer events once streaming";
+    ["gateway"] "stream_keepalive_sec" = "15", false, "while Lingma is silent mid-stream, send an SSE keep-alive this often (also detects clients that left)";
     ["gateway"] "shutdown_grace_sec" = "10", false, "on SIGTERM/SIGINT, how long in-flight requests may finish";
     ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
     ["gateway"] "model_aliases" = "", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix)";
@@ -96,6 +97,7 @@ pub struct Config {
     pub pool_wait: Duration,
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
+    pub stream_keepalive: Duration,
     pub shutdown_grace: Duration,
     pub default_model: String,
     pub model_aliases: Vec<(String, String)>,
@@ -136,14 +138,16 @@ pub struct RawConfig {
 }
 
 fn spec(section: Option<&str>, key: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|k| k.key == key && section.is_none_or(|s| s == k.section))
+    KEYS.iter()
+        .find(|k| k.key == key && section.is_none_or(|s| s == k.section))
 }
 
 impl RawConfig {
     pub fn defaults() -> Self {
         let mut raw = RawConfig::default();
         for k in KEYS {
-            raw.values.insert(k.key, (k.default.to_string(), Origin::Default));
+            raw.values
+                .insert(k.key, (k.default.to_string(), Origin::Default));
         }
         raw
     }
@@ -152,14 +156,19 @@ impl RawConfig {
     pub fn apply_ini(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let mut section: Option<String> = None;
         for (i, line) in text.lines().enumerate() {
-            let origin = Origin::File { path: path.to_path_buf(), line: i + 1 };
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line: i + 1,
+            };
             let line = line.trim();
             if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
                 continue;
             }
             if let Some(rest) = line.strip_prefix('[') {
                 let Some(name) = rest.strip_suffix(']') else {
-                    return Err(ConfigError(format!("{origin}: malformed section header {line:?}")));
+                    return Err(ConfigError(format!(
+                        "{origin}: malformed section header {line:?}"
+                    )));
                 };
                 let name = name.trim();
                 if !KEYS.iter().any(|k| k.section == name) {
@@ -169,7 +178,9 @@ impl RawConfig {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                return Err(ConfigError(format!("{origin}: expected `key = value`, found {line:?}")));
+                return Err(ConfigError(format!(
+                    "{origin}: expected `key = value`, found {line:?}"
+                )));
             };
             let key = key.trim();
             let Some(spec) = spec(section.as_deref(), key) else {
@@ -179,16 +190,22 @@ impl RawConfig {
                 };
                 return Err(ConfigError(format!("{origin}: unknown key `{key}`{hint}")));
             };
-            self.values.insert(spec.key, (strip_inline_comment(value).to_string(), origin));
+            self.values
+                .insert(spec.key, (strip_inline_comment(value).to_string(), origin));
         }
         self.source = Some(path.to_path_buf());
         Ok(())
     }
 
     /// Applies `LINGMA_GATEWAY_<KEY>` variables from `vars`.
-    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) -> Result<(), ConfigError> {
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
+        &mut self,
+        vars: I,
+    ) -> Result<(), ConfigError> {
         for (name, value) in vars {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             if rest == "CONFIG" {
                 continue;
             }
@@ -198,26 +215,40 @@ impl RawConfig {
                     "environment variable {name}: no such setting `{key}` (see gateway.ini for the list)"
                 )));
             };
-            self.values.insert(spec.key, (value, Origin::Env(name.clone())));
+            self.values
+                .insert(spec.key, (value, Origin::Env(name.clone())));
         }
         Ok(())
     }
 
     /// Sets one key from a command-line flag.
     pub fn set_flag(&mut self, key: &str, value: &str, flag: &str) -> Result<(), ConfigError> {
-        let spec = spec(None, key).ok_or_else(|| ConfigError(format!("{flag}: no such setting `{key}`")))?;
-        self.values.insert(spec.key, (value.to_string(), Origin::Flag(flag.to_string())));
+        let spec = spec(None, key)
+            .ok_or_else(|| ConfigError(format!("{flag}: no such setting `{key}`")))?;
+        self.values.insert(
+            spec.key,
+            (value.to_string(), Origin::Flag(flag.to_string())),
+        );
         Ok(())
     }
 
     fn get(&self, key: &str) -> (&str, &Origin) {
-        let (v, o) = self.values.get(key).unwrap_or_else(|| panic!("config key {key} not declared in KEYS"));
+        let (v, o) = self
+            .values
+            .get(key)
+            .unwrap_or_else(|| panic!("config key {key} not declared in KEYS"));
         (v.as_str(), o)
     }
 
-    fn parse<T>(&self, key: &str, what: &str, f: impl FnOnce(&str) -> Option<T>) -> Result<T, ConfigError> {
+    fn parse<T>(
+        &self,
+        key: &str,
+        what: &str,
+        f: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
         let (v, origin) = self.get(key);
-        f(v.trim()).ok_or_else(|| ConfigError(format!("{origin}: `{key}` must be {what}, got {v:?}")))
+        f(v.trim())
+            .ok_or_else(|| ConfigError(format!("{origin}: `{key}` must be {what}, got {v:?}")))
     }
 
     fn uint(&self, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -231,10 +262,12 @@ impl RawConfig {
     }
 
     fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
-        self.parse(key, "true or false", |s| match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Some(true),
-            "false" | "no" | "off" | "0" => Some(false),
-            _ => None,
+        self.parse(key, "true or false", |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Some(true),
+                "false" | "no" | "off" | "0" => Some(false),
+                _ => None,
+            }
         })
     }
 
@@ -244,9 +277,16 @@ impl RawConfig {
 
     /// Types and validates every value.
     pub fn build(&self) -> Result<Config, ConfigError> {
-        let api_keys: Vec<String> =
-            self.string("api_keys").split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-        let lingma_bin = Some(self.string("lingma_bin")).filter(|s| !s.is_empty()).map(PathBuf::from);
+        let api_keys: Vec<String> = self
+            .string("api_keys")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let lingma_bin = Some(self.string("lingma_bin"))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
         let simulator = self.boolean("simulator")?;
         if !simulator && lingma_bin.is_none() {
             let (_, origin) = self.get("lingma_bin");
@@ -258,11 +298,16 @@ impl RawConfig {
         }
         let default_model = self.string("default_model");
         if default_model.is_empty() {
-            return Err(ConfigError(format!("{}: `default_model` must not be empty", self.get("default_model").1)));
+            return Err(ConfigError(format!(
+                "{}: `default_model` must not be empty",
+                self.get("default_model").1
+            )));
         }
         Ok(Config {
             source: self.source.clone(),
-            host: self.parse("host", "an IP address such as 127.0.0.1 or 0.0.0.0", |s| s.parse().ok())?,
+            host: self.parse("host", "an IP address such as 127.0.0.1 or 0.0.0.0", |s| {
+                s.parse().ok()
+            })?,
             port: self.uint("port", 0, 65535)? as u16,
             api_keys,
             log_level: self.parse("log_level", "one of error, warn, info, debug, trace", |s| {
@@ -280,6 +325,7 @@ impl RawConfig {
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
             first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,
             idle_timeout: self.secs("idle_timeout_sec", 1, 86_400)?,
+            stream_keepalive: self.secs("stream_keepalive_sec", 1, 3600)?,
             shutdown_grace: self.secs("shutdown_grace_sec", 0, 3600)?,
             default_model,
             model_aliases: self.aliases()?,
@@ -325,7 +371,11 @@ impl RawConfig {
         KEYS.iter()
             .map(|k| {
                 let (v, o) = self.get(k.key);
-                let shown = if k.secret && !v.is_empty() { "<redacted>".to_string() } else { v.to_string() };
+                let shown = if k.secret && !v.is_empty() {
+                    "<redacted>".to_string()
+                } else {
+                    v.to_string()
+                };
                 (k.key.to_string(), shown, o.to_string())
             })
             .collect()
@@ -345,7 +395,10 @@ fn strip_inline_comment(value: &str) -> &str {
 }
 
 /// Loads defaults, then the file (if any), then the environment.
-pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<RawConfig, ConfigError> {
+pub fn load(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
     let mut raw = RawConfig::defaults();
     if let Some(path) = path {
         let text = std::fs::read_to_string(path)
@@ -406,15 +459,26 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.port, 9000);
         assert_eq!(cfg.api_keys, vec!["a", "b"]);
-        assert_eq!(cfg.model_aliases[1], ("claude-*".to_string(), "auto".to_string()));
+        assert_eq!(
+            cfg.model_aliases[1],
+            ("claude-*".to_string(), "auto".to_string())
+        );
         assert_eq!(cfg.instance_count, 3);
         assert_eq!(cfg.lingma_bin.unwrap(), PathBuf::from("/opt/Lingma"));
     }
 
     #[test]
     fn bad_value_names_file_line_and_key() {
-        let err = build("[lingma]\nsimulator = true\n\n[gateway]\nport = eighty\n", &[]).unwrap_err().0;
-        assert!(err.contains("gw.ini:5") && err.contains("`port`") && err.contains("eighty"), "{err}");
+        let err = build(
+            "[lingma]\nsimulator = true\n\n[gateway]\nport = eighty\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            err.contains("gw.ini:5") && err.contains("`port`") && err.contains("eighty"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -429,18 +493,60 @@ mod tests {
 
     #[test]
     fn environment_overrides_file_and_is_named_in_errors() {
-        let cfg = build("[gateway]\nport = 1\n[lingma]\nsimulator=true\n", &[("LINGMA_GATEWAY_PORT", "2")]).unwrap();
+        let cfg = build(
+            "[gateway]\nport = 1\n[lingma]\nsimulator=true\n",
+            &[("LINGMA_GATEWAY_PORT", "2")],
+        )
+        .unwrap();
         assert_eq!(cfg.port, 2);
-        let err = build("[lingma]\nsimulator=true\n", &[("LINGMA_GATEWAY_INSTANCE_COUNT", "0")]).unwrap_err().0;
-        assert!(err.contains("LINGMA_GATEWAY_INSTANCE_COUNT") && err.contains("instance_count"), "{err}");
+        let err = build(
+            "[lingma]\nsimulator=true\n",
+            &[("LINGMA_GATEWAY_INSTANCE_COUNT", "0")],
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            err.contains("LINGMA_GATEWAY_INSTANCE_COUNT") && err.contains("instance_count"),
+            "{err}"
+        );
         let err = build("", &[("LINGMA_GATEWAY_BOGUS", "1")]).unwrap_err().0;
         assert!(err.contains("LINGMA_GATEWAY_BOGUS"), "{err}");
     }
 
     #[test]
+    fn shipped_gateway_ini_documents_every_key_with_its_default() {
+        let shipped = include_str!("../gateway.ini");
+        for k in KEYS {
+            let line = format!(";{} = {}", k.key, k.default);
+            assert!(
+                shipped.lines().any(|l| l.trim_end() == line.trim_end()),
+                "gateway.ini lacks `{line}`"
+            );
+        }
+        // Uncommented, it is a valid configuration (with the simulator chosen).
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| {
+                if l.starts_with(';') && l.contains(" =") && !l.starts_with("; ") {
+                    &l[1..]
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut raw = RawConfig::defaults();
+        raw.apply_ini(&uncommented, Path::new("gateway.ini"))
+            .unwrap();
+        raw.set_flag("simulator", "true", "--simulator").unwrap();
+        raw.build().unwrap();
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let mut raw = RawConfig::defaults();
-        raw.apply_ini("[gateway]\napi_keys = sk-secret\n", Path::new("x")).unwrap();
+        raw.apply_ini("[gateway]\napi_keys = sk-secret\n", Path::new("x"))
+            .unwrap();
         let shown = raw.redacted();
         let line = shown.iter().find(|(k, _, _)| k == "api_keys").unwrap();
         assert_eq!(line.1, "<redacted>");

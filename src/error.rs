@@ -61,7 +61,13 @@ pub struct GatewayError {
 
 impl GatewayError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None }
+        GatewayError {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+        }
     }
 
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {

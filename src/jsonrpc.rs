@@ -150,7 +150,8 @@ fn looks_like_header_prefix(buf: &[u8]) -> bool {
 }
 
 fn parse_header(header: &[u8]) -> Result<usize, FrameError> {
-    let text = std::str::from_utf8(header).map_err(|_| FrameError::MissingHeader(preview(header)))?;
+    let text =
+        std::str::from_utf8(header).map_err(|_| FrameError::MissingHeader(preview(header)))?;
     let mut length = None;
     for line in text.split("\r\n") {
         let Some((name, value)) = line.split_once(':') else {
@@ -159,7 +160,10 @@ fn parse_header(header: &[u8]) -> Result<usize, FrameError> {
         let name = name.trim();
         if name.eq_ignore_ascii_case("content-length") {
             let v = value.trim();
-            length = Some(v.parse::<usize>().map_err(|_| FrameError::BadLength(v.to_string()))?);
+            length = Some(
+                v.parse::<usize>()
+                    .map_err(|_| FrameError::BadLength(v.to_string()))?,
+            );
         } else if !name.eq_ignore_ascii_case("content-type") {
             return Err(FrameError::MissingHeader(line.to_string()));
         }
@@ -180,11 +184,18 @@ fn preview(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Has `method` and `id`: the peer expects a reply.
-    Request { id: Value, method: String, params: Value },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
     /// Has `method`, no `id`.
     Notification { method: String, params: Value },
     /// Has `id` and `result` or `error`.
-    Response { id: Value, result: Result<Value, RpcError> },
+    Response {
+        id: Value,
+        result: Result<Value, RpcError>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,11 +230,21 @@ impl Message {
         };
         if let Some(err) = obj.remove("error") {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(-32603);
-            let message = err.get("message").and_then(Value::as_str).unwrap_or("").to_string();
-            return Ok(Message::Response { id, result: Err(RpcError { code, message }) });
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            return Ok(Message::Response {
+                id,
+                result: Err(RpcError { code, message }),
+            });
         }
         let result = obj.remove("result").unwrap_or(Value::Null);
-        Ok(Message::Response { id, result: Ok(result) })
+        Ok(Message::Response {
+            id,
+            result: Ok(result),
+        })
     }
 }
 
@@ -268,7 +289,11 @@ mod tests {
             got.extend(frames(&mut d));
             d.push(&all[cut2..]);
             got.extend(frames(&mut d));
-            assert_eq!(got, vec![String::from_utf8(body.to_vec()).unwrap()], "cut at {cut1}");
+            assert_eq!(
+                got,
+                vec![String::from_utf8(body.to_vec()).unwrap()],
+                "cut at {cut1}"
+            );
         }
     }
 
@@ -307,14 +332,32 @@ mod tests {
 
     #[test]
     fn classifies_messages() {
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":3,"method":"chat/answer","params":{"text":"x"}}"#).unwrap();
+        let m = Message::parse(
+            br#"{"jsonrpc":"2.0","id":3,"method":"chat/answer","params":{"text":"x"}}"#,
+        )
+        .unwrap();
         assert!(matches!(m, Message::Request { ref method, .. } if method == "chat/answer"));
         let m = Message::parse(br#"{"jsonrpc":"2.0","method":"chat/finish","params":{}}"#).unwrap();
         assert!(matches!(m, Message::Notification { .. }));
         let m = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{"ok":true}}"#).unwrap();
-        assert_eq!(m, Message::Response { id: json!("a"), result: Ok(json!({"ok":true})) });
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"unknown method: x"}}"#).unwrap();
-        assert!(matches!(m, Message::Response { result: Err(RpcError { code: -32601, .. }), .. }));
+        assert_eq!(
+            m,
+            Message::Response {
+                id: json!("a"),
+                result: Ok(json!({"ok":true}))
+            }
+        );
+        let m = Message::parse(
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"unknown method: x"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            Message::Response {
+                result: Err(RpcError { code: -32601, .. }),
+                ..
+            }
+        ));
         assert!(Message::parse(b"[1,2]").is_err());
         assert!(Message::parse(b"{\"jsonrpc\":\"2.0\"}").is_err());
     }

@@ -52,7 +52,11 @@ impl ChatRequest {
         match &self.affinity {
             Some(a) => ("hint", a).hash(&mut h),
             None => {
-                let first = self.messages.iter().find(|m| m.role == Role::System).or_else(|| self.messages.first());
+                let first = self
+                    .messages
+                    .iter()
+                    .find(|m| m.role == Role::System)
+                    .or_else(|| self.messages.first());
                 ("first", first.map(|m| m.text.as_str()).unwrap_or("")).hash(&mut h)
             }
         }
@@ -63,7 +67,11 @@ impl ChatRequest {
     /// sent as it is; anything longer is a transcript with one `[role]` tag per message, so
     /// the model can tell the speakers apart.
     pub fn question_text(&self) -> String {
-        let non_empty: Vec<&Message> = self.messages.iter().filter(|m| !m.text.trim().is_empty()).collect();
+        let non_empty: Vec<&Message> = self
+            .messages
+            .iter()
+            .filter(|m| !m.text.trim().is_empty())
+            .collect();
         if let [only] = non_empty.as_slice() {
             if only.role == Role::User {
                 return only.text.clone();
@@ -130,30 +138,53 @@ mod tests {
     use super::*;
 
     fn msg(role: Role, text: &str) -> Message {
-        Message { role, text: text.into() }
+        Message {
+            role,
+            text: text.into(),
+        }
     }
 
     #[test]
     fn lone_user_message_is_sent_verbatim() {
-        let r = ChatRequest { messages: vec![msg(Role::User, "hi there")], ..Default::default() };
+        let r = ChatRequest {
+            messages: vec![msg(Role::User, "hi there")],
+            ..Default::default()
+        };
         assert_eq!(r.question_text(), "hi there");
     }
 
     #[test]
     fn transcript_tags_each_role() {
         let r = ChatRequest {
-            messages: vec![msg(Role::System, "be brief"), msg(Role::User, "hi"), msg(Role::Assistant, "hello"), msg(Role::User, "again")],
+            messages: vec![
+                msg(Role::System, "be brief"),
+                msg(Role::User, "hi"),
+                msg(Role::Assistant, "hello"),
+                msg(Role::User, "again"),
+            ],
             ..Default::default()
         };
-        assert_eq!(r.question_text(), "[system] be brief\n[user] hi\n[assistant] hello\n[user] again");
+        assert_eq!(
+            r.question_text(),
+            "[system] be brief\n[user] hi\n[assistant] hello\n[user] again"
+        );
     }
 
     #[test]
     fn affinity_prefers_hint_then_system_prompt() {
-        let a = ChatRequest { messages: vec![msg(Role::System, "S"), msg(Role::User, "x")], ..Default::default() };
-        let b = ChatRequest { messages: vec![msg(Role::System, "S"), msg(Role::User, "y")], ..Default::default() };
+        let a = ChatRequest {
+            messages: vec![msg(Role::System, "S"), msg(Role::User, "x")],
+            ..Default::default()
+        };
+        let b = ChatRequest {
+            messages: vec![msg(Role::System, "S"), msg(Role::User, "y")],
+            ..Default::default()
+        };
         assert_eq!(a.affinity_key(), b.affinity_key());
-        let c = ChatRequest { affinity: Some("u1".into()), ..a.clone() };
+        let c = ChatRequest {
+            affinity: Some("u1".into()),
+            ..a.clone()
+        };
         assert_ne!(a.affinity_key(), c.affinity_key());
     }
 

@@ -29,7 +29,12 @@ pub struct ThinkSplitter {
 
 impl Default for ThinkSplitter {
     fn default() -> Self {
-        ThinkSplitter { buf: String::new(), in_think: false, at_line_start: true, eat_newline: false }
+        ThinkSplitter {
+            buf: String::new(),
+            in_think: false,
+            at_line_start: true,
+            eat_newline: false,
+        }
     }
 }
 
@@ -38,7 +43,11 @@ impl ThinkSplitter {
         self.buf.push_str(delta);
         let mut out = Vec::new();
         while !self.buf.is_empty() {
-            let progressed = if self.in_think { self.step_think(&mut out) } else { self.step_text(&mut out) };
+            let progressed = if self.in_think {
+                self.step_think(&mut out)
+            } else {
+                self.step_text(&mut out)
+            };
             if !progressed {
                 break;
             }
@@ -52,7 +61,11 @@ impl ThinkSplitter {
         if rest.is_empty() {
             return Vec::new();
         }
-        vec![if self.in_think { Segment::Reasoning(rest) } else { Segment::Text(rest) }]
+        vec![if self.in_think {
+            Segment::Reasoning(rest)
+        } else {
+            Segment::Text(rest)
+        }]
     }
 
     fn step_text(&mut self, out: &mut Vec<Segment>) -> bool {
@@ -71,7 +84,9 @@ impl ThinkSplitter {
                 // The tag runs to the end of the line (`{THINK_TIME}` or digits).
                 let end = match rest.find('\n') {
                     Some(i) => i + 1,
-                    None if rest.len() > MAX_THINK_TAG => rest.find(char::is_whitespace).unwrap_or(rest.len()),
+                    None if rest.len() > MAX_THINK_TAG => {
+                        rest.find(char::is_whitespace).unwrap_or(rest.len())
+                    }
                     None => return false,
                 };
                 self.buf.drain(..THINK_OPEN.len() + end);
@@ -141,7 +156,10 @@ pub struct StopFilter {
 
 impl StopFilter {
     pub fn new(stops: &[String]) -> Self {
-        StopFilter { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), buf: String::new() }
+        StopFilter {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            buf: String::new(),
+        }
     }
 
     /// Returns the text that is safe to emit and, when a stop sequence was hit, which one
@@ -151,7 +169,11 @@ impl StopFilter {
             return (text.to_string(), None);
         }
         self.buf.push_str(text);
-        let hit = self.stops.iter().filter_map(|s| self.buf.find(s.as_str()).map(|i| (i, s))).min_by_key(|(i, _)| *i);
+        let hit = self
+            .stops
+            .iter()
+            .filter_map(|s| self.buf.find(s.as_str()).map(|i| (i, s)))
+            .min_by_key(|(i, _)| *i);
         if let Some((i, s)) = hit {
             let s = s.clone();
             let out = self.buf[..i].to_string();
@@ -214,11 +236,17 @@ mod tests {
     fn think_block_split_one_char_at_a_time() {
         let answer = "````think::{THINK_TIME}\nLet me see.\n````\nThe answer is 4.";
         let mut deltas = chars(answer);
-        deltas.insert(deltas.iter().position(|d| d == "\n").unwrap() + 20, String::new());
+        deltas.insert(
+            deltas.iter().position(|d| d == "\n").unwrap() + 20,
+            String::new(),
+        );
         let refs: Vec<&str> = deltas.iter().map(String::as_str).collect();
         assert_eq!(
             run(&refs),
-            vec![Segment::Reasoning("Let me see.\n".into()), Segment::Text("The answer is 4.".into())]
+            vec![
+                Segment::Reasoning("Let me see.\n".into()),
+                Segment::Text("The answer is 4.".into())
+            ]
         );
     }
 
@@ -244,7 +272,10 @@ mod tests {
 
     #[test]
     fn unterminated_think_is_reasoning() {
-        assert_eq!(run(&["````think::{THINK_TIME}\nstill thinking"]), vec![Segment::Reasoning("still thinking".into())]);
+        assert_eq!(
+            run(&["````think::{THINK_TIME}\nstill thinking"]),
+            vec![Segment::Reasoning("still thinking".into())]
+        );
     }
 
     #[test]

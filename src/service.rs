@@ -26,25 +26,38 @@ pub struct Gateway {
 impl Gateway {
     /// Leases an instance for a request that is not a chat (`/v1/models`).
     pub fn lease_any(&self) -> Result<Lease, GatewayError> {
-        self.pool.lease(None, self.cfg.pool_wait).map_err(lease_error)
+        self.pool
+            .lease(None, self.cfg.pool_wait)
+            .map_err(lease_error)
     }
 
     pub fn models(&self, lease: &Lease) -> Result<Arc<ModelList>, GatewayError> {
-        lease.models(self.cfg.lingma_rpc_timeout).map_err(upstream_error)
+        lease
+            .models(self.cfg.lingma_rpc_timeout)
+            .map_err(upstream_error)
     }
 
     /// Starts a chat. Errors here happen before any byte reaches the client.
     pub fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
         let question = req.question_text();
         if question.trim().is_empty() {
-            return Err(GatewayError::invalid("messages", "messages contain no text to send"));
+            return Err(GatewayError::invalid(
+                "messages",
+                "messages contain no text to send",
+            ));
         }
-        let lease = self.pool.lease(Some(req.affinity_key()), self.cfg.pool_wait).map_err(lease_error)?;
+        let lease = self
+            .pool
+            .lease(Some(req.affinity_key()), self.cfg.pool_wait)
+            .map_err(lease_error)?;
         let models = self.models(&lease)?;
         if models.is_empty() {
             return Err(GatewayError::new(
                 ErrorKind::Unavailable,
-                format!("Lingma instance {} offers no models; it is probably not logged in", lease.name),
+                format!(
+                    "Lingma instance {} offers no models; it is probably not logged in",
+                    lease.name
+                ),
             ));
         }
         let model = models.resolve(&req.model, &self.cfg.default_model, &self.cfg.model_aliases).cloned().ok_or_else(|| {
@@ -61,16 +74,32 @@ impl Gateway {
             is_reply: false,
             mode: self.cfg.default_ask_mode,
         };
-        let deadlines = Deadlines { first_token: self.cfg.first_token_timeout, idle: self.cfg.idle_timeout };
-        let stream = ChatStream::start(Arc::clone(&lease.conn), &ask, self.cfg.chat_ask_as_request, deadlines)
-            .map_err(upstream_error)?;
-        log::debug!("chat {} on {} model {}", stream.request_id(), lease.name, model.key);
+        let deadlines = Deadlines {
+            first_token: self.cfg.first_token_timeout,
+            idle: self.cfg.idle_timeout,
+        };
+        let stream = ChatStream::start(
+            Arc::clone(&lease.conn),
+            &ask,
+            self.cfg.chat_ask_as_request,
+            deadlines,
+        )
+        .map_err(upstream_error)?;
+        log::debug!(
+            "chat {} on {} model {}",
+            stream.request_id(),
+            lease.name,
+            model.key
+        );
         Ok(Answer {
             stream: Some(stream),
             instance: lease.name.clone(),
             lease,
             model,
-            usage: Usage { input_tokens: estimate_tokens(&question), output_tokens: 0 },
+            usage: Usage {
+                input_tokens: estimate_tokens(&question),
+                output_tokens: 0,
+            },
             think: ThinkSplitter::default(),
             stop: StopFilter::new(&req.stop),
             max_tokens: req.max_tokens,
@@ -81,6 +110,14 @@ impl Gateway {
             upstream_wait: Duration::ZERO,
         })
     }
+}
+
+/// What `Answer::poll` found.
+pub enum Poll {
+    Event(Result<Event, GatewayError>),
+    /// Nothing within the slice; the answer goes on.
+    Idle,
+    Done,
 }
 
 /// A running answer: yields internal events until `Finish` or an error.
@@ -115,30 +152,45 @@ impl Answer {
     /// The next event, `None` after the finish. An `Err` ends the answer.
     pub fn next_event(&mut self) -> Option<Result<Event, GatewayError>> {
         loop {
+            match self.poll(None) {
+                Poll::Idle => continue,
+                Poll::Event(e) => return Some(e),
+                Poll::Done => return None,
+            }
+        }
+    }
+
+    /// Like `next_event`, but returns `Poll::Idle` when Lingma has been silent for `slice`
+    /// (the stream writer uses it to keep the client connection alive and notice hang-ups).
+    pub fn poll(&mut self, slice: Option<Duration>) -> Poll {
+        loop {
             if let Some(e) = self.queue.pop_front() {
-                return Some(Ok(e));
+                return Poll::Event(Ok(e));
             }
             if self.finished {
-                return None;
+                return Poll::Done;
             }
-            let stream = self.stream.as_mut()?;
+            let Some(stream) = self.stream.as_mut() else {
+                return Poll::Done;
+            };
             let waited = Instant::now();
-            let ev = stream.next_event();
+            let ev = stream.next_event(slice);
             self.upstream_wait += waited.elapsed();
             match ev {
-                Ok(ChatEvent::Text(t)) => {
+                Ok(None) => return Poll::Idle,
+                Ok(Some(ChatEvent::Text(t))) => {
                     self.saw_text = true;
                     for seg in self.think.push(&t) {
                         self.emit(seg);
                     }
                 }
-                Ok(ChatEvent::Finish(f)) => {
+                Ok(Some(ChatEvent::Finish(f))) => {
                     let reason = match f.status_code {
                         200 => StopReason::EndTurn,
                         406 | 601 => StopReason::ContentFilter,
                         code => {
                             self.end_upstream();
-                            return Some(Err(status_error(code, &f.reason)));
+                            return Poll::Event(Err(status_error(code, &f.reason)));
                         }
                     };
                     if !self.saw_text && !f.full_answer.is_empty() {
@@ -157,7 +209,7 @@ impl Answer {
                 }
                 Err(e) => {
                     self.end_upstream();
-                    return Some(Err(upstream_error(e)));
+                    return Poll::Event(Err(upstream_error(e)));
                 }
             }
         }
@@ -196,7 +248,10 @@ impl Answer {
 
     fn finish(&mut self, reason: StopReason) {
         self.finished = true;
-        self.queue.push_back(Event::Finish { reason, usage: self.usage });
+        self.queue.push_back(Event::Finish {
+            reason,
+            usage: self.usage,
+        });
         // A stop sequence or length cut ends the answer before Lingma does: dropping the
         // stream sends chat/stop.
         self.end_upstream();
@@ -210,18 +265,23 @@ impl Answer {
 
 fn lease_error(e: LeaseError) -> GatewayError {
     match e {
-        LeaseError::NotReady(states) => {
-            GatewayError::new(ErrorKind::Unavailable, format!("no Lingma instance is ready ({states})")).retry_after(5)
+        LeaseError::NotReady(states) => GatewayError::new(
+            ErrorKind::Unavailable,
+            format!("no Lingma instance is ready ({states})"),
+        )
+        .retry_after(5),
+        LeaseError::ShuttingDown => {
+            GatewayError::new(ErrorKind::Unavailable, "the gateway is shutting down")
         }
-        LeaseError::ShuttingDown => GatewayError::new(ErrorKind::Unavailable, "the gateway is shutting down"),
     }
 }
 
 pub fn upstream_error(e: UpstreamError) -> GatewayError {
     match e {
-        UpstreamError::Timeout(what) => {
-            GatewayError::new(ErrorKind::Timeout, format!("Lingma did not answer in time: timed out waiting for {what}"))
-        }
+        UpstreamError::Timeout(what) => GatewayError::new(
+            ErrorKind::Timeout,
+            format!("Lingma did not answer in time: timed out waiting for {what}"),
+        ),
         UpstreamError::Status { code, message } => status_error(code, &message),
         other => GatewayError::new(ErrorKind::Upstream, other.to_string()),
     }
@@ -229,7 +289,11 @@ pub fn upstream_error(e: UpstreamError) -> GatewayError {
 
 /// Maps a `chat/finish` statusCode to the client-facing error.
 fn status_error(code: i64, reason: &str) -> GatewayError {
-    let detail = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
+    let detail = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    };
     match code {
         401 | 403 => GatewayError::new(
             ErrorKind::PermissionDenied,

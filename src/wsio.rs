@@ -22,12 +22,18 @@ pub struct SplitStream {
 impl SplitStream {
     pub fn new(stream: TcpStream) -> io::Result<Self> {
         let write = stream.try_clone()?;
-        Ok(SplitStream { read: stream, write: Arc::new(Mutex::new(write)) })
+        Ok(SplitStream {
+            read: stream,
+            write: Arc::new(Mutex::new(write)),
+        })
     }
 
     /// A second handle that shares the write lock; its reads use their own clone.
     pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(SplitStream { read: self.read.try_clone()?, write: Arc::clone(&self.write) })
+        Ok(SplitStream {
+            read: self.read.try_clone()?,
+            write: Arc::clone(&self.write),
+        })
     }
 
     /// Unblocks any thread reading from this socket (used to stop reader loops).
@@ -65,6 +71,12 @@ pub fn ws_config() -> WebSocketConfig {
 
 /// The writing half's own `WebSocket` over a clone of `stream` (it never reads).
 pub fn writer_half(stream: &SplitStream, role: Role) -> io::Result<WebSocket<SplitStream>> {
-    let cfg = WebSocketConfig::default().read_buffer_size(256).write_buffer_size(0);
-    Ok(WebSocket::from_raw_socket(stream.try_clone()?, role, Some(cfg)))
+    let cfg = WebSocketConfig::default()
+        .read_buffer_size(256)
+        .write_buffer_size(0);
+    Ok(WebSocket::from_raw_socket(
+        stream.try_clone()?,
+        role,
+        Some(cfg),
+    ))
 }

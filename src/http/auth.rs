@@ -18,7 +18,9 @@ fn digest(s: &str) -> [u8; 20] {
 
 impl ApiKeys {
     pub fn new(keys: &[String]) -> Self {
-        ApiKeys { digests: keys.iter().map(|k| digest(k)).collect() }
+        ApiKeys {
+            digests: keys.iter().map(|k| digest(k)).collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -29,7 +31,10 @@ impl ApiKeys {
         let d = digest(presented);
         let mut ok = false;
         for k in &self.digests {
-            let diff = k.iter().zip(d.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            let diff = k
+                .iter()
+                .zip(d.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             ok |= diff == 0;
         }
         ok
@@ -44,7 +49,9 @@ impl ApiKeys {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-        let presented = bearer.or_else(|| ex.header("x-api-key").map(str::trim)).filter(|k| !k.is_empty());
+        let presented = bearer
+            .or_else(|| ex.header("x-api-key").map(str::trim))
+            .filter(|k| !k.is_empty());
         match presented {
             None => Err(GatewayError::new(
                 ErrorKind::Authentication,
@@ -52,8 +59,11 @@ impl ApiKeys {
             )
             .with_code("missing_api_key")),
             Some(k) if self.accepts(k) => Ok(()),
-            Some(_) => Err(GatewayError::new(ErrorKind::Authentication, "Incorrect API key provided.")
-                .with_code("invalid_api_key")),
+            Some(_) => Err(GatewayError::new(
+                ErrorKind::Authentication,
+                "Incorrect API key provided.",
+            )
+            .with_code("invalid_api_key")),
         }
     }
 }

@@ -91,11 +91,16 @@ impl Exchange {
     }
 
     pub fn query(&self) -> &str {
-        self.request.as_ref().and_then(|r| r.url().split_once('?').map(|(_, q)| q)).unwrap_or("")
+        self.request
+            .as_ref()
+            .and_then(|r| r.url().split_once('?').map(|(_, q)| q))
+            .unwrap_or("")
     }
 
     pub fn is_http10(&self) -> bool {
-        self.request.as_ref().is_some_and(|r| r.http_version() == &tiny_http::HTTPVersion(1, 0))
+        self.request
+            .as_ref()
+            .is_some_and(|r| r.http_version() == &tiny_http::HTTPVersion(1, 0))
     }
 
     pub fn responded(&self) -> bool {
@@ -106,7 +111,10 @@ impl Exchange {
     pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, GatewayError> {
         let request = self.request.as_mut().expect("body read after responding");
         let too_large = || {
-            GatewayError::new(ErrorKind::PayloadTooLarge, format!("Request body is larger than the limit of {limit} bytes."))
+            GatewayError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("Request body is larger than the limit of {limit} bytes."),
+            )
         };
         if request.body_length().is_some_and(|n| n as u64 > limit) {
             return Err(too_large());
@@ -116,7 +124,9 @@ impl Exchange {
             .as_reader()
             .take(limit + 1)
             .read_to_end(&mut body)
-            .map_err(|e| GatewayError::invalid("body", format!("Could not read the request body: {e}")))?;
+            .map_err(|e| {
+                GatewayError::invalid("body", format!("Could not read the request body: {e}"))
+            })?;
         if body.len() as u64 > limit {
             return Err(too_large());
         }
@@ -127,7 +137,10 @@ impl Exchange {
     pub fn read_json(&mut self, limit: u64) -> Result<Value, GatewayError> {
         let body = self.read_body(limit)?;
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(GatewayError::invalid("body", "The request body is empty; expected a JSON object."));
+            return Err(GatewayError::invalid(
+                "body",
+                "The request body is empty; expected a JSON object.",
+            ));
         }
         serde_json::from_slice(&body).map_err(|e| {
             GatewayError::invalid(
@@ -139,7 +152,12 @@ impl Exchange {
 
     /// Sends a JSON response.
     pub fn json(&mut self, status: u16, body: &Value) {
-        self.send(status, "application/json", body.to_string().into_bytes(), &[]);
+        self.send(
+            status,
+            "application/json",
+            body.to_string().into_bytes(),
+            &[],
+        );
     }
 
     /// Sends an error in the route's protocol shape, with `Retry-After`/`Allow` as needed.
@@ -156,17 +174,30 @@ impl Exchange {
         }
         let status = e.status();
         if status >= 500 {
-            log::warn!("{} {} {} -> {status}: {}", self.id, self.method, self.path, e.message);
+            log::warn!(
+                "{} {} {} -> {status}: {}",
+                self.id,
+                self.method,
+                self.path,
+                e.message
+            );
         }
         self.send(status, "application/json", body, &extra);
     }
 
     pub fn text(&mut self, status: u16, text: &str) {
-        self.send(status, "text/plain; charset=utf-8", text.as_bytes().to_vec(), &[]);
+        self.send(
+            status,
+            "text/plain; charset=utf-8",
+            text.as_bytes().to_vec(),
+            &[],
+        );
     }
 
     fn send(&mut self, status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, String)]) {
-        let Some(request) = self.request.take() else { return };
+        let Some(request) = self.request.take() else {
+            return;
+        };
         self.status = status;
         let mut resp = Response::from_data(body).with_status_code(status);
         resp.add_header(hdr("Content-Type", content_type));
@@ -182,14 +213,21 @@ impl Exchange {
     /// Hands the raw connection to a streaming writer; the caller writes the head itself.
     pub fn into_stream_writer(&mut self) -> Box<dyn std::io::Write + Send> {
         self.status = 200;
-        self.request.take().expect("stream after responding").into_writer()
+        self.request
+            .take()
+            .expect("stream after responding")
+            .into_writer()
     }
 }
 
 fn header_of<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
-    r.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    r.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 fn hdr(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header names and values we build are ASCII")
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("header names and values we build are ASCII")
 }

@@ -45,20 +45,39 @@ pub struct Workers {
 impl Workers {
     pub fn new(app: Arc<App>, max: usize) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let counters = Arc::new(Counters { active: Mutex::new(0), drained: Condvar::new(), idle: AtomicUsize::new(0) });
-        Workers { tx: Some(tx), rx, counters, max, app, handles: Vec::new(), spawned: 0 }
+        let counters = Arc::new(Counters {
+            active: Mutex::new(0),
+            drained: Condvar::new(),
+            idle: AtomicUsize::new(0),
+        });
+        Workers {
+            tx: Some(tx),
+            rx,
+            counters,
+            max,
+            app,
+            handles: Vec::new(),
+            spawned: 0,
+        }
     }
 
     /// Gives a request to an idle worker, or a new one, or answers 503 when all are busy.
     pub fn dispatch(&mut self, request: tiny_http::Request) {
         {
-            let mut active = self.counters.active.lock().unwrap_or_else(|p| p.into_inner());
+            let mut active = self
+                .counters
+                .active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if *active >= self.max {
                 drop(active);
                 let mut ex = Exchange::new(request);
                 let e = GatewayError::new(
                     ErrorKind::Unavailable,
-                    format!("The gateway is handling its maximum of {} requests; retry shortly.", self.max),
+                    format!(
+                        "The gateway is handling its maximum of {} requests; retry shortly.",
+                        self.max
+                    ),
                 )
                 .retry_after(1);
                 ex.error(&e);
@@ -68,10 +87,18 @@ impl Workers {
             *active += 1;
         }
         // Claim an idle worker if there is one; it is then certain to take this job.
-        let claimed = self.counters.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        let claimed = self
+            .counters
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
         if !claimed {
             self.handles.retain(|h| !h.is_finished());
-            let (rx, counters, app) = (self.rx.clone(), Arc::clone(&self.counters), Arc::clone(&self.app));
+            let (rx, counters, app) = (
+                self.rx.clone(),
+                Arc::clone(&self.counters),
+                Arc::clone(&self.app),
+            );
             self.spawned += 1;
             let spawned = std::thread::Builder::new()
                 .name(format!("http-worker-{}", self.spawned))
@@ -89,13 +116,22 @@ impl Workers {
     /// Waits up to `grace` for in-flight requests to finish; returns how many are left.
     pub fn drain(&self, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
-        let mut active = self.counters.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mut active = self
+            .counters
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         while *active > 0 {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            active = self.counters.drained.wait_timeout(active, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            active = self
+                .counters
+                .drained
+                .wait_timeout(active, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         *active
     }
@@ -127,7 +163,11 @@ fn worker_loop(rx: Receiver<tiny_http::Request>, counters: Arc<Counters>, app: A
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     // Leave only if no dispatcher claimed us in the meantime.
-                    if counters.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+                    if counters
+                        .idle
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
                         return;
                     }
                     match rx.recv() {
@@ -152,7 +192,10 @@ fn serve_one(app: &App, request: tiny_http::Request) {
     if outcome.is_err() {
         log::error!("{} handler panicked on {} {}", ex.id, ex.method, ex.path);
         if !ex.responded() {
-            ex.error(&GatewayError::new(ErrorKind::Internal, "Internal gateway error; see the gateway log."));
+            ex.error(&GatewayError::new(
+                ErrorKind::Internal,
+                "Internal gateway error; see the gateway log.",
+            ));
         } else {
             ex.status = 500;
         }
@@ -176,7 +219,11 @@ fn access_log(ex: &Exchange) {
 }
 
 /// Runs the accept loop until `stopping` is set and `server.unblock()` is called.
-pub fn accept_loop(server: &tiny_http::Server, workers: &mut Workers, stopping: &std::sync::atomic::AtomicBool) {
+pub fn accept_loop(
+    server: &tiny_http::Server,
+    workers: &mut Workers,
+    stopping: &std::sync::atomic::AtomicBool,
+) {
     loop {
         match server.recv() {
             Ok(request) => workers.dispatch(request),

@@ -18,7 +18,13 @@ fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 }
 
 fn type_error(param: &str, want: &str, got: &Value) -> GatewayError {
-    GatewayError::invalid(param, format!("Invalid type for '{param}': expected {want}, but got {}.", kind_of(got)))
+    GatewayError::invalid(
+        param,
+        format!(
+            "Invalid type for '{param}': expected {want}, but got {}.",
+            kind_of(got)
+        ),
+    )
 }
 
 pub fn kind_of(v: &Value) -> &'static str {
@@ -35,20 +41,43 @@ pub fn kind_of(v: &Value) -> &'static str {
 /// Parses and validates a `/v1/chat/completions` body.
 pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayError> {
     let Some(obj) = body.as_object() else {
-        return Err(GatewayError::invalid("body", format!("The request body must be a JSON object, not {}.", kind_of(body))));
+        return Err(GatewayError::invalid(
+            "body",
+            format!(
+                "The request body must be a JSON object, not {}.",
+                kind_of(body)
+            ),
+        ));
     };
     let model = match field(obj, "model") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(type_error("model", "a string", other)),
-        None => return Err(GatewayError::invalid("model", "you must provide a model parameter")),
+        None => {
+            return Err(GatewayError::invalid(
+                "model",
+                "you must provide a model parameter",
+            ))
+        }
     };
     let messages = match field(obj, "messages") {
         Some(Value::Array(a)) if a.is_empty() => {
-            return Err(GatewayError::invalid("messages", "'messages' must contain at least one message."))
+            return Err(GatewayError::invalid(
+                "messages",
+                "'messages' must contain at least one message.",
+            ))
         }
-        Some(Value::Array(a)) => a.iter().enumerate().map(|(i, m)| parse_message(i, m)).collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, m)| parse_message(i, m))
+            .collect::<Result<Vec<_>, _>>()?,
         Some(other) => return Err(type_error("messages", "an array", other)),
-        None => return Err(GatewayError::invalid("messages", "Missing required parameter: 'messages'.")),
+        None => {
+            return Err(GatewayError::invalid(
+                "messages",
+                "Missing required parameter: 'messages'.",
+            ))
+        }
     };
     let stream = opt_bool(obj, "stream")?.unwrap_or(false);
     let include_usage = match field(obj, "stream_options") {
@@ -64,7 +93,11 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().map(String::from).ok_or_else(|| type_error("stop", "an array of strings", v)))
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| type_error("stop", "an array of strings", v))
+            })
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(type_error("stop", "a string or an array of strings", other)),
         None => Vec::new(),
@@ -72,7 +105,12 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
     if let Some(n) = field(obj, "n") {
         match n.as_u64() {
             Some(1) => {}
-            Some(_) => return Err(GatewayError::invalid("n", "Only n=1 is supported: Lingma returns one answer per request.")),
+            Some(_) => {
+                return Err(GatewayError::invalid(
+                    "n",
+                    "Only n=1 is supported: Lingma returns one answer per request.",
+                ))
+            }
             None => return Err(type_error("n", "an integer", n)),
         }
     }
@@ -81,11 +119,21 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         if let Some(v) = field(obj, name) {
             match v.as_u64() {
                 Some(n) if n >= 1 => max_tokens = Some(n),
-                _ => return Err(GatewayError::invalid(name, format!("'{name}' must be a positive integer."))),
+                _ => {
+                    return Err(GatewayError::invalid(
+                        name,
+                        format!("'{name}' must be a positive integer."),
+                    ))
+                }
             }
         }
     }
-    for name in ["temperature", "top_p", "presence_penalty", "frequency_penalty"] {
+    for name in [
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+    ] {
         if let Some(v) = field(obj, name) {
             if !v.is_number() {
                 return Err(type_error(name, "a number", v));
@@ -97,7 +145,14 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         Some(Value::String(_)) | None => None,
         Some(other) => return Err(type_error("user", "a string", other)),
     };
-    let req = ChatRequest { model, messages, stream, stop, max_tokens, affinity };
+    let req = ChatRequest {
+        model,
+        messages,
+        stream,
+        stop,
+        max_tokens,
+        affinity,
+    };
     Ok((req, ChatOptions { include_usage }))
 }
 
@@ -111,7 +166,9 @@ fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, Gatewa
 
 fn parse_message(i: usize, m: &Value) -> Result<Message, GatewayError> {
     let at = format!("messages[{i}]");
-    let Some(obj) = m.as_object() else { return Err(type_error(&at, "an object", m)) };
+    let Some(obj) = m.as_object() else {
+        return Err(type_error(&at, "an object", m));
+    };
     let role = match field(obj, "role") {
         Some(Value::String(r)) => match r.as_str() {
             "system" | "developer" => Role::System,
@@ -180,7 +237,11 @@ fn content_text(at: &str, content: Option<&Value>) -> Result<String, GatewayErro
             }
             Ok(out)
         }
-        Some(other) => Err(type_error(at, "a string or an array of content parts", other)),
+        Some(other) => Err(type_error(
+            at,
+            "a string or an array of content parts",
+            other,
+        )),
     }
 }
 
@@ -211,7 +272,13 @@ pub struct ChunkEncoder {
 
 impl ChunkEncoder {
     pub fn new(id: String, created: u64, model: String, opts: &ChatOptions) -> Self {
-        ChunkEncoder { id, created, model, include_usage: opts.include_usage, sent_role: false }
+        ChunkEncoder {
+            id,
+            created,
+            model,
+            include_usage: opts.include_usage,
+            sent_role: false,
+        }
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
@@ -293,9 +360,10 @@ pub fn fold_completion(id: &str, created: u64, model: &str, events: &[Event]) ->
 /// `{"error": {...}}` as OpenAI sends it.
 pub fn error_body(e: &GatewayError) -> Value {
     let (kind, default_code) = match e.kind {
-        ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::MethodNotAllowed | ErrorKind::PayloadTooLarge => {
-            ("invalid_request_error", None)
-        }
+        ErrorKind::InvalidRequest
+        | ErrorKind::NotFound
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::PayloadTooLarge => ("invalid_request_error", None),
         ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
         ErrorKind::PermissionDenied => ("permission_error", None),
         ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
@@ -347,14 +415,38 @@ mod tests {
             (json!({"model": "m"}), "messages"),
             (json!({"model": "m", "messages": []}), "messages"),
             (json!({"model": "m", "messages": "hi"}), "messages"),
-            (json!({"model": "m", "messages": [{"content": "x"}]}), "messages[0].role"),
-            (json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}), "messages[0].role"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), "messages[0].content[0]"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}), "stream"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}), "n"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}), "stop"),
+            (
+                json!({"model": "m", "messages": [{"content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": 5}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+                "messages[0].content[0]",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}),
+                "stream",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+                "n",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}),
+                "max_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}),
+                "stop",
+            ),
         ];
         for (body, param) in cases {
             let e = parse(body.clone()).unwrap_err();
@@ -365,7 +457,14 @@ mod tests {
 
     #[test]
     fn stream_chunks_follow_openai_shape() {
-        let mut enc = ChunkEncoder::new("chatcmpl-1".into(), 7, "m".into(), &ChatOptions { include_usage: true });
+        let mut enc = ChunkEncoder::new(
+            "chatcmpl-1".into(),
+            7,
+            "m".into(),
+            &ChatOptions {
+                include_usage: true,
+            },
+        );
         let first = enc.encode(&Event::Text("Hi".into()));
         assert_eq!(first.len(), 2);
         let role: Value = serde_json::from_str(&first[0]).unwrap();
@@ -373,9 +472,16 @@ mod tests {
         assert!(role["usage"].is_null() && role.get("usage").is_some());
         let text: Value = serde_json::from_str(&first[1]).unwrap();
         assert_eq!(text["choices"][0]["delta"]["content"], "Hi");
-        let r: Value = serde_json::from_str(&enc.encode(&Event::Reasoning("hmm".into()))[0]).unwrap();
+        let r: Value =
+            serde_json::from_str(&enc.encode(&Event::Reasoning("hmm".into()))[0]).unwrap();
         assert_eq!(r["choices"][0]["delta"]["reasoning_content"], "hmm");
-        let end = enc.encode(&Event::Finish { reason: StopReason::EndTurn, usage: Usage { input_tokens: 3, output_tokens: 4 } });
+        let end = enc.encode(&Event::Finish {
+            reason: StopReason::EndTurn,
+            usage: Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+            },
+        });
         let fin: Value = serde_json::from_str(&end[0]).unwrap();
         assert_eq!(fin["choices"][0]["finish_reason"], "stop");
         let usage: Value = serde_json::from_str(&end[1]).unwrap();
@@ -390,7 +496,13 @@ mod tests {
             Event::Reasoning("r".into()),
             Event::Text("a".into()),
             Event::Text("b".into()),
-            Event::Finish { reason: StopReason::ContentFilter, usage: Usage { input_tokens: 1, output_tokens: 2 } },
+            Event::Finish {
+                reason: StopReason::ContentFilter,
+                usage: Usage {
+                    input_tokens: 1,
+                    output_tokens: 2,
+                },
+            },
         ];
         let v = fold_completion("id", 1, "m", &events);
         assert_eq!(v["object"], "chat.completion");
@@ -403,6 +515,9 @@ mod tests {
     #[test]
     fn error_envelope() {
         let e = GatewayError::new(ErrorKind::NotFound, "nope").with_code("model_not_found");
-        assert_eq!(error_body(&e), json!({"error": {"message": "nope", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}));
+        assert_eq!(
+            error_body(&e),
+            json!({"error": {"message": "nope", "type": "invalid_request_error", "param": null, "code": "model_not_found"}})
+        );
     }
 }

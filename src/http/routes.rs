@@ -12,7 +12,7 @@ use super::openai::{self, ChunkEncoder};
 use super::sse::SseWriter;
 use crate::error::{ErrorKind, GatewayError};
 use crate::model::Event;
-use crate::service::{Answer, Gateway};
+use crate::service::{Answer, Gateway, Poll};
 
 pub struct App {
     pub gw: Arc<Gateway>,
@@ -48,20 +48,31 @@ pub fn handle(app: &App, ex: &mut Exchange) {
 
 fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let Some((_, methods, route)) = ROUTES.iter().find(|(p, _, _)| *p == ex.path) else {
-        return Err(GatewayError::new(ErrorKind::NotFound, format!("Unknown request URL: {} {}.", ex.method, ex.path))
-            .with_code("unknown_url"));
+        return Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("Unknown request URL: {} {}.", ex.method, ex.path),
+        )
+        .with_code("unknown_url"));
     };
     if !methods.contains(&ex.method.as_str()) {
         let mut e = GatewayError::new(
             ErrorKind::MethodNotAllowed,
-            format!("Method {} is not allowed on {}; use {}.", ex.method, ex.path, methods.join(", ")),
+            format!(
+                "Method {} is not allowed on {}; use {}.",
+                ex.method,
+                ex.path,
+                methods.join(", ")
+            ),
         );
         e.param = Some(methods.join(", "));
         return Err(e);
     }
     match route {
         Route::Root => {
-            ex.json(200, &json!({"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")}));
+            ex.json(
+                200,
+                &json!({"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")}),
+            );
             Ok(())
         }
         Route::Health => health(app, ex),
@@ -78,7 +89,10 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 
 fn health(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let statuses = app.gw.pool.statuses();
-    let ready = statuses.iter().filter(|s| s.state.as_str() == "ready").count();
+    let ready = statuses
+        .iter()
+        .filter(|s| s.state.as_str() == "ready")
+        .count();
     let instances: Vec<Value> = statuses
         .iter()
         .map(|s| {
@@ -106,10 +120,18 @@ fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     if list.is_empty() {
         return Err(GatewayError::new(
             ErrorKind::Unavailable,
-            format!("Lingma instance {} offers no models; it is probably not logged in", lease.name),
+            format!(
+                "Lingma instance {} offers no models; it is probably not logged in",
+                lease.name
+            ),
         ));
     }
-    let created = app.gw.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let created = app
+        .gw
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let created_at = rfc3339(created);
     // Each entry carries OpenAI's fields and Anthropic's, so both SDKs can list models.
     let data: Vec<Value> = list
@@ -138,8 +160,15 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let mut answer = app.gw.start_chat(&req)?;
     ex.instance = answer.instance.clone();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let model = if req.model.is_empty() { answer.model.key.clone() } else { req.model.clone() };
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let model = if req.model.is_empty() {
+        answer.model.key.clone()
+    } else {
+        req.model.clone()
+    };
     if !req.stream {
         let events = collect(&mut answer)?;
         ex.json(200, &openai::fold_completion(&id, created, &model, &events));
@@ -150,7 +179,12 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let first = match answer.next_event() {
         Some(Ok(ev)) => ev,
         Some(Err(e)) => return Err(e),
-        None => return Err(GatewayError::new(ErrorKind::Upstream, "Lingma ended the answer without any event")),
+        None => {
+            return Err(GatewayError::new(
+                ErrorKind::Upstream,
+                "Lingma ended the answer without any event",
+            ))
+        }
     };
     let mut enc = ChunkEncoder::new(id, created, model, &opts);
     let headers = [("x-request-id", ex.id.clone())];
@@ -159,25 +193,36 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         ex.status = 499;
         return Ok(());
     };
-    let mut next: Option<Result<Event, GatewayError>> = Some(Ok(first));
-    while let Some(item) = next {
-        match item {
-            Ok(ev) => {
-                for payload in enc.encode(&ev) {
-                    if let Err(gone) = sse.event(None, &payload) {
-                        log::info!("{} client went away mid-stream ({}); stopping Lingma's answer", ex.id, gone.0);
-                        ex.status = 499;
-                        return Ok(()); // dropping `answer` sends chat/stop
-                    }
-                }
-            }
-            Err(e) => {
-                log::warn!("{} stream failed after the head was sent: {}", ex.id, e.message);
+    let keepalive = Some(app.gw.cfg.stream_keepalive);
+    let mut next = Poll::Event(Ok(first));
+    loop {
+        let sent = match next {
+            Poll::Done => break,
+            Poll::Idle => sse.comment("keep-alive"),
+            Poll::Event(Ok(ev)) => enc
+                .encode(&ev)
+                .iter()
+                .try_for_each(|payload| sse.event(None, payload)),
+            Poll::Event(Err(e)) => {
+                log::warn!(
+                    "{} stream failed after the head was sent: {}",
+                    ex.id,
+                    e.message
+                );
                 let _ = sse.event(None, &openai::error_body(&e).to_string());
                 break;
             }
+        };
+        if let Err(gone) = sent {
+            log::info!(
+                "{} client went away mid-stream ({}); stopping Lingma's answer",
+                ex.id,
+                gone.0
+            );
+            ex.status = 499;
+            return Ok(()); // dropping `answer` sends chat/stop
         }
-        next = answer.next_event();
+        next = answer.poll(keepalive);
     }
     let _ = sse.finish();
     Ok(())
@@ -205,7 +250,12 @@ fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

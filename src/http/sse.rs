@@ -25,7 +25,11 @@ impl SseWriter {
         headers: &[(&str, String)],
     ) -> Result<Self, ClientGone> {
         let mut head = String::with_capacity(256);
-        head.push_str(if http10 { "HTTP/1.0 200 OK\r\n" } else { "HTTP/1.1 200 OK\r\n" });
+        head.push_str(if http10 {
+            "HTTP/1.0 200 OK\r\n"
+        } else {
+            "HTTP/1.1 200 OK\r\n"
+        });
         head.push_str("Content-Type: text/event-stream; charset=utf-8\r\n");
         head.push_str("Cache-Control: no-cache, no-transform\r\n");
         head.push_str("X-Accel-Buffering: no\r\n");
@@ -41,8 +45,15 @@ impl SseWriter {
             head.push_str("\r\n");
         }
         head.push_str("\r\n");
-        out.write_all(head.as_bytes()).and_then(|_| out.flush()).map_err(ClientGone)?;
-        Ok(SseWriter { out, chunked: !http10, bytes: 0, events: 0 })
+        out.write_all(head.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(ClientGone)?;
+        Ok(SseWriter {
+            out,
+            chunked: !http10,
+            bytes: 0,
+            events: 0,
+        })
     }
 
     /// Sends one event (`event:` line only when named) and flushes it to the socket.
@@ -85,7 +96,10 @@ impl SseWriter {
     /// Ends the body (the terminating chunk) so the connection can be reused.
     pub fn finish(mut self) -> Result<(), ClientGone> {
         if self.chunked {
-            self.out.write_all(b"0\r\n\r\n").and_then(|_| self.out.flush()).map_err(ClientGone)?;
+            self.out
+                .write_all(b"0\r\n\r\n")
+                .and_then(|_| self.out.flush())
+                .map_err(ClientGone)?;
         }
         Ok(())
     }
@@ -111,7 +125,12 @@ mod tests {
     #[test]
     fn frames_named_events_in_chunks() {
         let sink = Sink::default();
-        let mut w = SseWriter::start(Box::new(sink.clone()), false, &[("X-Request-Id", "r1".into())]).unwrap();
+        let mut w = SseWriter::start(
+            Box::new(sink.clone()),
+            false,
+            &[("X-Request-Id", "r1".into())],
+        )
+        .unwrap();
         w.event(Some("ping"), "{\"type\":\"ping\"}").unwrap();
         w.event(None, "a\nb").unwrap();
         w.finish().unwrap();

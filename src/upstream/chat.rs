@@ -76,6 +76,7 @@ pub struct ChatStream {
     session_id: String,
     deadlines: Deadlines,
     started: Instant,
+    last_event_at: Instant,
     got_text: bool,
     done: bool,
     /// When the first answer text arrived (for metrics and logs).
@@ -85,7 +86,12 @@ pub struct ChatStream {
 impl ChatStream {
     /// Subscribes, then sends `chat/ask` (as a notification, or as a request whose ack nobody
     /// waits for: waiting for it cost the seed 30 s per request).
-    pub fn start(conn: Arc<Connection>, ask: &Ask, as_request: bool, deadlines: Deadlines) -> Result<Self, UpstreamError> {
+    pub fn start(
+        conn: Arc<Connection>,
+        ask: &Ask,
+        as_request: bool,
+        deadlines: Deadlines,
+    ) -> Result<Self, UpstreamError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let sub = conn.subscribe_chat(&request_id)?;
         let params = ask_params(&request_id, ask);
@@ -101,6 +107,7 @@ impl ChatStream {
             session_id: ask.session_id.clone(),
             deadlines,
             started: Instant::now(),
+            last_event_at: Instant::now(),
             got_text: false,
             done: false,
             first_text_at: None,
@@ -111,27 +118,51 @@ impl ChatStream {
         &self.request_id
     }
 
-    /// The next text delta or the finish. After the finish (or an error) the stream is over.
-    pub fn next_event(&mut self) -> Result<ChatEvent, UpstreamError> {
+    /// The next text delta or the finish, waiting at most `slice` (if given): `Ok(None)`
+    /// means nothing arrived within the slice but the deadline is still ahead, so the caller
+    /// can keep its client connection alive. After the finish (or an error) the stream is over.
+    pub fn next_event(
+        &mut self,
+        slice: Option<Duration>,
+    ) -> Result<Option<ChatEvent>, UpstreamError> {
         loop {
-            let wait = if self.got_text {
-                self.deadlines.idle
+            let deadline = if self.got_text {
+                self.last_event_at + self.deadlines.idle
             } else {
-                self.deadlines.first_token.saturating_sub(self.started.elapsed())
+                self.started + self.deadlines.first_token
             };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = slice.map_or(left, |s| s.min(left));
             let routed = match self.sub.recv_timeout(wait) {
                 Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) if wait < left => return Ok(None),
                 Err(RecvTimeoutError::Timeout) => {
-                    let what = if self.got_text { "the next answer chunk" } else { "the first answer chunk" };
-                    return Err(UpstreamError::Timeout(format!("{what} from Lingma ({}s)", wait.as_secs())));
+                    let (what, limit) = if self.got_text {
+                        ("the next answer chunk", self.deadlines.idle)
+                    } else {
+                        ("the first answer chunk", self.deadlines.first_token)
+                    };
+                    return Err(UpstreamError::Timeout(format!(
+                        "{what} from Lingma ({}s)",
+                        limit.as_secs()
+                    )));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.done = true;
-                    return Err(UpstreamError::Disconnected("the connection to Lingma ended mid-answer".into()));
+                    return Err(UpstreamError::Disconnected(
+                        "the connection to Lingma ended mid-answer".into(),
+                    ));
                 }
             };
-            let Routed::Event { method, params } = routed else { continue };
-            if let Some(sid) = params.get("sessionId").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            self.last_event_at = Instant::now();
+            let Routed::Event { method, params } = routed else {
+                continue;
+            };
+            if let Some(sid) = params
+                .get("sessionId")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 self.session_id = sid.to_string();
             }
             match method.as_str() {
@@ -142,17 +173,28 @@ impl ChatStream {
                             self.got_text = true;
                             self.first_text_at = Some(Instant::now());
                         }
-                        return Ok(ChatEvent::Text(text.to_string()));
+                        return Ok(Some(ChatEvent::Text(text.to_string())));
                     }
                 }
                 method::CHAT_FINISH => {
                     self.done = true;
-                    return Ok(ChatEvent::Finish(Finish {
+                    return Ok(Some(ChatEvent::Finish(Finish {
                         session_id: self.session_id.clone(),
-                        status_code: params.get("statusCode").and_then(Value::as_i64).unwrap_or(200),
-                        reason: params.get("reason").and_then(Value::as_str).unwrap_or("").to_string(),
-                        full_answer: params.get("fullAnswer").and_then(Value::as_str).unwrap_or("").to_string(),
-                    }));
+                        status_code: params
+                            .get("statusCode")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(200),
+                        reason: params
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        full_answer: params
+                            .get("fullAnswer")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    })));
                 }
                 other => log::trace!("chat {}: {other}", self.request_id),
             }
@@ -163,7 +205,10 @@ impl ChatStream {
 impl Drop for ChatStream {
     fn drop(&mut self) {
         if !self.done {
-            log::debug!("chat {} abandoned before chat/finish; sending chat/stop", self.request_id);
+            log::debug!(
+                "chat {} abandoned before chat/finish; sending chat/stop",
+                self.request_id
+            );
             let params = json!({"requestId": self.request_id, "sessionId": self.session_id});
             if let Err(e) = self.conn.send_request_no_wait(method::CHAT_STOP, params) {
                 log::debug!("chat/stop for {} not sent: {e}", self.request_id);

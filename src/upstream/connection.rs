@@ -39,7 +39,9 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Disconnected(why) => write!(f, "Lingma connection lost: {why}"),
             UpstreamError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             UpstreamError::Rpc(e) => write!(f, "Lingma error: {e}"),
-            UpstreamError::Status { code, message } => write!(f, "Lingma finished with status {code}: {message}"),
+            UpstreamError::Status { code, message } => {
+                write!(f, "Lingma finished with status {code}: {message}")
+            }
         }
     }
 }
@@ -70,7 +72,11 @@ impl Table {
             return Err(UpstreamError::Disconnected("connection closed".into()));
         };
         map.insert(key.clone(), tx);
-        Ok(Subscription { table: Arc::clone(self), key, rx })
+        Ok(Subscription {
+            table: Arc::clone(self),
+            key,
+            rx,
+        })
     }
 
     fn route(&self, key: &Key, msg: Routed) -> bool {
@@ -88,7 +94,11 @@ impl Table {
     }
 
     fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, HashMap::len)
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, HashMap::len)
     }
 }
 
@@ -107,7 +117,13 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(map) = self.table.map.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some(map) = self
+            .table
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
             map.remove(&self.key);
         }
     }
@@ -125,15 +141,26 @@ pub struct Connection {
 impl Connection {
     /// Connects to `ws://127.0.0.1:<port>/` and starts the reader. `on_dead` receives one
     /// message (the reason) when the connection ends for any reason other than `close()`.
-    pub fn open(name: &str, port: u16, timeout: Duration, on_dead: Sender<String>) -> Result<Arc<Self>, String> {
+    pub fn open(
+        name: &str,
+        port: u16,
+        timeout: Duration,
+        on_dead: Sender<String>,
+    ) -> Result<Arc<Self>, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+        let tcp = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         tcp.set_nodelay(true).ok();
         tcp.set_read_timeout(Some(timeout)).ok();
-        let stream = SplitStream::new(tcp.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let stream = SplitStream::new(tcp.try_clone().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         let url = format!("ws://127.0.0.1:{port}/");
-        let (ws, _resp) = tungstenite::client::client_with_config(url.as_str(), stream.try_clone().map_err(|e| e.to_string())?, Some(wsio::ws_config()))
-            .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
+        let (ws, _resp) = tungstenite::client::client_with_config(
+            url.as_str(),
+            stream.try_clone().map_err(|e| e.to_string())?,
+            Some(wsio::ws_config()),
+        )
+        .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
         // The handshake is done: the reader now blocks without a deadline; deadlines live
         // with the waiters.
         tcp.set_read_timeout(None).ok();
@@ -142,7 +169,9 @@ impl Connection {
             name: name.to_string(),
             stream,
             writer: Arc::new(Mutex::new(writer)),
-            table: Arc::new(Table { map: Mutex::new(Some(HashMap::new())) }),
+            table: Arc::new(Table {
+                map: Mutex::new(Some(HashMap::new())),
+            }),
             next_id: AtomicU64::new(1),
             reader: Mutex::new(None),
         });
@@ -168,20 +197,33 @@ impl Connection {
         let bytes = jsonrpc::encode_message(msg);
         log::trace!(target: "lingma::wire", "[{}] >> {}", self.name, String::from_utf8_lossy(&bytes));
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.send(WsMessage::text(String::from_utf8(bytes).expect("JSON frames are UTF-8")))
-            .map_err(|e| UpstreamError::Disconnected(format!("write failed: {e}")))
+        w.send(WsMessage::text(
+            String::from_utf8(bytes).expect("JSON frames are UTF-8"),
+        ))
+        .map_err(|e| UpstreamError::Disconnected(format!("write failed: {e}")))
     }
 
     /// Sends a request and waits for its reply.
-    pub fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, UpstreamError> {
+    pub fn call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sub = self.table.insert(Key::Rpc(id))?;
         self.send(&jsonrpc::request(id, method, params))?;
         match sub.recv_timeout(timeout) {
             Ok(Routed::Response(r)) => r.map_err(UpstreamError::Rpc),
-            Ok(Routed::Event { .. }) => Err(UpstreamError::Disconnected("unexpected event for an RPC id".into())),
-            Err(RecvTimeoutError::Timeout) => Err(UpstreamError::Timeout(format!("reply to {method}"))),
-            Err(RecvTimeoutError::Disconnected) => Err(UpstreamError::Disconnected(format!("while waiting for {method}"))),
+            Ok(Routed::Event { .. }) => Err(UpstreamError::Disconnected(
+                "unexpected event for an RPC id".into(),
+            )),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(UpstreamError::Timeout(format!("reply to {method}")))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(UpstreamError::Disconnected(format!(
+                "while waiting for {method}"
+            ))),
         }
     }
 
@@ -199,6 +241,15 @@ impl Connection {
     pub fn send_request_no_wait(&self, method: &str, params: Value) -> Result<(), UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.send(&jsonrpc::request(id, method, params))
+    }
+
+    /// False once the reader has seen the socket end (before the supervisor has reacted).
+    pub fn is_alive(&self) -> bool {
+        self.table
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     pub fn pending(&self) -> usize {
@@ -268,13 +319,19 @@ impl ReaderLoop {
         let msg = match Message::parse(body) {
             Ok(m) => m,
             Err(e) => {
-                log::warn!("[{}] ignoring undecodable message from Lingma: {e}", self.name);
+                log::warn!(
+                    "[{}] ignoring undecodable message from Lingma: {e}",
+                    self.name
+                );
                 return;
             }
         };
         match msg {
             Message::Response { id, result } => {
-                let Some(id) = id.as_u64().or_else(|| id.as_str().and_then(|s| s.parse().ok())) else {
+                let Some(id) = id
+                    .as_u64()
+                    .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
+                else {
                     return;
                 };
                 self.table.route(&Key::Rpc(id), Routed::Response(result));
@@ -292,7 +349,9 @@ impl ReaderLoop {
         let result = match method {
             // Lingma waits for tool/invoke; until tools are bridged, refuse it so the turn
             // goes on instead of hanging.
-            "tool/invoke" => json!({"success": false, "errorMessage": "tool execution is not available through this gateway"}),
+            "tool/invoke" => {
+                json!({"success": false, "errorMessage": "tool execution is not available through this gateway"})
+            }
             _ => json!({}),
         };
         let bytes = jsonrpc::encode_message(&jsonrpc::response(id, result));
@@ -303,11 +362,23 @@ impl ReaderLoop {
     }
 
     fn route_event(&self, method: String, params: Value) {
-        let request_id = params.get("requestId").and_then(Value::as_str).map(str::to_string);
+        let request_id = params
+            .get("requestId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         match request_id {
             Some(rid) => {
-                if !self.table.route(&Key::Chat(rid.clone()), Routed::Event { method: method.clone(), params }) {
-                    log::debug!("[{}] {method} for request {rid} nobody waits for (finished or abandoned)", self.name);
+                if !self.table.route(
+                    &Key::Chat(rid.clone()),
+                    Routed::Event {
+                        method: method.clone(),
+                        params,
+                    },
+                ) {
+                    log::debug!(
+                        "[{}] {method} for request {rid} nobody waits for (finished or abandoned)",
+                        self.name
+                    );
                 }
             }
             None => log::debug!("[{}] {method} (not tied to a request)", self.name),

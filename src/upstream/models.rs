@@ -35,13 +35,19 @@ impl ModelList {
     /// Parses the `config/queryModels` result (`{scene: [model, ...]}`; `{}` when logged out).
     pub fn from_query(result: &Value) -> ModelList {
         let mut models: Vec<ModelInfo> = Vec::new();
-        let Some(obj) = result.as_object() else { return ModelList::default() };
+        let Some(obj) = result.as_object() else {
+            return ModelList::default();
+        };
         let mut scenes: Vec<&String> = obj.keys().collect();
         scenes.sort_by_key(|s| SCENES.iter().position(|k| k == s).unwrap_or(SCENES.len()));
         for scene in scenes {
             let mut in_scene: Vec<ModelInfo> = obj[scene.as_str()]
                 .as_array()
-                .map(|a| a.iter().filter_map(|m| serde_json::from_value::<ModelInfo>(m.clone()).ok()).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| serde_json::from_value::<ModelInfo>(m.clone()).ok())
+                        .collect()
+                })
                 .unwrap_or_default();
             in_scene.sort_by_key(|m| m.order);
             for m in in_scene {
@@ -64,15 +70,26 @@ impl ModelList {
     /// Resolves a requested model: "" or "default" → the configured default (or Lingma's
     /// own default if that key is not offered); else an exact key, a display name (any case),
     /// or an alias (`name=key`, `prefix*=key`). `None` means unknown.
-    pub fn resolve(&self, requested: &str, default_model: &str, aliases: &[(String, String)]) -> Option<&ModelInfo> {
+    pub fn resolve(
+        &self,
+        requested: &str,
+        default_model: &str,
+        aliases: &[(String, String)],
+    ) -> Option<&ModelInfo> {
         let requested = requested.trim();
         if requested.is_empty() || requested.eq_ignore_ascii_case("default") {
-            return self.by_key(default_model).or_else(|| self.models.iter().find(|m| m.is_default));
+            return self
+                .by_key(default_model)
+                .or_else(|| self.models.iter().find(|m| m.is_default));
         }
         if let Some(m) = self.by_key(requested) {
             return Some(m);
         }
-        if let Some(m) = self.models.iter().find(|m| !m.display_name.is_empty() && m.display_name.eq_ignore_ascii_case(requested)) {
+        if let Some(m) = self
+            .models
+            .iter()
+            .find(|m| !m.display_name.is_empty() && m.display_name.eq_ignore_ascii_case(requested))
+        {
             return Some(m);
         }
         aliases
@@ -113,7 +130,15 @@ mod tests {
     fn flattens_scenes_chat_first_deduplicated_in_order() {
         let l = list();
         let keys: Vec<&str> = l.models.iter().map(|m| m.key.as_str()).collect();
-        assert_eq!(keys, vec!["auto", "dashscope_qwen_plus_20250428_thinking", "kmodel", "mmodel"]);
+        assert_eq!(
+            keys,
+            vec![
+                "auto",
+                "dashscope_qwen_plus_20250428_thinking",
+                "kmodel",
+                "mmodel"
+            ]
+        );
         assert!(list().models[1].is_reasoning);
     }
 
@@ -126,7 +151,10 @@ mod tests {
     #[test]
     fn resolves_key_display_name_default_and_aliases() {
         let l = list();
-        let aliases = vec![("gpt-4o".to_string(), "kmodel".to_string()), ("claude-*".to_string(), "default".to_string())];
+        let aliases = vec![
+            ("gpt-4o".to_string(), "kmodel".to_string()),
+            ("claude-*".to_string(), "default".to_string()),
+        ];
         let r = |q: &str| l.resolve(q, "auto", &aliases).map(|m| m.key.clone());
         assert_eq!(r("kmodel").as_deref(), Some("kmodel"));
         assert_eq!(r("kimi-k2").as_deref(), Some("kmodel"));
@@ -135,6 +163,9 @@ mod tests {
         assert_eq!(r("gpt-4o").as_deref(), Some("kmodel"));
         assert_eq!(r("claude-opus-4-8").as_deref(), Some("auto"));
         assert_eq!(r("gpt-5"), None);
-        assert_eq!(l.resolve("", "missing", &[]).map(|m| m.key.as_str()), Some("auto"));
+        assert_eq!(
+            l.resolve("", "missing", &[]).map(|m| m.key.as_str()),
+            Some("auto")
+        );
     }
 }

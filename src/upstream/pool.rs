@@ -72,6 +72,13 @@ struct Slot {
     models: Option<(Instant, Arc<ModelList>)>,
 }
 
+impl Slot {
+    /// Ready, and its connection has not died under it in the meantime.
+    fn usable(&self) -> bool {
+        self.status.state == State::Ready && self.conn.as_ref().is_some_and(|c| c.is_alive())
+    }
+}
+
 struct Slots {
     list: Vec<Slot>,
     /// Affinity key → index of the instance it last used.
@@ -144,7 +151,12 @@ impl Pool {
             })
             .collect();
         let shared = Arc::new(Shared {
-            slots: Mutex::new(Slots { list, affinity: HashMap::new(), next: 0, closing: false }),
+            slots: Mutex::new(Slots {
+                list,
+                affinity: HashMap::new(),
+                next: 0,
+                closing: false,
+            }),
             changed: Condvar::new(),
             cfg,
         });
@@ -154,19 +166,46 @@ impl Pool {
             let sh = Arc::clone(&shared);
             let handle = std::thread::Builder::new()
                 .name(format!("lingma-sup-{i}"))
-                .spawn(move || Supervisor { shared: sh, index: i, stop: stop_rx, process: None }.run())
+                .spawn(move || {
+                    Supervisor {
+                        shared: sh,
+                        index: i,
+                        stop: stop_rx,
+                        process: None,
+                    }
+                    .run()
+                })
                 .expect("spawn supervisor thread");
             supervisors.push((stop_tx, handle));
         }
-        Arc::new(Pool { shared, supervisors: Mutex::new(supervisors) })
+        Arc::new(Pool {
+            shared,
+            supervisors: Mutex::new(supervisors),
+        })
     }
 
     pub fn statuses(&self) -> Vec<InstanceStatus> {
-        self.shared.lock().list.iter().map(|s| s.status.clone()).collect()
+        self.shared
+            .lock()
+            .list
+            .iter()
+            .map(|s| {
+                let mut st = s.status.clone();
+                if !s.usable() && st.state == State::Ready {
+                    st.state = State::Reconnecting; // the supervisor is about to say so
+                }
+                st
+            })
+            .collect()
     }
 
     pub fn ready_count(&self) -> usize {
-        self.shared.lock().list.iter().filter(|s| s.status.state == State::Ready).count()
+        self.shared
+            .lock()
+            .list
+            .iter()
+            .filter(|s| s.usable())
+            .count()
     }
 
     /// Leases the best ready instance: the one `affinity` last used if it is ready and not
@@ -189,15 +228,28 @@ impl Pool {
                     }
                     g.affinity.insert(key, i);
                 }
-                return Ok(Lease { shared: Arc::clone(&self.shared), index: i, name, conn });
+                return Ok(Lease {
+                    shared: Arc::clone(&self.shared),
+                    index: i,
+                    name,
+                    conn,
+                });
             }
             let now = Instant::now();
             if now >= deadline {
-                let states: Vec<String> =
-                    g.list.iter().map(|s| format!("{} {}", s.status.name, s.status.state.as_str())).collect();
+                let states: Vec<String> = g
+                    .list
+                    .iter()
+                    .map(|s| format!("{} {}", s.status.name, s.status.state.as_str()))
+                    .collect();
                 return Err(LeaseError::NotReady(states.join(", ")));
             }
-            g = self.shared.changed.wait_timeout(g, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            g = self
+                .shared
+                .changed
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -206,7 +258,8 @@ impl Pool {
     pub fn shutdown(&self) {
         self.shared.lock().closing = true;
         self.shared.changed.notify_all();
-        let supervisors: Vec<_> = std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
+        let supervisors: Vec<_> =
+            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
         let mut handles = Vec::new();
         for (stop, handle) in supervisors {
             drop(stop);
@@ -225,14 +278,17 @@ impl Drop for Pool {
 }
 
 fn choose(g: &mut Slots, affinity: Option<u64>) -> Option<usize> {
-    let ready: Vec<usize> = (0..g.list.len()).filter(|&i| g.list[i].status.state == State::Ready).collect();
+    let ready: Vec<usize> = (0..g.list.len()).filter(|&i| g.list[i].usable()).collect();
     let min_load = ready.iter().map(|&i| g.list[i].status.in_flight).min()?;
     if let Some(&i) = affinity.and_then(|k| g.affinity.get(&k)) {
         if ready.contains(&i) && g.list[i].status.in_flight <= min_load + AFFINITY_SLACK {
             return Some(i);
         }
     }
-    let least: Vec<usize> = ready.into_iter().filter(|&i| g.list[i].status.in_flight == min_load).collect();
+    let least: Vec<usize> = ready
+        .into_iter()
+        .filter(|&i| g.list[i].status.in_flight == min_load)
+        .collect();
     let pick = least[g.next % least.len()];
     g.next = g.next.wrapping_add(1);
     Some(pick)
@@ -260,7 +316,12 @@ impl Lease {
         Ok(list)
     }
 
-    pub fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, UpstreamError> {
+    pub fn call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
         self.conn.call(method, params, timeout)
     }
 }
@@ -290,11 +351,8 @@ impl Supervisor {
     fn run(mut self) {
         let mut failures: u32 = 0;
         let mut delay = Duration::ZERO;
-        loop {
-            match self.stop.recv_timeout(delay) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => break, // the pool dropped our sender
-            }
+        // Only a timeout means "go on": the pool stops us by dropping the sender.
+        while let Err(RecvTimeoutError::Timeout) = self.stop.recv_timeout(delay) {
             match self.establish() {
                 Ok((conn, dead)) => {
                     failures = 0;
@@ -315,8 +373,16 @@ impl Supervisor {
                 Err(e) => {
                     failures += 1;
                     delay = backoff(failures);
-                    let state = if failures >= 3 { State::Failed } else { State::Reconnecting };
-                    log::warn!("[{}] Lingma not available: {e}; next attempt in {}s", self.name(), delay.as_secs());
+                    let state = if failures >= 3 {
+                        State::Failed
+                    } else {
+                        State::Reconnecting
+                    };
+                    log::warn!(
+                        "[{}] Lingma not available: {e}; next attempt in {}s",
+                        self.name(),
+                        delay.as_secs()
+                    );
                     self.shared.update(self.index, |s| {
                         s.status.state = state;
                         s.status.last_error = e;
@@ -343,13 +409,21 @@ impl Supervisor {
         let cfg = &self.shared.cfg;
         let name = self.name();
         let mut attached = false;
-        let port = if self.index == 0 && cfg.attach_port > 0 && port_open(cfg.attach_port, Duration::from_millis(300)) {
-            log::info!("[{name}] a Lingma already listens on port {}; attaching instead of spawning", cfg.attach_port);
+        let port = if self.index == 0
+            && cfg.attach_port > 0
+            && port_open(cfg.attach_port, Duration::from_millis(300))
+        {
+            log::info!(
+                "[{name}] a Lingma already listens on port {}; attaching instead of spawning",
+                cfg.attach_port
+            );
             attached = true;
             cfg.attach_port
         } else {
             let reusable = match self.process.as_mut() {
-                Some((p, port)) => p.try_exited().is_none() && port_open(*port, Duration::from_millis(300)),
+                Some((p, port)) => {
+                    p.try_exited().is_none() && port_open(*port, Duration::from_millis(300))
+                }
                 None => false,
             };
             match self.process.as_ref() {
@@ -357,12 +431,16 @@ impl Supervisor {
                 _ => {
                     if let Some((mut p, _)) = self.process.take() {
                         if let Some(status) = p.try_exited() {
-                            log::warn!("[{name}] Lingma pid {} exited ({status}); respawning", p.pid());
+                            log::warn!(
+                                "[{name}] Lingma pid {} exited ({status}); respawning",
+                                p.pid()
+                            );
                         }
                         p.terminate(cfg.kill_grace);
                     }
                     let work_dir = cfg.work_dir.join(format!("instance-{}", self.index));
-                    let (p, port) = LingmaProcess::spawn(&cfg.launch, &work_dir, cfg.startup_timeout, &name)?;
+                    let (p, port) =
+                        LingmaProcess::spawn(&cfg.launch, &work_dir, cfg.startup_timeout, &name)?;
                     self.process = Some((p, port));
                     port
                 }
@@ -377,10 +455,15 @@ impl Supervisor {
             "capabilities": {},
             "workspaceFolders": [],
         });
-        conn.call(method::INITIALIZE, init, cfg.rpc_timeout).map_err(|e| format!("initialize: {e}"))?;
-        conn.notify(method::INITIALIZED, json!({})).map_err(|e| e.to_string())?;
+        conn.call(method::INITIALIZE, init, cfg.rpc_timeout)
+            .map_err(|e| format!("initialize: {e}"))?;
+        conn.notify(method::INITIALIZED, json!({}))
+            .map_err(|e| e.to_string())?;
         let pid = self.process.as_ref().map(|(p, _)| p.pid());
-        log::info!("[{name}] ready on port {port}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default());
+        log::info!(
+            "[{name}] ready on port {port}{}",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
         let c = Arc::clone(&conn);
         self.shared.update(self.index, move |s| {
             s.status.state = State::Ready;

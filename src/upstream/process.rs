@@ -31,8 +31,14 @@ impl LingmaProcess {
     }
 
     /// Spawns Lingma and waits until its `.info` names a port that accepts connections.
-    pub fn spawn(cmd: &LaunchCommand, work_dir: &Path, timeout: Duration, name: &str) -> Result<(Self, u16), String> {
-        std::fs::create_dir_all(work_dir).map_err(|e| format!("cannot create workDir {}: {e}", work_dir.display()))?;
+    pub fn spawn(
+        cmd: &LaunchCommand,
+        work_dir: &Path,
+        timeout: Duration,
+        name: &str,
+    ) -> Result<(Self, u16), String> {
+        std::fs::create_dir_all(work_dir)
+            .map_err(|e| format!("cannot create workDir {}: {e}", work_dir.display()))?;
         // A stale .info from an earlier run would hand us a dead port.
         for stale in [".info", ".info.json"] {
             let _ = std::fs::remove_file(work_dir.join(stale));
@@ -52,8 +58,15 @@ impl LingmaProcess {
         if let Some(dir) = cmd.program.parent().filter(|d| !d.as_os_str().is_empty()) {
             command.current_dir(dir);
         }
-        log::info!("[{name}] spawning {} {:?} start --workDir {}", cmd.program.display(), cmd.prefix_args, work_dir.display());
-        let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.program.display()))?;
+        log::info!(
+            "[{name}] spawning {} {:?} start --workDir {}",
+            cmd.program.display(),
+            cmd.prefix_args,
+            work_dir.display()
+        );
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", cmd.program.display()))?;
         let mut drains = Vec::new();
         if let Some(out) = child.stdout.take() {
             drains.push(drain(out, format!("{name}-out")));
@@ -61,7 +74,11 @@ impl LingmaProcess {
         if let Some(err) = child.stderr.take() {
             drains.push(drain(err, format!("{name}-err")));
         }
-        let mut proc = LingmaProcess { child, drains, exited: None };
+        let mut proc = LingmaProcess {
+            child,
+            drains,
+            exited: None,
+        };
         match proc.wait_for_port(work_dir, timeout) {
             Ok(port) => Ok((proc, port)),
             Err(e) => {
@@ -81,7 +98,11 @@ impl LingmaProcess {
                 return Err(format!("Lingma exited during startup ({status})"));
             }
             if Instant::now() >= deadline {
-                return Err(format!("no {}/.info after {}s", work_dir.display(), timeout.as_secs()));
+                return Err(format!(
+                    "no {}/.info after {}s",
+                    work_dir.display(),
+                    timeout.as_secs()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -93,7 +114,10 @@ impl LingmaProcess {
                 return Err(format!("Lingma exited during startup ({status})"));
             }
             if Instant::now() >= deadline {
-                return Err(format!("Lingma port {port} not accepting after {}s", timeout.as_secs()));
+                return Err(format!(
+                    "Lingma port {port} not accepting after {}s",
+                    timeout.as_secs()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -119,7 +143,11 @@ impl LingmaProcess {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if self.try_exited().is_none() {
-                log::warn!("Lingma pid {} ignored SIGTERM for {}s; killing it", self.child.id(), grace.as_secs());
+                log::warn!(
+                    "Lingma pid {} ignored SIGTERM for {}s; killing it",
+                    self.child.id(),
+                    grace.as_secs()
+                );
                 let _ = self.child.kill();
                 self.exited = self.child.wait().ok();
             }

@@ -1,0 +1,338 @@
+//! The simulator's command line: the real `Lingma` binary's (`start`, `version`, `status`)
+//! plus simulator-only options before the subcommand. Pure parsing; `mod.rs` applies the
+//! environment fallbacks and runs the command.
+
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+Lingma SIMULATOR (a fake of the Tongyi Lingma local server, for tests)
+
+usage: lingma-gateway simulate [SIMOPTS] start [--workDir DIR] [--socketPort N] [--httpPort N]
+                                     [--transportType=websocket] [--endpoint URL]
+       lingma-gateway simulate version
+       lingma-gateway simulate status -o json [--workDir DIR]
+
+SIMOPTS (each also read from the environment):
+  --first-token-ms N   delay before the first chat/answer   (LINGMA_SIM_FIRST_TOKEN_MS)
+  --chunk-ms N         delay between chat/answer deltas      (LINGMA_SIM_CHUNK_MS)
+  --logged-out         start logged out                      (LINGMA_SIM_LOGGED_OUT=1)
+
+Ports default to 0 (ephemeral); the WebSocket port is written to <workDir>/.info.
+";
+
+pub const DEFAULT_WORK_DIR: &str = "./lingma-sim-work";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimOptions {
+    pub first_token_ms: Option<u64>,
+    pub chunk_ms: Option<u64>,
+    pub logged_out: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartOptions {
+    pub work_dir: PathBuf,
+    pub socket_port: u16,
+    pub http_port: u16,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    Status { work_dir: PathBuf, json: bool },
+    Start(StartOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    pub sim: SimOptions,
+    pub command: Command,
+    /// Flags of the real binary that the simulator accepts and ignores, for the log.
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One `--name value` / `--name=value` / `-o value` argument.
+struct Flag<'a> {
+    name: &'a str,
+    inline: Option<&'a str>,
+}
+
+/// Walks the arguments, handing out flags and their values.
+struct Args<'a> {
+    args: &'a [String],
+    pos: usize,
+}
+
+impl<'a> Args<'a> {
+    fn peek(&self) -> Option<&'a str> {
+        self.args.get(self.pos).map(String::as_str)
+    }
+
+    /// The next argument as a flag, or `None` at a non-flag (or the end).
+    fn next_flag(&mut self) -> Option<Flag<'a>> {
+        let arg = self.peek()?;
+        let body = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-'))
+            .filter(|b| !b.is_empty())?;
+        self.pos += 1;
+        Some(match body.split_once('=') {
+            Some((name, value)) => Flag {
+                name,
+                inline: Some(value),
+            },
+            None => Flag {
+                name: body,
+                inline: None,
+            },
+        })
+    }
+
+    /// The flag's value: inline, else the next argument unless that is another flag.
+    fn value(&mut self, flag: &Flag<'a>) -> Result<&'a str, CliError> {
+        if let Some(v) = flag.inline {
+            return Ok(v);
+        }
+        match self.peek() {
+            Some(v) if !v.starts_with('-') => {
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => Err(CliError(format!("missing value for --{}", flag.name))),
+        }
+    }
+
+    /// Skips an unknown flag, with the value that follows it when there is one (no
+    /// subcommand takes positional arguments, so a bare word after it must be its value).
+    fn skip(&mut self, flag: &Flag<'a>) -> String {
+        if flag.inline.is_none() {
+            if let Some(v) = self.peek().filter(|v| !v.starts_with('-')) {
+                self.pos += 1;
+                return format!("--{} {v}", flag.name);
+            }
+        }
+        match flag.inline {
+            Some(v) => format!("--{}={v}", flag.name),
+            None => format!("--{}", flag.name),
+        }
+    }
+}
+
+pub fn parse(args: &[String]) -> Result<Cli, CliError> {
+    let mut a = Args { args, pos: 0 };
+    let mut sim = SimOptions::default();
+    let mut ignored = Vec::new();
+    while let Some(flag) = a.next_flag() {
+        if matches!(flag.name, "help" | "h") {
+            return Ok(Cli {
+                sim,
+                command: Command::Help,
+                ignored,
+            });
+        }
+        if !sim_option(&mut a, &flag, &mut sim)? {
+            return Err(CliError(format!(
+                "unknown simulator option --{}",
+                flag.name
+            )));
+        }
+    }
+    let sub = a
+        .peek()
+        .ok_or_else(|| CliError("missing subcommand (start, version, status)".into()))?;
+    if !matches!(sub, "start" | "status" | "version" | "help") {
+        return Err(CliError(format!("unknown subcommand {sub:?}")));
+    }
+    a.pos += 1;
+    let mut work_dir = PathBuf::from(DEFAULT_WORK_DIR);
+    let mut start = StartOptions {
+        work_dir: PathBuf::new(),
+        socket_port: 0,
+        http_port: 0,
+        endpoint: String::new(),
+    };
+    let mut json = false;
+    while let Some(arg) = a.peek() {
+        let Some(flag) = a.next_flag() else {
+            return Err(CliError(format!("unexpected argument {arg:?}")));
+        };
+        match (sub, flag.name) {
+            (_, "help" | "h") => {
+                return Ok(Cli {
+                    sim,
+                    command: Command::Help,
+                    ignored,
+                })
+            }
+            ("start" | "status", "workDir") => work_dir = PathBuf::from(a.value(&flag)?),
+            ("start", "socketPort") => start.socket_port = port(&flag, a.value(&flag)?)?,
+            ("start", "httpPort") => start.http_port = port(&flag, a.value(&flag)?)?,
+            ("start", "endpoint") => start.endpoint = a.value(&flag)?.to_string(),
+            ("start", "transportType") => match a.value(&flag)? {
+                "websocket" => {}
+                other => {
+                    return Err(CliError(format!(
+                        "unsupported --transportType {other:?} (only websocket)"
+                    )))
+                }
+            },
+            ("status", "o" | "output") => json = a.value(&flag)? == "json",
+            _ => {
+                if !sim_option(&mut a, &flag, &mut sim)? {
+                    ignored.push(a.skip(&flag));
+                }
+            }
+        }
+    }
+    let command = match sub {
+        "start" => Command::Start(StartOptions { work_dir, ..start }),
+        "status" => Command::Status { work_dir, json },
+        "version" => Command::Version,
+        _ => Command::Help,
+    };
+    Ok(Cli {
+        sim,
+        command,
+        ignored,
+    })
+}
+
+/// Applies a simulator-only option; `Ok(false)` when `flag` is not one.
+fn sim_option<'a>(
+    a: &mut Args<'a>,
+    flag: &Flag<'a>,
+    sim: &mut SimOptions,
+) -> Result<bool, CliError> {
+    match flag.name {
+        "first-token-ms" => sim.first_token_ms = Some(millis(flag, a.value(flag)?)?),
+        "chunk-ms" => sim.chunk_ms = Some(millis(flag, a.value(flag)?)?),
+        "logged-out" => {
+            sim.logged_out = match flag.inline {
+                None | Some("1" | "true") => true,
+                Some("0" | "false") => false,
+                Some(v) => {
+                    return Err(CliError(format!("--logged-out takes no value (got {v:?})")))
+                }
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn millis(flag: &Flag, value: &str) -> Result<u64, CliError> {
+    value
+        .parse()
+        .map_err(|_| CliError(format!("--{} wants milliseconds, got {value:?}", flag.name)))
+}
+
+fn port(flag: &Flag, value: &str) -> Result<u16, CliError> {
+    value.parse().map_err(|_| {
+        CliError(format!(
+            "--{} wants a port number, got {value:?}",
+            flag.name
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse_str(line: &str) -> Result<Cli, CliError> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(&args)
+    }
+
+    fn start(line: &str) -> StartOptions {
+        match parse_str(line).unwrap().command {
+            Command::Start(s) => s,
+            other => panic!("not start: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_flags_in_both_spellings() {
+        let s = start("start --workDir /tmp/w --socketPort=5000 --httpPort 5001 --transportType=websocket --endpoint=http://x");
+        assert_eq!(s.work_dir, PathBuf::from("/tmp/w"));
+        assert_eq!((s.socket_port, s.http_port), (5000, 5001));
+        assert_eq!(s.endpoint, "http://x");
+    }
+
+    #[test]
+    fn start_defaults() {
+        let s = start("start");
+        assert_eq!(s.work_dir, PathBuf::from(DEFAULT_WORK_DIR));
+        assert_eq!((s.socket_port, s.http_port), (0, 0));
+        assert_eq!(s.endpoint, "");
+    }
+
+    #[test]
+    fn simulator_options_go_before_the_subcommand() {
+        let cli = parse_str("--first-token-ms 20 --chunk-ms=3 --logged-out start").unwrap();
+        assert_eq!(
+            cli.sim,
+            SimOptions {
+                first_token_ms: Some(20),
+                chunk_ms: Some(3),
+                logged_out: true
+            }
+        );
+        assert!(parse_str("--bogus start").is_err());
+    }
+
+    #[test]
+    fn unknown_real_flags_are_ignored_with_their_values() {
+        let cli = parse_str("start --logLevel debug --foo=bar --verbose --workDir w").unwrap();
+        assert_eq!(
+            cli.ignored,
+            vec!["--logLevel debug", "--foo=bar", "--verbose"]
+        );
+        assert!(matches!(cli.command, Command::Start(ref s) if s.work_dir == Path::new("w")));
+    }
+
+    #[test]
+    fn missing_or_bad_values_are_errors() {
+        assert!(parse_str("start --workDir").is_err());
+        assert!(parse_str("start --workDir --socketPort 1").is_err());
+        assert!(parse_str("start --socketPort abc").is_err());
+        assert!(parse_str("start --transportType=stdio").is_err());
+        assert!(parse_str("--chunk-ms start").is_err());
+        assert!(parse_str("start stray").is_err());
+        assert!(parse_str("").is_err());
+        assert!(parse_str("launch").is_err());
+    }
+
+    #[test]
+    fn version_status_and_help() {
+        assert_eq!(parse_str("version").unwrap().command, Command::Version);
+        assert_eq!(
+            parse_str("status -o json --workDir d").unwrap().command,
+            Command::Status {
+                work_dir: PathBuf::from("d"),
+                json: true
+            }
+        );
+        assert_eq!(
+            parse_str("status").unwrap().command,
+            Command::Status {
+                work_dir: PathBuf::from(DEFAULT_WORK_DIR),
+                json: false
+            }
+        );
+        assert_eq!(parse_str("--help").unwrap().command, Command::Help);
+        assert_eq!(parse_str("start -h").unwrap().command, Command::Help);
+    }
+}

@@ -1,0 +1,174 @@
+//! Chat sessions of one simulator process, shared by all its connections: allocates session
+//! ids and keeps each session's history. Locked by connection and generator threads; the lock
+//! only covers map updates.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub request_id: String,
+    pub question: String,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub session_id: String,
+    pub session_title: String,
+    pub chat_records: Vec<Record>,
+}
+
+/// `chat/listAllSessions` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub session_id: String,
+    pub session_title: String,
+}
+
+/// Where a new turn goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub session_id: String,
+    pub new_session: bool,
+    /// 1-based position of the turn in its session.
+    pub turn: usize,
+}
+
+#[derive(Default)]
+pub struct Store {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Session ids in creation order, for listings.
+    order: Vec<String>,
+    sessions: HashMap<String, Session>,
+}
+
+impl Store {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Continues the session `hint` if it exists; otherwise (empty or unknown id) creates a new
+    /// one with a fresh id and `title`.
+    pub fn place(&self, hint: &str, title: &str) -> Placement {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.get(hint) {
+            let turn = s.chat_records.len() + 1;
+            return Placement {
+                session_id: hint.to_string(),
+                new_session: false,
+                turn,
+            };
+        }
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let session = Session {
+            session_id: session_id.clone(),
+            session_title: title.to_string(),
+            chat_records: Vec::new(),
+        };
+        inner.order.push(session_id.clone());
+        inner.sessions.insert(session_id.clone(), session);
+        Placement {
+            session_id,
+            new_session: true,
+            turn: 1,
+        }
+    }
+
+    /// Appends a finished turn; a session deleted meanwhile stays deleted.
+    pub fn record(&self, session_id: &str, record: Record) {
+        if let Some(s) = self.lock().sessions.get_mut(session_id) {
+            s.chat_records.push(record);
+        }
+    }
+
+    pub fn delete(&self, session_id: &str) -> bool {
+        let mut inner = self.lock();
+        inner.order.retain(|id| id != session_id);
+        inner.sessions.remove(session_id).is_some()
+    }
+
+    pub fn list(&self) -> Vec<Summary> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|id| inner.sessions.get(id))
+            .map(|s| Summary {
+                session_id: s.session_id.clone(),
+                session_title: s.session_title.clone(),
+            })
+            .collect()
+    }
+
+    pub fn get(&self, session_id: &str) -> Option<Session> {
+        self.lock().sessions.get(session_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            request_id: id.into(),
+            question: "q".into(),
+            answer: "a".into(),
+        }
+    }
+
+    #[test]
+    fn unknown_or_empty_hint_opens_a_new_session() {
+        let store = Store::default();
+        let a = store.place("", "title a");
+        assert!(a.new_session && a.turn == 1 && !a.session_id.is_empty());
+        let b = store.place("no-such-session", "title b");
+        assert!(b.new_session);
+        assert_ne!(a.session_id, b.session_id);
+        assert_ne!(b.session_id, "no-such-session");
+    }
+
+    #[test]
+    fn known_session_continues_and_counts_turns() {
+        let store = Store::default();
+        let a = store.place("", "t");
+        store.record(&a.session_id, record("r1"));
+        let next = store.place(&a.session_id, "ignored");
+        assert_eq!(
+            next,
+            Placement {
+                session_id: a.session_id.clone(),
+                new_session: false,
+                turn: 2
+            }
+        );
+        let s = store.get(&a.session_id).unwrap();
+        assert_eq!(s.session_title, "t");
+        assert_eq!(s.chat_records, vec![record("r1")]);
+    }
+
+    #[test]
+    fn list_and_delete() {
+        let store = Store::default();
+        let a = store.place("", "one");
+        let b = store.place("", "two");
+        let titles: Vec<String> = store.list().into_iter().map(|s| s.session_title).collect();
+        assert_eq!(titles, vec!["one", "two"]);
+        assert!(store.delete(&a.session_id));
+        assert!(!store.delete(&a.session_id));
+        store.record(&a.session_id, record("late"));
+        assert!(store.get(&a.session_id).is_none());
+        assert_eq!(store.list().len(), 1);
+        assert_eq!(store.list()[0].session_id, b.session_id);
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real gateway binary on an ephemeral port, the bundled simulator
+//! behind it, raw HTTP in front. Each test asserts what a client would see.
+
+mod harness;
+mod openai_chat;
+mod resilience;
+mod startup;

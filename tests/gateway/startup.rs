@@ -1,0 +1,193 @@
+//! The binary's command line, configuration errors, attaching to a running Lingma, and an
+//! orderly shutdown that leaves no Lingma process behind.
+
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = temp_dir("cli");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(&dir).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LINGMA_GATEWAY_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn help_explains_every_flag_and_key() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--config",
+        "--simulator",
+        "--port",
+        "--host",
+        "--instances",
+        "--lingma-bin",
+        "--log-level",
+        "check-config",
+        "simulate",
+    ] {
+        assert!(out.contains(flag), "--help lacks {flag}");
+    }
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.ini")).unwrap();
+    for line in shipped.lines() {
+        if let Some((key, _)) = line.trim_start_matches([';', ' ']).split_once(" = ") {
+            if !key.contains(' ') && !key.starts_with('[') {
+                assert!(out.contains(key.trim()), "--help lacks key {key}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error_naming_the_key() {
+    let (code, _, err) = run(&["--simulator"], &[("LINGMA_GATEWAY_PORT", "eighty")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("LINGMA_GATEWAY_PORT") && err.contains("`port`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let dir = temp_dir("ini");
+    let ini = dir.join("bad.ini");
+    std::fs::write(
+        &ini,
+        "[gateway]\nport = 8080\napi_keys = sk-hidden-value\n\n[lingma]\ninstance_count = many\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["--config", ini.to_str().unwrap(), "--simulator"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.ini:6") && err.contains("instance_count") && err.contains("many"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-hidden-value"));
+
+    let (code, _, err) = run(&[], &[]);
+    assert_eq!(code, 2, "no lingma_bin and no simulator");
+    assert!(
+        err.contains("lingma_bin") && err.contains("simulator"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &ini,
+        "[gateway]\napi_keys = sk-hidden-value\n[lingma]\nsimulator = true\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check-config", "--config", ini.to_str().unwrap()], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("api_keys = <redacted>") && !out.contains("sk-hidden-value"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulator_use_is_logged_loudly_and_no_keys_warns() {
+    let gw = Gateway::start();
+    let log = gw.log_text();
+    assert!(log.contains("USING THE BUNDLED LINGMA SIMULATOR"), "{log}");
+    assert!(log.contains("NO API KEYS CONFIGURED"));
+}
+
+fn pid_alive(pid: u64) -> bool {
+    // The /proc entry exists until the process is reaped, so a zombie counts as alive.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2) != Some("X"))
+}
+
+#[test]
+fn sigterm_stops_the_gateway_and_reaps_lingma() {
+    let mut gw = Gateway::start_with(Options {
+        instances: 2,
+        wait_ready: 2,
+        ..Default::default()
+    });
+    let pids: Vec<u64> = gw.health()["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["pid"].as_u64().unwrap())
+        .collect();
+    assert!(pids.iter().all(|p| pid_alive(*p)));
+    let status = gw.terminate();
+    assert_eq!(status.code(), Some(0));
+    // The simulators were terminated and reaped (no zombie, no orphan).
+    for p in pids {
+        let deadline = Instant::now() + WAIT;
+        while pid_alive(p) {
+            assert!(
+                Instant::now() < deadline,
+                "Lingma pid {p} outlived the gateway"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(gw.log_text().contains("stopped"));
+}
+
+#[test]
+fn attaches_to_an_already_running_lingma() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = temp_dir("attach");
+    let mut sim = Command::new(BIN)
+        .args(["simulate", "start", "--workDir"])
+        .arg(dir.join("sim"))
+        .arg(format!("--socketPort={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(dir.join("sim/.info")).is_err() {
+        assert!(Instant::now() < deadline, "simulator did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gw = Gateway::start_with(Options::default().env("lingma_socket_port", &port.to_string()));
+    let inst = &gw.health()["instances"][0];
+    assert_eq!(inst["attached"], true);
+    assert_eq!(inst["port"].as_u64(), Some(port as u64));
+    let v = gw
+        .post("/v1/chat/completions", &chat_body("auto", "[[sim:whoami]]"))
+        .json();
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("instance sim "));
+    drop(gw);
+    // The gateway did not own it, so it is still running.
+    assert!(
+        sim.try_wait().unwrap().is_none(),
+        "an attached Lingma must not be killed"
+    );
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let mut lines = std::io::BufReader::new(sim.stderr.take().unwrap()).lines();
+    assert!(lines.next().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,838 @@
+//! Integration tests of the bundled Lingma simulator: start `lingma-gateway simulate start` as a
+//! child process, talk JSON-RPC over its WebSocket and check what a client sees.
+
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use lingma_gateway::jsonrpc::{encode_frame, encode_message, Decoder};
+use serde_json::{json, Value};
+use tungstenite::{Message, WebSocket};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lingma-gateway");
+const DEADLINE: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn unique_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("lingma-sim-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `DEADLINE`.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running simulator; killed, reaped and its workDir removed on drop.
+struct Sim {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Sim {
+    fn start(tag: &str, sim_opts: &[&str]) -> Sim {
+        Self::start_in(unique_dir(tag), sim_opts)
+    }
+
+    fn start_in(dir: PathBuf, sim_opts: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .arg("simulate")
+            .args(sim_opts)
+            .args(["start", "--workDir"])
+            .arg(&dir)
+            .env_remove("LINGMA_SIM_LOGGED_OUT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn simulator");
+        let port = wait_for(".info", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("simulator exited early: {status}");
+            }
+            read_info(&dir).map(|(port, _)| port)
+        });
+        Sim { child, dir, port }
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        wait_for("simulator exit", || self.child.try_wait().unwrap())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/lingma.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn read_info(dir: &Path) -> Option<(u16, u32)> {
+    let text = std::fs::read_to_string(dir.join(".info")).ok()?;
+    let mut lines = text.lines();
+    Some((lines.next()?.parse().ok()?, lines.next()?.parse().ok()?))
+}
+
+/// A WebSocket JSON-RPC client with a timeout on every read.
+struct Client {
+    ws: WebSocket<TcpStream>,
+    decoder: Decoder,
+    /// Messages read while looking for something else.
+    queue: VecDeque<Value>,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let (ws, _) =
+            tungstenite::client(format!("ws://127.0.0.1:{port}/"), tcp).expect("handshake");
+        Client {
+            ws,
+            decoder: Decoder::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).expect("send");
+    }
+
+    fn send(&mut self, msg: &Value) {
+        self.send_raw(Message::text(
+            String::from_utf8(encode_message(msg)).unwrap(),
+        ));
+    }
+
+    fn request(&mut self, id: Value, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// The next raw WebSocket data message.
+    fn read_raw(&mut self) -> Vec<u8> {
+        loop {
+            match self.ws.read().expect("read (timed out or closed)") {
+                Message::Text(t) => return t.as_str().as_bytes().to_vec(),
+                Message::Binary(b) => return b.to_vec(),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next JSON-RPC message from the wire, decoded across WebSocket messages.
+    fn read_message(&mut self) -> Value {
+        loop {
+            if let Some(body) = self.decoder.next_frame().expect("valid frames") {
+                return serde_json::from_slice(&body).expect("valid JSON");
+            }
+            let bytes = self.read_raw();
+            self.decoder.push(&bytes);
+        }
+    }
+
+    /// The next JSON-RPC message, queued ones first.
+    fn next(&mut self) -> Value {
+        match self.queue.pop_front() {
+            Some(v) => v,
+            None => self.read_message(),
+        }
+    }
+
+    /// Waits for the response to request `id`, keeping other messages for `next`.
+    fn response(&mut self, id: &Value) -> Value {
+        let is_it = |m: &Value| m.get("method").is_none() && m.get("id") == Some(id);
+        if let Some(pos) = self.queue.iter().position(is_it) {
+            return self.queue.remove(pos).unwrap();
+        }
+        loop {
+            let msg = self.read_message();
+            if is_it(&msg) {
+                return msg;
+            }
+            self.queue.push_back(msg);
+        }
+    }
+
+    fn call(&mut self, id: i64, method: &str, params: Value) -> Value {
+        self.request(json!(id), method, params);
+        self.response(&json!(id))
+    }
+
+    /// Reads until `chat/finish` of `request_id`; returns every message of that turn.
+    fn turn(&mut self, request_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let msg = self.next();
+            let params = &msg["params"];
+            if params["requestId"] != json!(request_id) {
+                continue;
+            }
+            let method = msg["method"].as_str().unwrap_or("").to_string();
+            events.push(msg);
+            if method == "chat/finish" {
+                return events;
+            }
+        }
+    }
+}
+
+fn ask_params(request_id: &str, session_id: &str, question: &str) -> Value {
+    json!({
+        "requestId": request_id,
+        "sessionId": session_id,
+        "questionText": question,
+        "chatTask": "FREE_INPUT",
+        "chatContext": null,
+        "isReply": !session_id.is_empty(),
+        "source": 1,
+        "stream": true,
+        "sessionType": "chat",
+        "mode": "chat",
+        "extra": {"modelConfig": {"key": "auto"}},
+    })
+}
+
+fn methods(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["method"].as_str().unwrap())
+        .collect()
+}
+
+fn deltas(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["method"] == "chat/answer")
+        .map(|e| e["params"]["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn finish(events: &[Value]) -> &Value {
+    &events.last().expect("events")["params"]
+}
+
+#[test]
+fn initialize_then_initialized_gets_no_reply() {
+    let sim = Sim::start("init", &[]);
+    let mut c = sim.connect();
+    let r = c.call(
+        1,
+        "initialize",
+        json!({"processId": 1, "capabilities": {}, "rootUri": null}),
+    );
+    assert_eq!(
+        r["result"]["serverInfo"],
+        json!({"name": "lingma", "version": "2.11.1"})
+    );
+    assert!(r["result"]["capabilities"].is_object());
+    c.notify("initialized", json!({}));
+    // The very next message must be the ping's reply: `initialized` got none.
+    c.request(json!("p-1"), "ping", json!({}));
+    assert_eq!(
+        c.next(),
+        json!({"jsonrpc": "2.0", "id": "p-1", "result": {"success": true}})
+    );
+}
+
+#[test]
+fn protocol_errors_keep_the_connection() {
+    let sim = Sim::start("errors", &[]);
+    let mut c = sim.connect();
+    c.send_raw(Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#,
+    ));
+    let e = c.next();
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (Value::Null, json!(-32700))
+    );
+    assert_eq!(e["error"]["message"], "Unknown message header");
+
+    c.send_raw(Message::binary(encode_frame(b"{not json")));
+    assert_eq!(c.next()["error"]["code"], -32700);
+
+    let e = c.call(2, "ping", json!([1, 2]));
+    assert_eq!(
+        (e["error"]["code"].clone(), e["error"]["message"].clone()),
+        (json!(-32602), json!("params must be an object"))
+    );
+    c.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}));
+    assert_eq!(c.response(&json!(3))["error"]["code"], -32602);
+
+    let e = c.call(4, "no/such/method", json!({}));
+    assert_eq!(
+        e["error"],
+        json!({"code": -32601, "message": "unknown method: no/such/method"})
+    );
+
+    // Replies to the simulator's own requests are ignored; the connection still answers.
+    c.send(&json!({"jsonrpc": "2.0", "id": 99, "result": {}}));
+    assert_eq!(c.call(5, "ping", json!({}))["result"]["success"], true);
+}
+
+#[test]
+fn plain_requests() {
+    let sim = Sim::start("plain", &[]);
+    let mut c = sim.connect();
+    let auth = c.call(1, "auth/status", json!({}))["result"].clone();
+    assert_eq!(
+        (auth["status"].clone(), auth["id"].clone()),
+        (json!(2), json!("sim-user-1"))
+    );
+    assert!(auth["token"].as_str().unwrap().starts_with("sim-token-"));
+    let models = c.call(2, "config/queryModels", json!({}))["result"].clone();
+    assert_eq!(models["chat"][0]["key"], "auto");
+    assert_eq!(models["inline"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        c.call(3, "config/getEndpoint", json!({}))["result"],
+        json!({"endpoint": ""})
+    );
+    let r = c.call(
+        4,
+        "config/updateEndpoint",
+        json!({"endpoint": "https://example.test"}),
+    );
+    assert_eq!(r["result"], json!({"success": true}));
+    assert_eq!(
+        c.call(5, "config/getEndpoint", json!({}))["result"]["endpoint"],
+        "https://example.test"
+    );
+}
+
+#[test]
+fn chat_ask_request_streams_a_turn_and_sessions_continue() {
+    let sim = Sim::start("ask", &[]);
+    let mut c = sim.connect();
+    c.request(
+        json!(10),
+        "chat/ask",
+        ask_params("r-1", "", "some context\nhello simulator"),
+    );
+    let ack = c.next();
+    assert_eq!(ack["id"], 10);
+    assert_eq!(
+        ack["result"],
+        json!({"requestId": "r-1", "isSuccess": true, "errorMessage": ""})
+    );
+
+    let events = c.turn("r-1");
+    let m = methods(&events);
+    assert_eq!(
+        &m[..3],
+        [
+            "chat/process_step_callback",
+            "chat/process_step_callback",
+            "session/title/update"
+        ]
+    );
+    assert_eq!(events[0]["params"]["step"], "step_start");
+    assert_eq!(events[1]["params"]["step"], "step_end");
+    assert_eq!(events[2]["params"]["sessionTitle"], "hello simulator");
+    assert_eq!(m[m.len() - 2], "context/usage/sync");
+    assert!(
+        events[0].get("id").is_none(),
+        "step callbacks are notifications"
+    );
+    let ds = deltas(&events);
+    assert!(ds.iter().all(|d| d.chars().count() <= 5));
+    assert!(ds.iter().any(String::is_empty));
+    let answers: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["method"] == "chat/answer")
+        .collect();
+    assert!(answers
+        .iter()
+        .all(|a| a["id"].is_u64() && a["params"]["overwrite"] == false));
+    let fin = finish(&events);
+    assert_eq!(
+        (fin["reason"].clone(), fin["statusCode"].clone()),
+        (json!("success"), json!(200))
+    );
+    assert_eq!(fin["fullAnswer"], json!(ds.concat()));
+    assert_eq!(
+        ds.concat(),
+        "Hello from the Lingma simulator (Auto). You said: hello simulator"
+    );
+    let session = fin["sessionId"].as_str().unwrap().to_string();
+    assert!(!session.is_empty());
+    assert!(events
+        .iter()
+        .all(|e| e["params"]["sessionId"] == json!(session)));
+
+    // Second turn, as a notification, on the session the finish named.
+    c.notify("chat/ask", ask_params("r-2", &session, "[[sim:turn]]"));
+    let events = c.turn("r-2");
+    assert!(!methods(&events).contains(&"session/title/update"));
+    assert_eq!(
+        finish(&events)["fullAnswer"],
+        format!("turn 2 of session {session}")
+    );
+    assert_eq!(finish(&events)["sessionId"], json!(session));
+
+    let s = c.call(11, "chat/getSessionById", json!({"sessionId": session}))["result"].clone();
+    assert_eq!(s["chatRecords"].as_array().unwrap().len(), 2);
+    assert_eq!(s["chatRecords"][1]["requestId"], "r-2");
+    let list = c.call(12, "chat/listAllSessions", json!({}))["result"].clone();
+    assert_eq!(
+        list,
+        json!([{"sessionId": session, "sessionTitle": "hello simulator"}])
+    );
+    assert_eq!(
+        c.call(13, "chat/deleteSessionById", json!({"sessionId": session}))["result"],
+        Value::Null
+    );
+    assert_eq!(
+        c.call(14, "chat/listAllSessions", json!({}))["result"],
+        json!([])
+    );
+
+    let log = sim.log();
+    assert!(
+        log.contains("recv chat/ask requestId=r-1 sessionId= isReply=false model=auto"),
+        "{log}"
+    );
+    assert!(log.contains(&format!(
+        "recv chat/ask requestId=r-2 sessionId={session} isReply=true model=auto"
+    )));
+    assert!(log.contains("Communication servers ready - WebSocket: "));
+}
+
+#[test]
+fn notification_ask_with_empty_session_gets_a_new_one() {
+    let sim = Sim::start("notify", &[]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("n-1", "", "one"));
+    let first = finish(&c.turn("n-1"))["sessionId"].clone();
+    c.notify("chat/ask", ask_params("n-2", "", "two"));
+    let events = c.turn("n-2");
+    assert!(methods(&events).contains(&"session/title/update"));
+    assert_ne!(finish(&events)["sessionId"], first);
+    // An unknown session id also starts a new session.
+    c.notify(
+        "chat/ask",
+        ask_params("n-3", "not-a-session", "[[sim:turn]]"),
+    );
+    let fin = finish(&c.turn("n-3")).clone();
+    assert_ne!(fin["sessionId"], "not-a-session");
+    assert!(fin["fullAnswer"]
+        .as_str()
+        .unwrap()
+        .starts_with("turn 1 of session "));
+}
+
+#[test]
+fn ask_without_request_id_is_rejected() {
+    let sim = Sim::start("noreq", &[]);
+    let mut c = sim.connect();
+    let e = c.call(1, "chat/ask", json!({"questionText": "hi"}));
+    assert_eq!(e["error"]["code"], -32602);
+}
+
+#[test]
+fn stop_cancels_a_stalled_turn() {
+    let sim = Sim::start("stall", &[]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("s-1", "", "[[sim:stall]]"));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let msg = c.next();
+        if msg["method"] == "chat/answer" {
+            seen.push(msg["params"]["text"].as_str().unwrap().to_string());
+        }
+    }
+    let r = c.call(2, "chat/stop", json!({"requestId": "s-1", "sessionId": ""}));
+    assert_eq!(r["result"], json!({}));
+    let events = c.turn("s-1");
+    let fin = finish(&events);
+    assert_eq!(
+        (fin["reason"].clone(), fin["statusCode"].clone()),
+        (json!("cancelled"), json!(200))
+    );
+    assert_eq!(fin["fullAnswer"], json!(seen.concat()));
+    assert!(sim.log().contains("recv chat/stop requestId=s-1"));
+}
+
+#[test]
+fn status_directive_and_unknown_model_fail_the_turn() {
+    let sim = Sim::start("status", &[]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("e-1", "", "[[sim:status=429]]"));
+    let events = c.turn("e-1");
+    assert_eq!(
+        methods(&events),
+        [
+            "chat/process_step_callback",
+            "chat/process_step_callback",
+            "chat/finish"
+        ]
+    );
+    let fin = finish(&events);
+    assert_eq!(
+        (
+            fin["statusCode"].clone(),
+            fin["reason"].clone(),
+            fin["fullAnswer"].clone()
+        ),
+        (json!(429), json!("error"), json!(""))
+    );
+
+    let mut params = ask_params("e-2", "", "hi");
+    params["extra"]["modelConfig"]["key"] = json!("gpt-99");
+    c.notify("chat/ask", params);
+    assert_eq!(finish(&c.turn("e-2"))["statusCode"], 500);
+}
+
+#[test]
+fn wire_modes_still_decode_to_the_same_answer() {
+    let sim = Sim::start("wire", &[]);
+    let mut c = sim.connect();
+    for (i, wire) in ["split", "packed", "binary"].iter().enumerate() {
+        let id = format!("w-{i}");
+        c.notify(
+            "chat/ask",
+            ask_params(&id, "", &format!("[[sim:unicode]][[sim:wire={wire}]]")),
+        );
+        let events = c.turn(&id);
+        assert_eq!(
+            finish(&events)["fullAnswer"],
+            "你好，世界 — héllo 🌍 ünïcödé ✓",
+            "wire={wire}"
+        );
+        assert_eq!(deltas(&events).concat(), "你好，世界 — héllo 🌍 ünïcödé ✓");
+    }
+}
+
+#[test]
+fn garbage_and_close_directives() {
+    let sim = Sim::start("faults", &[]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("g-1", "", "[[sim:garbage]]"));
+    let mut saw_garbage = false;
+    loop {
+        let raw = c.read_raw();
+        if raw == b"this is not a frame" {
+            saw_garbage = true;
+            continue;
+        }
+        c.decoder.push(&raw);
+        let mut done = false;
+        while let Some(body) = c.decoder.next_frame().unwrap() {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            done |= v["method"] == "chat/finish";
+        }
+        if done {
+            break;
+        }
+    }
+    assert!(saw_garbage);
+
+    c.notify("chat/ask", ask_params("c-1", "", "[[sim:close]]"));
+    let closed = loop {
+        match c.ws.read() {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        !matches!(closed, tungstenite::Error::Io(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{closed}"
+    );
+    // The process survives and takes new connections.
+    let mut c2 = sim.connect();
+    assert_eq!(c2.call(1, "ping", json!({}))["result"]["success"], true);
+}
+
+#[test]
+fn whoami_names_the_instance() {
+    let sim = Sim::start("whoami", &[]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("i-1", "", "[[sim:whoami]]"));
+    let base = sim.dir.file_name().unwrap().to_string_lossy().into_owned();
+    let want = format!("instance {base} pid {}", sim.child.id());
+    assert_eq!(finish(&c.turn("i-1"))["fullAnswer"], json!(want));
+}
+
+#[test]
+fn crash_directive_exits_with_101() {
+    let mut sim = Sim::start("crash", &[]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("x-1", "", "[[sim:crash]]"));
+    let status = sim.wait_exit();
+    assert_eq!(status.code(), Some(101));
+}
+
+#[test]
+fn logged_out_instance_refuses_chats() {
+    let sim = Sim::start("loggedout", &["--logged-out"]);
+    let mut c = sim.connect();
+    let auth = c.call(1, "auth/status", json!({}))["result"].clone();
+    assert_eq!(
+        (auth["status"].clone(), auth["id"].clone()),
+        (json!(1), json!(""))
+    );
+    assert_eq!(
+        c.call(2, "config/queryModels", json!({}))["result"],
+        json!({})
+    );
+    c.notify("chat/ask", ask_params("l-1", "", "hi"));
+    let fin = finish(&c.turn("l-1")).clone();
+    assert_eq!(
+        (fin["statusCode"].clone(), fin["reason"].clone()),
+        (json!(403), json!("error"))
+    );
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_removes_info() {
+    let mut sim = Sim::start("sigterm", &[]);
+    let (_, pid) = read_info(&sim.dir).unwrap();
+    assert_eq!(pid, sim.child.id());
+    // A stalled turn in flight must not hold the shutdown up.
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("t-1", "", "[[sim:stall=0]]"));
+    while c.next()["method"] != "chat/process_step_callback" {}
+    let pid = rustix::process::Pid::from_child(&sim.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(sim.wait_exit().code(), Some(0));
+    assert!(!sim.dir.join(".info").exists());
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("run simulator")
+}
+
+#[test]
+fn version_status_and_usage() {
+    let out = run(&["version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "version: 2.11.1"
+    );
+
+    let dir = unique_dir("status");
+    let dir_arg = dir.to_str().unwrap();
+    let out = run(&["status", "-o", "json", "--workDir", dir_arg]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, json!({"logged_in": false, "version": "2.11.1"}));
+
+    // Starting creates the test login in the workDir, which `status` then reports.
+    let sim = Sim::start_in(dir.clone(), &[]);
+    let out = run(&["status", "-o", "json", "--workDir", dir_arg]);
+    drop(sim);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!({"logged_in": true, "username": "simulator", "user_type": "personal_standard", "version": "2.11.1"})
+    );
+
+    assert!(String::from_utf8_lossy(&run(&["--help"]).stdout).contains("SIMULATOR"));
+    assert_eq!(run(&["start", "--workDir"]).status.code(), Some(2));
+}
+
+#[test]
+fn exits_when_its_parent_dies() {
+    let dir = unique_dir("orphan");
+    // A shell parent that waits on the simulator; killing it orphans the simulator.
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg("\"$0\" simulate start --workDir \"$1\" 2>/dev/null & wait")
+        .arg(BIN)
+        .arg(&dir)
+        .spawn()
+        .expect("spawn sh");
+    let (_, pid) = wait_for(".info", || read_info(&dir));
+    shell.kill().unwrap();
+    shell.wait().unwrap();
+    let gone = Instant::now();
+    while dir.join(".info").exists() && gone.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let still_there = dir.join(".info").exists();
+    if still_there {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!still_there, "orphaned simulator {pid} did not exit");
+}
+
+#[test]
+fn delays_are_configurable_and_stop_interrupts_them() {
+    let sim = Sim::start("delays", &["--first-token-ms", "60000", "--chunk-ms=1"]);
+    let mut c = sim.connect();
+    c.notify("chat/ask", ask_params("d-1", "", "hi"));
+    while c.next()["method"] != "session/title/update" {}
+    let asked = Instant::now();
+    c.notify("chat/stop", json!({"requestId": "d-1", "sessionId": ""}));
+    let events = c.turn("d-1");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    assert_eq!(finish(&events)["reason"], "cancelled");
+    assert_eq!(finish(&events)["fullAnswer"], "");
+
+    // Per-request directives override the command line.
+    let asked = Instant::now();
+    c.notify(
+        "chat/ask",
+        ask_params("d-2", "", "[[sim:first=150]][[sim:chunks=3]]"),
+    );
+    let events = c.turn("d-2");
+    assert!(asked.elapsed() >= Duration::from_millis(150));
+    assert_eq!(deltas(&events), ["c1 ", "c2 ", "c3 "]);
+}
+
+#[test]
+fn concurrent_turns_and_connections_do_not_interleave_frames() {
+    let sim = Sim::start("concurrent", &[]);
+    let port = sim.port;
+    let other = std::thread::spawn(move || {
+        let mut c = Client::connect(port);
+        c.notify(
+            "chat/ask",
+            ask_params(
+                "b-1",
+                "",
+                "[[sim:chunks=40]][[sim:delay=1]][[sim:wire=split]]",
+            ),
+        );
+        deltas(&c.turn("b-1")).concat()
+    });
+    let mut c = sim.connect();
+    let q = "[[sim:unicode]][[sim:delay=1]][[sim:wire=split]]";
+    c.notify("chat/ask", ask_params("a-1", "", q));
+    c.notify("chat/ask", ask_params("a-2", "", q));
+    let mut finished = Vec::new();
+    let mut text = std::collections::HashMap::<String, String>::new();
+    while finished.len() < 2 {
+        let msg = c.next();
+        let id = msg["params"]["requestId"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        match msg["method"].as_str() {
+            Some("chat/answer") => text
+                .entry(id)
+                .or_default()
+                .push_str(msg["params"]["text"].as_str().unwrap()),
+            Some("chat/finish") => {
+                assert_eq!(msg["params"]["fullAnswer"], json!(text[&id]));
+                finished.push(id);
+            }
+            _ => {}
+        }
+    }
+    let want: String = (1..=40).map(|i| format!("c{i} ")).collect();
+    assert_eq!(other.join().unwrap(), want);
+}
+
+#[test]
+fn http_port_serves_the_home_page() {
+    use std::io::{Read, Write};
+    let sim = Sim::start("http", &[]);
+    let log = sim.log();
+    let port: u16 = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("HTTP: ")
+                .map(|(_, p)| p.trim().parse().unwrap())
+        })
+        .expect("ready line");
+    let get = |path: &str| {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        write!(
+            tcp,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).unwrap();
+        out
+    };
+    let home = get("/");
+    assert!(home.starts_with("HTTP/1.1 200"), "{home}");
+    assert!(home.contains("Lingma simulator"));
+    assert!(get("/nope").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn wire_directives_shape_the_websocket_messages() {
+    let sim = Sim::start("wireshape", &[]);
+    let mut c = sim.connect();
+    let next_ws = |c: &mut Client| loop {
+        match c.ws.read().expect("read") {
+            m @ (Message::Text(_) | Message::Binary(_)) => break m,
+            _ => continue,
+        }
+    };
+    // split: every frame starts with a message cut inside its header.
+    c.notify(
+        "chat/ask",
+        ask_params("x-1", "", "[[sim:wire=split]][[sim:chunks=1]]"),
+    );
+    assert_eq!(next_ws(&mut c), Message::text("Content-L"));
+    c.decoder.push(b"Content-L");
+    assert_eq!(finish(&c.turn("x-1"))["fullAnswer"], "c1 ");
+
+    // packed: the whole turn (2 steps, title, 1 delta, usage, finish) in one message.
+    c.notify(
+        "chat/ask",
+        ask_params("x-2", "", "[[sim:wire=packed]][[sim:chunks=1]]"),
+    );
+    let Message::Text(packed) = next_ws(&mut c) else {
+        panic!("packed turn is not text")
+    };
+    let mut d = Decoder::new();
+    d.push(packed.as_str().as_bytes());
+    let mut count = 0;
+    while d.next_frame().unwrap().is_some() {
+        count += 1;
+    }
+    assert_eq!(count, 6);
+
+    // binary: binary messages, each one whole frame.
+    c.notify(
+        "chat/ask",
+        ask_params("x-3", "", "[[sim:wire=binary]][[sim:chunks=1]]"),
+    );
+    let Message::Binary(first) = next_ws(&mut c) else {
+        panic!("not binary")
+    };
+    assert!(first.starts_with(b"Content-Length: "));
+    c.decoder.push(&first);
+    assert_eq!(finish(&c.turn("x-3"))["fullAnswer"], "c1 ");
+}
