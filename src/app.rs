@@ -107,6 +107,16 @@ fn warn_posture(cfg: &Config) {
     }
 }
 
+/// Binds the listener with TCP_NODELAY, which accepted sockets inherit on Linux: without it
+/// Nagle's algorithm holds each small SSE event until the client's delayed ACK (~40 ms).
+fn listen(addr: SocketAddr) -> Result<tiny_http::Server, String> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&listener, true) {
+        log::warn!("cannot set TCP_NODELAY on the listener ({e}); streamed events may be delayed");
+    }
+    tiny_http::Server::from_listener(listener, None).map_err(|e| e.to_string())
+}
+
 /// Runs the gateway until a signal; returns the process exit code.
 pub fn serve(args: &ServeArgs) -> i32 {
     let (cfg, _) = match load_config(args) {
@@ -125,7 +135,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     let addr = SocketAddr::new(cfg.host, cfg.port);
-    let server = match tiny_http::Server::http(addr) {
+    let server = match listen(addr) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log::error!("cannot listen on {addr}: {e}");

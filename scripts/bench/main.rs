@@ -458,6 +458,11 @@ fn main() {
         added(g32.p(0.99), d32.p(0.99))
     );
     println!(
+        "| max latency, c=32 (ms) | {} | {} | |",
+        ms(d32.p(1.0)),
+        ms(g32.p(1.0))
+    );
+    println!(
         "| requests/s, c=32 | {:.0} | {:.0} | |",
         d32.rps(),
         g32.rps()

@@ -166,6 +166,15 @@ pub(super) fn ask(
             .unwrap_or_else(|| DEFAULT_SESSION_TYPE.into()),
         question,
     };
+    // A turn that never waits (no delays, no stall) runs right here on the connection
+    // thread: a thread per turn would cost more than the turn itself.
+    let waits = plan.first_ms.unwrap_or(shared.first_token_ms) > 0
+        || plan.delay_ms.unwrap_or(shared.chunk_ms) > 0
+        || plan.steps.iter().any(|s| matches!(s, Step::Stall));
+    if !waits {
+        generation.run(plan);
+        return None;
+    }
     match thread::Builder::new()
         .name(format!("sim-gen-{key}"))
         .spawn(move || generation.run(plan))

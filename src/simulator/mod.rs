@@ -47,12 +47,26 @@ struct Shared {
     endpoint: Mutex<String>,
     tokens: account::Tokens,
     running: chat::Running,
+    /// The login file's modification time and what it said then.
+    account_cache: Mutex<Option<(Option<std::time::SystemTime>, Option<account::Account>)>>,
 }
 
 impl Shared {
-    /// The current login, read from the workDir every time (it can change under us).
+    /// The current login. The file in the workDir is the truth (it can change under us); it
+    /// is parsed again only when its modification time changes.
     fn account(&self) -> Option<account::Account> {
-        account::load(&self.work_dir)
+        let mtime = std::fs::metadata(account::user_file(&self.work_dir))
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cache = self.account_cache.lock().unwrap_or_else(|p| p.into_inner());
+        match &*cache {
+            Some((seen, acct)) if *seen == mtime => acct.clone(),
+            _ => {
+                let acct = account::load(&self.work_dir);
+                *cache = Some((mtime, acct.clone()));
+                acct
+            }
+        }
     }
 }
 
@@ -186,6 +200,7 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
         endpoint: Mutex::new(opts.endpoint.clone()),
         tokens: account::Tokens::generate(),
         running: chat::Running::default(),
+        account_cache: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<String>(4);
     let services = Services::start(&shared, listener, http_server, signals, parent, stop_tx);

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use crate::jsonrpc::{self, Decoder, Message, RpcError};
+use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::wsio::{self, SplitStream};
 
 /// Why an upstream call failed.
@@ -362,26 +362,27 @@ impl ReaderLoop {
     }
 
     fn route_event(&self, method: String, params: Value) {
-        let request_id = params
+        // Only what a waiter acts on is routed; progress events would just wake it up.
+        if !matches!(method.as_str(), method::CHAT_ANSWER | method::CHAT_FINISH) {
+            log::trace!(target: "lingma::wire", "[{}] {method} not routed", self.name);
+            return;
+        }
+        let Some(rid) = params
             .get("requestId")
             .and_then(Value::as_str)
-            .map(str::to_string);
-        match request_id {
-            Some(rid) => {
-                if !self.table.route(
-                    &Key::Chat(rid.clone()),
-                    Routed::Event {
-                        method: method.clone(),
-                        params,
-                    },
-                ) {
-                    log::debug!(
-                        "[{}] {method} for request {rid} nobody waits for (finished or abandoned)",
-                        self.name
-                    );
-                }
-            }
-            None => log::debug!("[{}] {method} (not tied to a request)", self.name),
+            .map(str::to_string)
+        else {
+            log::debug!("[{}] {method} without a requestId", self.name);
+            return;
+        };
+        if !self
+            .table
+            .route(&Key::Chat(rid.clone()), Routed::Event { method, params })
+        {
+            log::debug!(
+                "[{}] event for request {rid} that nobody waits for (finished or abandoned)",
+                self.name
+            );
         }
     }
 }
