@@ -10,6 +10,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod model;
 pub mod pipeline;
+pub mod redact;
 pub mod service;
 pub mod simulator;
 pub mod upstream;

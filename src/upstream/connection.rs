@@ -18,6 +18,7 @@ use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
+use crate::redact;
 use crate::wsio::{self, SplitStream};
 
 /// Why an upstream call failed.
@@ -195,7 +196,11 @@ impl Connection {
 
     fn send(&self, msg: &Value) -> Result<(), UpstreamError> {
         let bytes = jsonrpc::encode_message(msg);
-        log::trace!(target: "lingma::wire", "[{}] >> {}", self.name, String::from_utf8_lossy(&bytes));
+        if log::log_enabled!(target: "lingma::wire", log::Level::Trace) {
+            let mut shown = msg.clone();
+            redact::redact_json(&mut shown);
+            log::trace!(target: "lingma::wire", "[{}] >> {shown}", self.name);
+        }
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         w.send(WsMessage::text(
             String::from_utf8(bytes).expect("JSON frames are UTF-8"),
@@ -315,7 +320,9 @@ impl ReaderLoop {
     }
 
     fn dispatch(&mut self, body: &[u8]) {
-        log::trace!(target: "lingma::wire", "[{}] << {}", self.name, String::from_utf8_lossy(body));
+        if log::log_enabled!(target: "lingma::wire", log::Level::Trace) {
+            log::trace!(target: "lingma::wire", "[{}] << {}", self.name, redact::frame_for_log(body));
+        }
         let msg = match Message::parse(body) {
             Ok(m) => m,
             Err(e) => {

@@ -368,3 +368,21 @@ fn request_id_is_echoed() {
     assert_eq!(r.header("x-request-id"), Some("my-req-42"));
     gw.wait_log("my-req-42 POST /v1/chat/completions 200");
 }
+
+#[test]
+fn trace_logs_lingma_frames_but_never_the_api_key() {
+    let opts = Options {
+        key: Some("sk-trace-secret-77".into()),
+        log_level: "trace",
+        ..Default::default()
+    };
+    let gw = Gateway::start_with(opts);
+    assert_eq!(
+        gw.post("/v1/chat/completions", &chat_body("auto", "traced"))
+            .status,
+        200
+    );
+    gw.wait_log("\"method\":\"chat/ask\"");
+    gw.wait_log("\"method\":\"chat/finish\"");
+    assert!(!gw.log_text().contains("sk-trace-secret-77"));
+}
