@@ -143,9 +143,21 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     warn_posture(&cfg);
+    // Lingma runs with its own directory as the working directory, so a relative workDir
+    // would land somewhere else: anchor it here.
+    let relative: std::path::PathBuf = cfg
+        .lingma_work_dir
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    let work_dir = match std::env::current_dir() {
+        Ok(cwd) => cwd.join(relative),
+        Err(_) => cfg.lingma_work_dir.clone(),
+    };
+    log::info!("Lingma workDirs under {}", work_dir.display());
     let pool = Pool::start(PoolConfig {
         launch,
-        work_dir: cfg.lingma_work_dir.clone(),
+        work_dir,
         instance_count: cfg.instance_count,
         attach_port: cfg.lingma_socket_port,
         startup_timeout: cfg.lingma_startup_timeout,

@@ -38,6 +38,9 @@ pub struct Options {
     pub wait_ready: usize,
     /// Pass `--simulator` (else set `lingma_bin` through `env`).
     pub simulator: bool,
+    pub log_level: &'static str,
+    /// Pass `--work-dir` as a path relative to the gateway's working directory.
+    pub relative_work_dir: bool,
 }
 
 impl Default for Options {
@@ -48,6 +51,8 @@ impl Default for Options {
             key: None,
             wait_ready: 1,
             simulator: true,
+            log_level: "debug",
+            relative_work_dir: false,
         }
     }
 }
@@ -70,11 +75,15 @@ impl Gateway {
     pub fn start_with(opts: Options) -> Gateway {
         let dir = temp_dir("gw");
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--port", "0", "--log-level", "debug"])
+        cmd.args(["serve", "--port", "0", "--log-level", opts.log_level])
             .arg("--instances")
             .arg(opts.instances.to_string())
             .arg("--work-dir")
-            .arg(dir.join("work"))
+            .arg(if opts.relative_work_dir {
+                PathBuf::from("./work")
+            } else {
+                dir.join("work")
+            })
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

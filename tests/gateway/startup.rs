@@ -191,3 +191,18 @@ fn attaches_to_an_already_running_lingma() {
     assert!(lines.next().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_relative_work_dir_is_relative_to_the_gateways_directory() {
+    // Lingma runs in its own binary's directory; a relative workDir must still mean ours.
+    let gw = Gateway::start_with(Options {
+        relative_work_dir: true,
+        ..Default::default()
+    });
+    assert!(gw.dir.join("work/instance-0/.info").is_file());
+    assert_eq!(
+        gw.post("/v1/chat/completions", &chat_body("auto", "Hi"))
+            .status,
+        200
+    );
+}
