@@ -28,6 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$BIN" ] || { echo "no gateway binary at $BIN (cargo build first)"; exit 2; }
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"   # we cd into $WORK below
 cd "$WORK"
 LINGMA_GATEWAY_API_KEYS="$KEY" "$BIN" serve --simulator --port 0 --work-dir "$WORK/lingma" --instances 2 \
   >"$LOG" 2>&1 &
