@@ -31,10 +31,22 @@ impl Gateway {
             .map_err(lease_error)
     }
 
+    /// The leased instance's models. An empty list means Lingma is not logged in, which no
+    /// request can get past.
     pub fn models(&self, lease: &Lease) -> Result<Arc<ModelList>, GatewayError> {
-        lease
+        let list = lease
             .models(self.cfg.lingma_rpc_timeout)
-            .map_err(upstream_error)
+            .map_err(upstream_error)?;
+        if list.is_empty() {
+            return Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "Lingma instance {} offers no models; it is probably not logged in",
+                    lease.name
+                ),
+            ));
+        }
+        Ok(list)
     }
 
     /// Starts a chat. Errors here happen before any byte reaches the client.
@@ -51,15 +63,6 @@ impl Gateway {
             .lease(Some(req.affinity_key()), self.cfg.pool_wait)
             .map_err(lease_error)?;
         let models = self.models(&lease)?;
-        if models.is_empty() {
-            return Err(GatewayError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "Lingma instance {} offers no models; it is probably not logged in",
-                    lease.name
-                ),
-            ));
-        }
         let model = models.resolve(&req.model, &self.cfg.default_model, &self.cfg.model_aliases).cloned().ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::NotFound,

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::connection::{Connection, UpstreamError};
 use super::models::ModelList;
@@ -314,15 +314,6 @@ impl Lease {
         let list = Arc::new(ModelList::from_query(&raw));
         self.shared.lock().list[self.index].models = Some((Instant::now(), Arc::clone(&list)));
         Ok(list)
-    }
-
-    pub fn call(
-        &self,
-        method: &str,
-        params: Value,
-        timeout: Duration,
-    ) -> Result<Value, UpstreamError> {
-        self.conn.call(method, params, timeout)
     }
 }
 
