@@ -90,7 +90,7 @@ fn stream_and_non_stream_agree() {
 fn first_event_arrives_while_lingma_is_still_answering() {
     // The simulator sends three deltas and then goes silent: the answer cannot finish, so
     // content reaching the client proves it is forwarded as it arrives, not buffered.
-    let gw = Gateway::start();
+    let gw = Gateway::start_with(Options::default().env("stream_keepalive_sec", "1"));
     let mut s = gw.post_stream(
         "/v1/chat/completions",
         &stream_body("auto", "[[sim:stall=3]] hello"),

@@ -312,3 +312,24 @@ fn no_ready_instance_is_503_after_the_pool_wait() {
             .contains("exited during startup")
     });
 }
+
+#[test]
+fn requests_over_max_workers_get_503_with_retry_after() {
+    let opts = Options::default()
+        .env("max_workers", "1")
+        .env("stream_keepalive_sec", "1");
+    let gw = Gateway::start_with(opts);
+    let mut held = gw.post_stream(
+        "/v1/chat/completions",
+        &stream_body("auto", "[[sim:stall=1]]"),
+    );
+    assert!(held.next_event().is_some());
+    let r = gw.post("/v1/chat/completions", &chat_body("auto", "one too many"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum of 1"));
+    drop(held);
+}
