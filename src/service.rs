@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
@@ -96,7 +96,6 @@ impl Gateway {
         );
         Ok(Answer {
             stream: Some(stream),
-            instance: lease.name.clone(),
             lease,
             model,
             usage: Usage {
@@ -109,8 +108,6 @@ impl Gateway {
             queue: VecDeque::new(),
             finished: false,
             saw_text: false,
-            started: Instant::now(),
-            upstream_wait: Duration::ZERO,
         })
     }
 }
@@ -129,7 +126,6 @@ pub struct Answer {
     // gives the instance back.
     stream: Option<ChatStream>,
     lease: Lease,
-    pub instance: String,
     pub model: ModelInfo,
     pub usage: Usage,
     think: ThinkSplitter,
@@ -138,18 +134,12 @@ pub struct Answer {
     queue: VecDeque<Event>,
     finished: bool,
     saw_text: bool,
-    started: Instant,
-    /// Time spent blocked on Lingma, so the gateway's own share can be told apart.
-    pub upstream_wait: Duration,
 }
 
 impl Answer {
-    pub fn lease_name(&self) -> &str {
+    /// The name of the Lingma instance answering.
+    pub fn instance(&self) -> &str {
         &self.lease.name
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// The next event, `None` after the finish. An `Err` ends the answer.
@@ -176,9 +166,7 @@ impl Answer {
             let Some(stream) = self.stream.as_mut() else {
                 return Poll::Done;
             };
-            let waited = Instant::now();
             let ev = stream.next_event(slice);
-            self.upstream_wait += waited.elapsed();
             match ev {
                 Ok(None) => return Poll::Idle,
                 Ok(Some(ChatEvent::Text(t))) => {

@@ -90,13 +90,6 @@ impl Exchange {
         self.request.as_ref().and_then(|r| header_of(r, name))
     }
 
-    pub fn query(&self) -> &str {
-        self.request
-            .as_ref()
-            .and_then(|r| r.url().split_once('?').map(|(_, q)| q))
-            .unwrap_or("")
-    }
-
     pub fn is_http10(&self) -> bool {
         self.request
             .as_ref()
@@ -183,15 +176,6 @@ impl Exchange {
             );
         }
         self.send(status, "application/json", body, &extra);
-    }
-
-    pub fn text(&mut self, status: u16, text: &str) {
-        self.send(
-            status,
-            "text/plain; charset=utf-8",
-            text.as_bytes().to_vec(),
-            &[],
-        );
     }
 
     fn send(&mut self, status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, String)]) {

@@ -149,7 +149,7 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     ex.model = req.model.clone();
     ex.stream = req.stream;
     let mut answer = app.gw.start_chat(&req)?;
-    ex.instance = answer.instance.clone();
+    ex.instance = answer.instance().to_string();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -9,8 +9,6 @@ pub struct SseWriter {
     out: Box<dyn Write + Send>,
     /// HTTP/1.0 clients get an unframed body ended by closing the connection.
     chunked: bool,
-    pub bytes: u64,
-    pub events: u64,
 }
 
 /// The client is gone (reset, closed, or not reading); stop generating for it.
@@ -51,8 +49,6 @@ impl SseWriter {
         Ok(SseWriter {
             out,
             chunked: !http10,
-            bytes: 0,
-            events: 0,
         })
     }
 
@@ -70,7 +66,6 @@ impl SseWriter {
             payload.push('\n');
         }
         payload.push('\n');
-        self.events += 1;
         self.write_chunk(payload.as_bytes())
     }
 
@@ -80,7 +75,6 @@ impl SseWriter {
     }
 
     fn write_chunk(&mut self, payload: &[u8]) -> Result<(), ClientGone> {
-        self.bytes += payload.len() as u64;
         let res = if self.chunked {
             let mut buf = Vec::with_capacity(payload.len() + 16);
             buf.extend_from_slice(format!("{:x}\r\n", payload.len()).as_bytes());

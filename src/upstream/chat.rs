@@ -79,8 +79,6 @@ pub struct ChatStream {
     last_event_at: Instant,
     got_text: bool,
     done: bool,
-    /// When the first answer text arrived (for metrics and logs).
-    pub first_text_at: Option<Instant>,
 }
 
 impl ChatStream {
@@ -110,7 +108,6 @@ impl ChatStream {
             last_event_at: Instant::now(),
             got_text: false,
             done: false,
-            first_text_at: None,
         })
     }
 
@@ -169,10 +166,7 @@ impl ChatStream {
                 method::CHAT_ANSWER => {
                     let text = params.get("text").and_then(Value::as_str).unwrap_or("");
                     if !text.is_empty() {
-                        if !self.got_text {
-                            self.got_text = true;
-                            self.first_text_at = Some(Instant::now());
-                        }
+                        self.got_text = true;
                         return Ok(Some(ChatEvent::Text(text.to_string())));
                     }
                 }

@@ -93,14 +93,6 @@ impl Table {
     fn close(&self) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
-
-    fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, HashMap::len)
-    }
 }
 
 /// A registered interest in replies or chat events; leaves the table on drop.
@@ -255,10 +247,6 @@ impl Connection {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
-    }
-
-    pub fn pending(&self) -> usize {
-        self.table.len()
     }
 
     /// Closes the socket and joins the reader. Waiters see "disconnected".

@@ -199,15 +199,6 @@ impl Pool {
             .collect()
     }
 
-    pub fn ready_count(&self) -> usize {
-        self.shared
-            .lock()
-            .list
-            .iter()
-            .filter(|s| s.usable())
-            .count()
-    }
-
     /// Leases the best ready instance: the one `affinity` last used if it is ready and not
     /// much busier than the rest, else the least loaded (ties rotate). Waits up to `wait`.
     pub fn lease(&self, affinity: Option<u64>, wait: Duration) -> Result<Lease, LeaseError> {
