@@ -174,10 +174,7 @@ impl ChatStream {
                     self.done = true;
                     return Ok(Some(ChatEvent::Finish(Finish {
                         session_id: self.session_id.clone(),
-                        status_code: params
-                            .get("statusCode")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(200),
+                        status_code: status_code(&params),
                         reason: params
                             .get("reason")
                             .and_then(Value::as_str)
@@ -211,9 +208,27 @@ impl Drop for ChatStream {
     }
 }
 
+/// `chat/finish.statusCode`: a number, or a numeric string from some builds; absent means
+/// success.
+fn status_code(params: &Value) -> i64 {
+    match params.get("statusCode") {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(500),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(500),
+        _ => 200,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_code_accepts_numbers_and_numeric_strings() {
+        assert_eq!(status_code(&json!({"statusCode": 429})), 429);
+        assert_eq!(status_code(&json!({"statusCode": "403"})), 403);
+        assert_eq!(status_code(&json!({})), 200);
+        assert_eq!(status_code(&json!({"statusCode": "weird"})), 500);
+    }
 
     #[test]
     fn ask_params_carry_question_model_and_session() {
