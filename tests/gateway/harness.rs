@@ -191,6 +191,12 @@ impl Gateway {
         request(&self.addr, "GET", path, &refs(&h), None)
     }
 
+    /// Asks a plain chat question and expects it answered (status 200).
+    pub fn assert_answers(&self, question: &str) {
+        let r = self.post("/v1/chat/completions", &chat_body("auto", question));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Resp {
         let h = self.auth();
         request(
@@ -253,6 +259,13 @@ pub fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {
     h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
 }
 
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
@@ -262,10 +275,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -345,12 +355,7 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)
 
 fn read_response(r: &mut impl BufRead) -> std::io::Result<Resp> {
     let (status, headers) = read_head(r)?;
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
+    let find = |n: &str| find_header(&headers, n).map(String::from);
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         loop {
@@ -447,10 +452,7 @@ impl Stream {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     pub fn body_json(&self) -> Value {
