@@ -212,6 +212,16 @@ pub fn serve(args: &ServeArgs) -> i32 {
     let mut workers = Workers::new(app, max_workers);
     http::accept_loop(&server, &mut workers, &stopping);
 
+    // While in-flight requests finish, new ones are told at once that we are going away
+    // (tiny_http keeps accepting connections until it is dropped).
+    let refusing = Arc::new(AtomicBool::new(true));
+    let refuser = {
+        let (server, refusing) = (Arc::clone(&server), Arc::clone(&refusing));
+        std::thread::Builder::new()
+            .name("refuse-new".into())
+            .spawn(move || http::refuse_loop(&server, &refusing))
+            .expect("spawn refuse thread")
+    };
     let left = workers.drain(grace);
     if left > 0 {
         log::warn!(
@@ -219,6 +229,8 @@ pub fn serve(args: &ServeArgs) -> i32 {
             grace.as_secs()
         );
     }
+    refusing.store(false, Ordering::SeqCst);
+    let _ = refuser.join();
     pool.shutdown();
     if left == 0 {
         workers.join();

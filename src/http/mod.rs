@@ -236,3 +236,17 @@ pub fn accept_loop(
         }
     }
 }
+
+/// During shutdown: answers every new request with 503 until `refusing` is cleared.
+pub fn refuse_loop(server: &tiny_http::Server, refusing: &std::sync::atomic::AtomicBool) {
+    while refusing.load(Ordering::SeqCst) {
+        if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
+            let mut ex = Exchange::new(request);
+            ex.error(&GatewayError::new(
+                ErrorKind::Unavailable,
+                "The gateway is shutting down; retry against another instance.",
+            ));
+            access_log(&ex);
+        }
+    }
+}

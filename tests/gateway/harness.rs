@@ -227,11 +227,17 @@ impl Gateway {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("already stopped");
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let child = self.child.as_ref().expect("already stopped");
         let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal_term();
+        let mut child = self.child.take().expect("already stopped");
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -202,3 +202,28 @@ fn a_relative_work_dir_is_relative_to_the_gateways_directory() {
     assert!(gw.dir.join("work/instance-0/.info").is_file());
     gw.assert_answers("Hi");
 }
+
+#[test]
+fn shutdown_lets_streams_finish_and_refuses_new_requests() {
+    let mut gw = Gateway::start_with(Options::default().env("shutdown_grace_sec", "20"));
+    let mut s = gw.post_stream(
+        "/v1/chat/completions",
+        &stream_body("auto", "[[sim:chunks=15]] [[sim:delay=100]]"),
+    );
+    assert_eq!(s.status, 200);
+    assert!(s.next_event().is_some());
+    gw.signal_term();
+    gw.wait_log("shutting down");
+    let r = gw.post("/v1/chat/completions", &chat_body("auto", "too late"));
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("shutting down"));
+    // The stream that was running when the signal came is answered in full.
+    let rest = s.collect();
+    assert_eq!(rest.last().unwrap().data, "[DONE]");
+    let text: String = chat_stream_text(&rest);
+    assert!(text.ends_with("c15 "), "{text}");
+    assert_eq!(gw.terminate().code(), Some(0));
+}
