@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use serde_json::json;
 
 use super::connection::{Connection, UpstreamError};
@@ -421,8 +421,16 @@ impl Supervisor {
                         p.terminate(cfg.kill_grace);
                     }
                     let work_dir = cfg.work_dir.join(format!("instance-{}", self.index));
-                    let (p, port) =
-                        LingmaProcess::spawn(&cfg.launch, &work_dir, cfg.startup_timeout, &name)?;
+                    // The pool stops us by dropping the sender; a slow start must not delay it.
+                    let stop = &self.stop;
+                    let stopping = || matches!(stop.try_recv(), Err(TryRecvError::Disconnected));
+                    let (p, port) = LingmaProcess::spawn(
+                        &cfg.launch,
+                        &work_dir,
+                        cfg.startup_timeout,
+                        &name,
+                        &stopping,
+                    )?;
                     self.process = Some((p, port));
                     port
                 }

@@ -30,12 +30,14 @@ impl LingmaProcess {
         self.child.id()
     }
 
-    /// Spawns Lingma and waits until its `.info` names a port that accepts connections.
+    /// Spawns Lingma and waits until its `.info` names a port that accepts connections,
+    /// giving up early when `cancelled` says so.
     pub fn spawn(
         cmd: &LaunchCommand,
         work_dir: &Path,
         timeout: Duration,
         name: &str,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<(Self, u16), String> {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| format!("cannot create workDir {}: {e}", work_dir.display()))?;
@@ -79,7 +81,7 @@ impl LingmaProcess {
             drains,
             exited: None,
         };
-        match proc.wait_for_port(work_dir, timeout) {
+        match proc.wait_for_port(work_dir, timeout, cancelled) {
             Ok(port) => Ok((proc, port)),
             Err(e) => {
                 proc.terminate(Duration::from_secs(1));
@@ -88,36 +90,38 @@ impl LingmaProcess {
         }
     }
 
-    fn wait_for_port(&mut self, work_dir: &Path, timeout: Duration) -> Result<u16, String> {
+    fn wait_for_port(
+        &mut self,
+        work_dir: &Path,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<u16, String> {
         let deadline = Instant::now() + timeout;
-        let port = loop {
-            if let Some(port) = read_info(work_dir) {
-                break port;
-            }
-            if let Some(status) = self.try_exited() {
-                return Err(format!("Lingma exited during startup ({status})"));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no {}/.info after {}s",
-                    work_dir.display(),
-                    timeout.as_secs()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut port = None;
         loop {
-            if port_open(port, Duration::from_millis(300)) {
-                return Ok(port);
+            if port.is_none() {
+                port = read_info(work_dir);
+            }
+            if let Some(p) = port.filter(|p| port_open(*p, Duration::from_millis(300))) {
+                return Ok(p);
             }
             if let Some(status) = self.try_exited() {
                 return Err(format!("Lingma exited during startup ({status})"));
             }
+            if cancelled() {
+                return Err("startup abandoned: the gateway is stopping".into());
+            }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "Lingma port {port} not accepting after {}s",
-                    timeout.as_secs()
-                ));
+                return Err(match port {
+                    None => format!(
+                        "no {}/.info after {}s",
+                        work_dir.display(),
+                        timeout.as_secs()
+                    ),
+                    Some(p) => {
+                        format!("Lingma port {p} not accepting after {}s", timeout.as_secs())
+                    }
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -227,3 +227,52 @@ fn shutdown_lets_streams_finish_and_refuses_new_requests() {
     assert!(text.ends_with("c15 "), "{text}");
     assert_eq!(gw.terminate().code(), Some(0));
 }
+
+#[test]
+fn sigterm_during_a_slow_lingma_start_stops_promptly_and_kills_it() {
+    // A "Lingma" that never writes .info: the gateway is stuck in its startup wait.
+    let dir = temp_dir("slow");
+    let script = dir.join("Lingma");
+    let pidfile = dir.join("pid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 1000\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let opts = Options {
+        simulator: false,
+        wait_ready: 0,
+        ..Default::default()
+    };
+    let mut gw = Gateway::start_with(
+        opts.env("lingma_bin", script.to_str().unwrap())
+            .env("lingma_startup_timeout", "600"),
+    );
+    let deadline = Instant::now() + WAIT;
+    let pid: u64 = loop {
+        if let Some(p) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the fake Lingma never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(gw.health()["instances"][0]["state"], "starting");
+    // With a 600 s startup timeout, only abandoning the wait lets this return in time.
+    assert_eq!(gw.terminate().code(), Some(0));
+    let deadline = Instant::now() + WAIT;
+    while pid_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the starting Lingma outlived the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
