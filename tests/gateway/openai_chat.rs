@@ -378,3 +378,26 @@ fn trace_logs_lingma_frames_but_never_the_api_key() {
     gw.wait_log("\"method\":\"chat/finish\"");
     assert!(!gw.log_text().contains("sk-trace-secret-77"));
 }
+
+#[test]
+fn huge_declared_bodies_and_endless_headers_do_not_hurt_the_gateway() {
+    let gw = Gateway::start_with(Options {
+        key: Some("sk-k".into()),
+        ..Default::default()
+    });
+    // Refused before reading (401 and 413 alike), yet the unread remainder must not be
+    // allocated: this once aborted the process.
+    for (auth, status) in [("", 401), ("Authorization: Bearer sk-k\r\n", 413)] {
+        let raw = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 99999999999999\r\n\r\n{{\"model\":"
+        );
+        let r = raw_request(&gw.addr, raw.as_bytes()).expect("an answer");
+        assert_eq!(r.status, status, "{}", r.text());
+    }
+    // A header line that never ends is cut off.
+    let mut raw = b"GET /healthz HTTP/1.1\r\nX-Long: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let _ = raw_request(&gw.addr, &raw);
+    assert_eq!(gw.health()["status"], "ok");
+    gw.assert_answers("still here");
+}
