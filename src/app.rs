@@ -109,10 +109,23 @@ fn warn_posture(cfg: &Config) {
 
 /// Binds the listener with TCP_NODELAY, which accepted sockets inherit on Linux: without it
 /// Nagle's algorithm holds each small SSE event until the client's delayed ACK (~40 ms).
-fn listen(addr: SocketAddr) -> Result<tiny_http::Server, String> {
+///
+/// The client timeout is set the same way (SO_RCVTIMEO/SO_SNDTIMEO are inherited too): a
+/// client that stops sending its request, or stops reading its answer, cannot hold a worker
+/// forever.
+fn listen(
+    addr: SocketAddr,
+    client_timeout: std::time::Duration,
+) -> Result<tiny_http::Server, String> {
+    use rustix::net::sockopt::{self, Timeout};
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&listener, true) {
+    if let Err(e) = sockopt::set_tcp_nodelay(&listener, true) {
         log::warn!("cannot set TCP_NODELAY on the listener ({e}); streamed events may be delayed");
+    }
+    for kind in [Timeout::Recv, Timeout::Send] {
+        if let Err(e) = sockopt::set_socket_timeout(&listener, kind, Some(client_timeout)) {
+            log::warn!("cannot set the client timeout on the listener ({e})");
+        }
     }
     tiny_http::Server::from_listener(listener, None).map_err(|e| e.to_string())
 }
@@ -135,7 +148,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     let addr = SocketAddr::new(cfg.host, cfg.port);
-    let server = match listen(addr) {
+    let server = match listen(addr, cfg.client_timeout) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log::error!("cannot listen on {addr}: {e}");

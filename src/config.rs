@@ -62,6 +62,7 @@ keys! {
     ["gateway"] "api_keys" = "", true, "comma-separated client keys (Authorization: Bearer or x-api-key); empty = no auth";
     ["gateway"] "log_level" = "info", false, "error | warn | info | debug | trace (trace logs every Lingma frame)";
     ["gateway"] "max_workers" = "256", false, "requests handled at once; more get 503";
+    ["gateway"] "client_timeout_sec" = "60", false, "a client socket silent (not sending, or not reading our answer) this long is dropped; also the keep-alive idle limit";
     ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
     ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
@@ -93,6 +94,7 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub log_level: log::LevelFilter,
     pub max_workers: usize,
+    pub client_timeout: Duration,
     pub max_body_bytes: u64,
     pub pool_wait: Duration,
     pub first_token_timeout: Duration,
@@ -321,6 +323,7 @@ impl RawConfig {
                 }
             })?,
             max_workers: self.uint("max_workers", 1, 100_000)? as usize,
+            client_timeout: self.secs("client_timeout_sec", 1, 86_400)?,
             max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
             first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotFound,
     /// Known route, wrong method (405).
     MethodNotAllowed,
+    /// The client stopped sending its request (408).
+    RequestTimeout,
     /// Body over `max_body_bytes` (413).
     PayloadTooLarge,
     /// Too many requests, upstream rate limit (429).
@@ -37,6 +39,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,

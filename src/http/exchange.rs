@@ -38,7 +38,9 @@ impl Protocol {
 /// `{"type":"error","error":{...}}` with Anthropic's error types.
 pub fn anthropic_error_body(e: &GatewayError) -> Value {
     let kind = match e.kind {
-        ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => "invalid_request_error",
+        ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::RequestTimeout => {
+            "invalid_request_error"
+        }
         ErrorKind::Authentication => "authentication_error",
         ErrorKind::PermissionDenied => "permission_error",
         ErrorKind::NotFound => "not_found_error",
@@ -117,8 +119,12 @@ impl Exchange {
             .as_reader()
             .take(limit + 1)
             .read_to_end(&mut body)
-            .map_err(|e| {
-                GatewayError::invalid("body", format!("Could not read the request body: {e}"))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => GatewayError::new(
+                    ErrorKind::RequestTimeout,
+                    "The request body stopped arriving (client_timeout_sec); send it whole.",
+                ),
+                _ => GatewayError::invalid("body", format!("Could not read the request body: {e}")),
             })?;
         if body.len() as u64 > limit {
             return Err(too_large());

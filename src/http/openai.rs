@@ -363,7 +363,8 @@ pub fn error_body(e: &GatewayError) -> Value {
         ErrorKind::InvalidRequest
         | ErrorKind::NotFound
         | ErrorKind::MethodNotAllowed
-        | ErrorKind::PayloadTooLarge => ("invalid_request_error", None),
+        | ErrorKind::PayloadTooLarge
+        | ErrorKind::RequestTimeout => ("invalid_request_error", None),
         ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
         ErrorKind::PermissionDenied => ("permission_error", None),
         ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),

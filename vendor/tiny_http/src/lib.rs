@@ -338,10 +338,26 @@ impl Server {
                         }));
                     }
 
+                    // lingma-gateway patch: upstream stopped accepting for good on the first
+                    // error, so running out of file descriptors once (EMFILE) killed the
+                    // server. A receive timeout on the listener (inherited by accepted
+                    // sockets as their client timeout) also makes accept() return
+                    // WouldBlock periodically: just loop and re-check the close flag.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         inside_messages.push(e.into());
-                        break;
+                        thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
                     }
                 }
             }
