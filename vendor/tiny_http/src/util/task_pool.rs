@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // lingma-gateway patch: upstream compared the waiting threads with 0 only. Threads
+        // just notified still count as waiting until they re-take the lock, so a burst of new
+        // connections was queued behind a handful of threads; as every task serves a whole
+        // keep-alive connection, the queued ones waited until another client hung up. Start
+        // a thread unless enough waiters remain for what is queued.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
