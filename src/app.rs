@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::ServeArgs;
 use crate::config::{self, Config};
-use crate::http::{self, auth::ApiKeys, routes::App, Workers};
+use crate::http::{auth::ApiKeys, routes::App, Workers};
 use crate::service::Gateway;
 use crate::upstream::pool::{Pool, PoolConfig};
 use crate::upstream::process::LaunchCommand;
@@ -208,33 +208,21 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     let signal_handle = signals.handle();
-    let signal_thread = {
-        let (server, stopping) = (Arc::clone(&server), Arc::clone(&stopping));
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    log::info!("received signal {sig}; shutting down");
-                    stopping.store(true, Ordering::SeqCst);
-                    server.unblock();
-                }
-            })
-            .expect("spawn signal thread")
-    };
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let signal_thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("received signal {sig}; shutting down");
+                let _ = stop_tx.send(());
+            }
+        })
+        .expect("spawn signal thread");
 
-    let mut workers = Workers::new(app, max_workers);
-    http::accept_loop(&server, &mut workers, &stopping);
-
-    // While in-flight requests finish, new ones are told at once that we are going away
-    // (tiny_http keeps accepting connections until it is dropped).
-    let refusing = Arc::new(AtomicBool::new(true));
-    let refuser = {
-        let (server, refusing) = (Arc::clone(&server), Arc::clone(&refusing));
-        std::thread::Builder::new()
-            .name("refuse-new".into())
-            .spawn(move || http::refuse_loop(&server, &refusing))
-            .expect("spawn refuse thread")
-    };
+    let workers = Workers::start(Arc::clone(&server), app, max_workers, Arc::clone(&stopping));
+    let _ = stop_rx.recv();
+    // New requests now get 503 from the workers while those in progress finish.
+    stopping.store(true, Ordering::SeqCst);
     let left = workers.drain(grace);
     if left > 0 {
         log::warn!(
@@ -242,8 +230,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
             grace.as_secs()
         );
     }
-    refusing.store(false, Ordering::SeqCst);
-    let _ = refuser.join();
+    workers.close();
     pool.shutdown();
     if left == 0 {
         workers.join();
