@@ -155,72 +155,35 @@ pub fn serve(args: &ServeArgs) -> i32 {
             return 1;
         }
     };
-    warn_posture(&cfg);
-    // Lingma runs with its own directory as the working directory, so a relative workDir
-    // would land somewhere else: anchor it here.
-    let relative: std::path::PathBuf = cfg
-        .lingma_work_dir
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect();
-    let work_dir = match std::env::current_dir() {
-        Ok(cwd) => cwd.join(relative),
-        Err(_) => cfg.lingma_work_dir.clone(),
-    };
-    log::info!("Lingma workDirs under {}", work_dir.display());
-    let pool = Pool::start(PoolConfig {
-        launch,
-        work_dir,
-        instance_count: cfg.instance_count,
-        attach_port: cfg.lingma_socket_port,
-        startup_timeout: cfg.lingma_startup_timeout,
-        rpc_timeout: cfg.lingma_rpc_timeout,
-        kill_grace: cfg.lingma_kill_grace,
-    });
-    let grace = cfg.shutdown_grace;
-    let max_workers = cfg.max_workers;
-    let keys = ApiKeys::new(&cfg.api_keys);
-    let gw = Arc::new(Gateway {
-        cfg,
-        pool: Arc::clone(&pool),
-        started: SystemTime::now(),
-    });
-    let app = Arc::new(App {
-        gw: Arc::clone(&gw),
-        keys,
-    });
-    let listen = server
-        .server_addr()
-        .to_ip()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| addr.to_string());
-    log::info!(
-        "lingma-gateway {} listening on http://{listen}",
-        env!("CARGO_PKG_VERSION")
-    );
-
-    let stopping = Arc::new(AtomicBool::new(false));
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let signals = match SignalWatch::install() {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot install signal handlers: {e}");
             return 1;
         }
     };
-    let signal_handle = signals.handle();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    let signal_thread = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                log::info!("received signal {sig}; shutting down");
-                let _ = stop_tx.send(());
-            }
-        })
-        .expect("spawn signal thread");
+    warn_posture(&cfg);
+    let pool = Pool::start(pool_config(&cfg, launch));
+    let (grace, max_workers) = (cfg.shutdown_grace, cfg.max_workers);
+    let keys = ApiKeys::new(&cfg.api_keys);
+    let gw = Arc::new(Gateway {
+        cfg,
+        pool: Arc::clone(&pool),
+        started: SystemTime::now(),
+    });
+    let app = Arc::new(App { gw, keys });
+    let shown = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| addr.to_string(), |a| a.to_string());
+    log::info!(
+        "lingma-gateway {} listening on http://{shown}",
+        env!("CARGO_PKG_VERSION")
+    );
 
-    let workers = Workers::start(Arc::clone(&server), app, max_workers, Arc::clone(&stopping));
-    let _ = stop_rx.recv();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let workers = Workers::start(server, app, max_workers, Arc::clone(&stopping));
+    signals.wait();
     // New requests now get 503 from the workers while those in progress finish.
     stopping.store(true, Ordering::SeqCst);
     let left = workers.drain(grace);
@@ -235,8 +198,73 @@ pub fn serve(args: &ServeArgs) -> i32 {
     if left == 0 {
         workers.join();
     }
-    signal_handle.close();
-    let _ = signal_thread.join();
+    drop(signals);
     log::info!("stopped");
     0
+}
+
+/// The pool's settings. Lingma runs with its own directory as the working directory, so a
+/// relative workDir would land somewhere else: it is anchored at ours.
+fn pool_config(cfg: &Config, launch: LaunchCommand) -> PoolConfig {
+    let relative: std::path::PathBuf = cfg
+        .lingma_work_dir
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    let work_dir = match std::env::current_dir() {
+        Ok(cwd) => cwd.join(relative),
+        Err(_) => cfg.lingma_work_dir.clone(),
+    };
+    log::info!("Lingma workDirs under {}", work_dir.display());
+    PoolConfig {
+        launch,
+        work_dir,
+        instance_count: cfg.instance_count,
+        attach_port: cfg.lingma_socket_port,
+        startup_timeout: cfg.lingma_startup_timeout,
+        rpc_timeout: cfg.lingma_rpc_timeout,
+        kill_grace: cfg.lingma_kill_grace,
+    }
+}
+
+/// SIGTERM/SIGINT, caught on a thread of their own (`signals`) that this value owns.
+struct SignalWatch {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    got: crossbeam_channel::Receiver<()>,
+}
+
+impl SignalWatch {
+    fn install() -> std::io::Result<Self> {
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let handle = signals.handle();
+        let (tx, got) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    log::info!("received signal {sig}; shutting down");
+                    let _ = tx.send(());
+                }
+            })?;
+        Ok(SignalWatch {
+            handle,
+            thread: Some(thread),
+            got,
+        })
+    }
+
+    /// Blocks until the first signal.
+    fn wait(&self) {
+        let _ = self.got.recv();
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
