@@ -165,8 +165,19 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         ex.json(200, &openai::fold_completion(&id, created, &model, &events));
         return Ok(());
     }
-    // Hold the head until Lingma's first event, so a failure before any text still gets
-    // its proper HTTP status.
+    let enc = ChunkEncoder::new(id, created, model, &opts);
+    stream_chat(app, ex, answer, enc)
+}
+
+/// Streams an answer as OpenAI chunks: the head waits for Lingma's first event (so a failure
+/// before any text still gets its proper HTTP status), keep-alives fill Lingma's silences,
+/// and a client that went away ends the answer (dropping it sends `chat/stop`).
+fn stream_chat(
+    app: &App,
+    ex: &mut Exchange,
+    mut answer: Answer,
+    mut enc: ChunkEncoder,
+) -> Result<(), GatewayError> {
     let first = match answer.next_event() {
         Some(Ok(ev)) => ev,
         Some(Err(e)) => return Err(e),
@@ -177,7 +188,6 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
             ))
         }
     };
-    let mut enc = ChunkEncoder::new(id, created, model, &opts);
     let headers = [("x-request-id", ex.id.clone())];
     let http10 = ex.is_http10();
     let Ok(mut sse) = SseWriter::start(ex.into_stream_writer(), http10, &headers) else {
