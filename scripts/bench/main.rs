@@ -446,30 +446,14 @@ fn main() {
         "| measure ({n} requests at c=1, {n32} at c=32; one-chunk answers, zero-delay simulator) | direct WS | gateway | added |"
     );
     println!("|---|---:|---:|---:|");
-    println!(
-        "| p50 latency, c=1 (ms) | {} | {} | {} |",
-        ms(d1.p(0.5)),
-        ms(g1.p(0.5)),
-        added(g1.p(0.5), d1.p(0.5))
-    );
-    println!(
-        "| p99 latency, c=1 (ms) | {} | {} | {} |",
-        ms(d1.p(0.99)),
-        ms(g1.p(0.99)),
-        added(g1.p(0.99), d1.p(0.99))
-    );
-    println!(
-        "| p50 latency, c=32 (ms) | {} | {} | {} |",
-        ms(d32.p(0.5)),
-        ms(g32.p(0.5)),
-        added(g32.p(0.5), d32.p(0.5))
-    );
-    println!(
-        "| p99 latency, c=32 (ms) | {} | {} | {} |",
-        ms(d32.p(0.99)),
-        ms(g32.p(0.99)),
-        added(g32.p(0.99), d32.p(0.99))
-    );
+    let row = |label: &str, d: &Run, g: &Run, p: f64| {
+        let (dp, gp) = (d.p(p), g.p(p));
+        println!("| {label} | {} | {} | {} |", ms(dp), ms(gp), added(gp, dp));
+    };
+    row("p50 latency, c=1 (ms)", &d1, &g1, 0.5);
+    row("p99 latency, c=1 (ms)", &d1, &g1, 0.99);
+    row("p50 latency, c=32 (ms)", &d32, &g32, 0.5);
+    row("p99 latency, c=32 (ms)", &d32, &g32, 0.99);
     println!(
         "| max latency, c=32 (ms) | {} | {} | |",
         ms(d32.p(1.0)),
@@ -480,12 +464,7 @@ fn main() {
         d32.rps(),
         g32.rps()
     );
-    println!(
-        "| time to first event p50, c=1 (ms) | {} | {} | {} |",
-        ms(dttf.p(0.5)),
-        ms(gttf.p(0.5)),
-        added(gttf.p(0.5), dttf.p(0.5))
-    );
+    row("time to first event p50, c=1 (ms)", &dttf, &gttf, 0.5);
     println!(
         "| gateway RSS idle (MiB) | | {:.1} | |",
         rss_idle as f64 / 1024.0

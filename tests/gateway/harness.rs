@@ -534,11 +534,16 @@ impl Stream {
 
 /// Text of an OpenAI chat stream's content deltas.
 pub fn chat_stream_text(events: &[SseEvent]) -> String {
+    chat_stream_field(events, "content")
+}
+
+/// One `delta` field of an OpenAI chat stream, concatenated over its chunks.
+pub fn chat_stream_field(events: &[SseEvent], field: &str) -> String {
     events
         .iter()
         .filter(|e| e.data != "[DONE]")
         .filter_map(|e| {
-            e.json()["choices"][0]["delta"]["content"]
+            e.json()["choices"][0]["delta"][field]
                 .as_str()
                 .map(String::from)
         })

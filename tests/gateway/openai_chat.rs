@@ -170,15 +170,7 @@ fn reasoning_models_get_reasoning_content_without_markers() {
     assert!(msg["reasoning_content"].as_str().unwrap().contains("Why?"));
     let mut s = gw.post_stream("/v1/chat/completions", &stream_body(model, "Why?"));
     let events = s.collect();
-    let reasoning: String = events
-        .iter()
-        .filter(|e| e.data != "[DONE]")
-        .filter_map(|e| {
-            e.json()["choices"][0]["delta"]["reasoning_content"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect();
+    let reasoning = chat_stream_field(&events, "reasoning_content");
     assert_eq!(reasoning, msg["reasoning_content"].as_str().unwrap());
     let text = chat_stream_text(&events);
     assert!(
