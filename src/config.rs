@@ -83,6 +83,10 @@ keys! {
     ["lingma"] "lingma_kill_grace_sec" = "3", false, "seconds between SIGTERM and SIGKILL when stopping Lingma";
     ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
     ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
+    ["tools"] "tool_allowlist" = "", false, "comma-separated tool names that may pass (client tools offered to the model, Lingma's own tool calls reported); empty = every client tool; * = all";
+    ["tools"] "tool_forward_enabled" = "false", false, "also send the client's tools and tool_choice in chat/ask (tools, tool_choice) for Lingma builds that read them";
+    ["tools"] "tool_auto_approve" = "true", false, "approve Lingma's own pending tool calls (tool/call/approve); false refuses them";
+    ["tools"] "tool_report_native" = "false", false, "report Lingma's own tool calls in answers (Anthropic tool_use + tool_result blocks; OpenAI lingma_tool_events)";
 }
 
 /// Typed configuration.
@@ -115,6 +119,7 @@ pub struct Config {
     pub lingma_kill_grace: Duration,
     pub chat_ask_as_request: bool,
     pub default_ask_mode: AskMode,
+    pub tools: crate::tools::ToolPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +353,18 @@ impl RawConfig {
                 "agent" => Some(AskMode::Agent),
                 _ => None,
             })?,
+            tools: crate::tools::ToolPolicy {
+                allowlist: self
+                    .string("tool_allowlist")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                forward: self.boolean("tool_forward_enabled")?,
+                auto_approve: self.boolean("tool_auto_approve")?,
+                report_native: self.boolean("tool_report_native")?,
+            },
         })
     }
 

@@ -23,6 +23,10 @@ pub mod method {
     pub const CHAT_GET_SESSION: &str = "chat/getSessionById";
     pub const TITLE_UPDATE: &str = "session/title/update";
     pub const CONTEXT_USAGE: &str = "context/usage/sync";
+    pub const TOOL_CALL_SYNC: &str = "tool/call/sync";
+    pub const TOOL_CALL_APPROVE: &str = "tool/call/approve";
+    pub const TOOL_INVOKE: &str = "tool/invoke";
+    pub const TOOL_INVOKE_RESULT: &str = "tool/invokeResult";
 }
 
 /// Frames larger than this are treated as a broken peer rather than buffered forever.

@@ -22,10 +22,87 @@ impl Role {
     }
 }
 
+/// A call of a client-declared tool, as the model made it (in an earlier assistant turn, or
+/// in the answer being produced).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// Always a JSON object.
+    pub arguments: serde_json::Value,
+}
+
+/// The client's result of an earlier tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolResult {
+    pub call_id: String,
+    /// The tool's name when known (looked up from the call), else empty.
+    pub name: String,
+    pub content: String,
+    pub is_error: bool,
+}
+
+/// A tool the client declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// The JSON schema of the tool's parameters (an object).
+    pub schema: serde_json::Value,
+}
+
+impl ToolSpec {
+    /// The names of the parameters the schema requires.
+    pub fn required(&self) -> Vec<&str> {
+        self.schema
+            .get("required")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Which tool calls the client allows or demands in this answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    #[default]
+    Auto,
+    None,
+    /// At least one call of any declared tool.
+    Any,
+    /// A call of this tool.
+    Named(String),
+}
+
+impl ToolChoice {
+    pub fn is_forced(&self) -> bool {
+        matches!(self, ToolChoice::Any | ToolChoice::Named(_))
+    }
+}
+
+/// One message of the conversation. Assistant messages may carry tool calls; the client's
+/// tool results ride on `Tool` messages (OpenAI) or user messages (Anthropic).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub role: Role,
     pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_results: Vec<ToolResult>,
+}
+
+impl Message {
+    pub fn new(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            text: text.into(),
+            tool_calls: Vec::new(),
+            tool_results: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.trim().is_empty() && self.tool_calls.is_empty() && self.tool_results.is_empty()
+    }
 }
 
 /// A chat request in protocol-neutral form.
@@ -41,6 +118,9 @@ pub struct ChatRequest {
     pub max_tokens: Option<u64>,
     /// Key that should land on the same Lingma instance as before (OpenAI `user`, ...).
     pub affinity: Option<String>,
+    /// Tools the client declares (after the allowlist).
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
 }
 
 impl ChatRequest {
@@ -63,31 +143,13 @@ impl ChatRequest {
         h.finish()
     }
 
-    /// Flattens the conversation into Lingma's single `questionText`. A lone user message is
-    /// sent as it is; anything longer is a transcript with one `[role]` tag per message, so
-    /// the model can tell the speakers apart.
-    pub fn question_text(&self) -> String {
-        let non_empty: Vec<&Message> = self
-            .messages
-            .iter()
-            .filter(|m| !m.text.trim().is_empty())
-            .collect();
-        if let [only] = non_empty.as_slice() {
-            if only.role == Role::User {
-                return only.text.clone();
-            }
-        }
-        let mut out = String::new();
-        for m in non_empty {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push('[');
-            out.push_str(m.role.as_str());
-            out.push_str("] ");
-            out.push_str(&m.text);
-        }
-        out
+    /// Whether tool calls may be parsed out of the answer.
+    pub fn tools_active(&self) -> bool {
+        !self.tools.is_empty() && self.tool_choice != ToolChoice::None
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&ToolSpec> {
+        self.tools.iter().find(|t| t.name == name)
     }
 }
 
@@ -101,6 +163,8 @@ pub enum StopReason {
     Length,
     /// Lingma's content filter ended the answer (statusCode 406/601).
     ContentFilter,
+    /// The answer calls tools; the client runs them and sends the results in its next request.
+    ToolUse,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,17 +173,38 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
-/// One piece of an answer, in order. A stream is zero or more `Text`/`Reasoning` then exactly
-/// one `Finish` — or an error instead of the `Finish`.
+/// A tool Lingma's own agent called and ran through its `tool/call/sync` / `tool/invoke`
+/// path (not a client tool): reported so the client can see what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeTool {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+    /// The final status as Lingma reported it (`FINISHED`, `ERROR`, `CANCELLED`).
+    pub status: String,
+    pub output: String,
+    pub is_error: bool,
+}
+
+/// One piece of an answer, in order. A stream is zero or more `Text`/`Reasoning`/`ToolCall`/
+/// `NativeTool` then exactly one `Finish` — or an error instead of the `Finish`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Text(String),
     Reasoning(String),
-    Finish { reason: StopReason, usage: Usage },
+    /// A validated call of a client-declared tool.
+    ToolCall(ToolCall),
+    NativeTool(NativeTool),
+    Finish {
+        reason: StopReason,
+        usage: Usage,
+    },
 }
 
-/// Token estimate for text (Lingma reports none). Leans high: one token per 3.5 ASCII
-/// characters (English averages ~4) and one per non-ASCII character (CJK is ~1 each).
+/// Token estimate for text (Lingma reports none). Leans high, because an undercount makes
+/// clients such as Claude Code compact their context too late: one token per 3 ASCII
+/// characters (English prose averages ~4, code and JSON ~3) and one per non-ASCII character
+/// (CJK is about one each).
 pub fn estimate_tokens(text: &str) -> u64 {
     let mut ascii = 0u64;
     let mut other = 0u64;
@@ -130,7 +215,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
             other += 1;
         }
     }
-    (ascii * 2).div_ceil(7) + other
+    ascii.div_ceil(3) + other
 }
 
 #[cfg(test)]
@@ -138,36 +223,7 @@ mod tests {
     use super::*;
 
     fn msg(role: Role, text: &str) -> Message {
-        Message {
-            role,
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn lone_user_message_is_sent_verbatim() {
-        let r = ChatRequest {
-            messages: vec![msg(Role::User, "hi there")],
-            ..Default::default()
-        };
-        assert_eq!(r.question_text(), "hi there");
-    }
-
-    #[test]
-    fn transcript_tags_each_role() {
-        let r = ChatRequest {
-            messages: vec![
-                msg(Role::System, "be brief"),
-                msg(Role::User, "hi"),
-                msg(Role::Assistant, "hello"),
-                msg(Role::User, "again"),
-            ],
-            ..Default::default()
-        };
-        assert_eq!(
-            r.question_text(),
-            "[system] be brief\n[user] hi\n[assistant] hello\n[user] again"
-        );
+        Message::new(role, text)
     }
 
     #[test]
@@ -191,8 +247,8 @@ mod tests {
     #[test]
     fn token_estimate_leans_high() {
         assert_eq!(estimate_tokens(""), 0);
-        assert_eq!(estimate_tokens("abcdefg"), 2);
+        assert_eq!(estimate_tokens("abcdefg"), 3);
         assert_eq!(estimate_tokens("你好"), 2);
-        assert!(estimate_tokens("The quick brown fox jumps over the lazy dog.") >= 11);
+        assert!(estimate_tokens("The quick brown fox jumps over the lazy dog.") >= 14);
     }
 }

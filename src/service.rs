@@ -7,11 +7,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{json, Value};
+
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
-use crate::model::{estimate_tokens, ChatRequest, Event, StopReason, Usage};
+use crate::model::{
+    estimate_tokens, ChatRequest, Event, NativeTool, StopReason, ToolChoice, Usage,
+};
 use crate::pipeline::{Segment, StopFilter, ThinkSplitter};
-use crate::upstream::chat::{Ask, ChatEvent, ChatStream, Deadlines};
+use crate::prompt;
+use crate::tools::scan::{Piece, ToolScanner};
+use crate::tools::ToolPolicy;
+use crate::upstream::chat::{Ask, ChatEvent, ChatStream, Deadlines, ToolUpdate};
 use crate::upstream::models::{ModelInfo, ModelList};
 use crate::upstream::pool::{Lease, LeaseError, Pool};
 use crate::upstream::UpstreamError;
@@ -51,7 +58,7 @@ impl Gateway {
 
     /// Starts a chat. Errors here happen before any byte reaches the client.
     pub fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
-        let question = req.question_text();
+        let question = prompt::question(req);
         if question.trim().is_empty() {
             return Err(GatewayError::invalid(
                 "messages",
@@ -70,12 +77,16 @@ impl Gateway {
             )
             .with_code("model_not_found")
         })?;
+        let policy = &self.cfg.tools;
+        let forward_tools = (policy.forward && !req.tools.is_empty()).then(|| forwarded_tools(req));
         let ask = Ask {
             session_id: String::new(),
             question: question.clone(),
             model_key: model.key.clone(),
             is_reply: false,
             mode: self.cfg.default_ask_mode,
+            forward_tools,
+            approve_tools: policy.auto_approve,
         };
         let deadlines = Deadlines {
             first_token: self.cfg.first_token_timeout,
@@ -89,11 +100,24 @@ impl Gateway {
         )
         .map_err(upstream_error)?;
         log::debug!(
-            "chat {} on {} model {}",
+            "chat {} on {} model {} ({} tools, choice {:?})",
             stream.request_id(),
             lease.name,
-            model.key
+            model.key,
+            req.tools.len(),
+            req.tool_choice
         );
+        // A forced tool choice gets one more try, with a stronger instruction, when the
+        // answer calls no tool.
+        let retry = (req.tools_active() && req.tool_choice.is_forced()).then(|| {
+            let mut ask = ask.clone();
+            ask.question = prompt::with_retry_instruction(&question, &req.tool_choice);
+            Retry {
+                ask,
+                as_request: self.cfg.chat_ask_as_request,
+                deadlines,
+            }
+        });
         Ok(Answer {
             stream: Some(stream),
             lease,
@@ -103,13 +127,35 @@ impl Gateway {
                 output_tokens: 0,
             },
             think: ThinkSplitter::default(),
+            scanner: ToolScanner::new(req.tools.clone(), req.tools_active()),
             stop: StopFilter::new(&req.stop),
             max_tokens: req.max_tokens,
             queue: VecDeque::new(),
             finished: false,
             saw_text: false,
+            hold_text: retry.is_some(),
+            held: Vec::new(),
+            retry,
+            stops: req.stop.clone(),
+            native: NativeTools::new(policy.clone()),
         })
     }
+}
+
+/// The client's tools as `chat/ask` would carry them (OpenAI's function-tool shape).
+fn forwarded_tools(req: &ChatRequest) -> (Value, Value) {
+    let tools: Vec<Value> = req
+        .tools
+        .iter()
+        .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.schema}}))
+        .collect();
+    let choice = match &req.tool_choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Any => json!("required"),
+        ToolChoice::Named(n) => json!({"type": "function", "function": {"name": n}}),
+    };
+    (Value::Array(tools), choice)
 }
 
 /// What `Answer::poll` found.
@@ -120,7 +166,15 @@ pub enum Poll {
     Done,
 }
 
-/// A running answer: yields internal events until `Finish` or an error.
+/// The second `chat/ask` of a forced tool choice, ready to send.
+struct Retry {
+    ask: Ask,
+    as_request: bool,
+    deadlines: Deadlines,
+}
+
+/// A running answer: yields internal events until `Finish` or an error. Lingma's deltas go
+/// through the think splitter, the tool scanner and the stop filter, in that order.
 pub struct Answer {
     // Field order is drop order: the stream (which may send chat/stop) goes before the lease
     // gives the instance back.
@@ -129,11 +183,19 @@ pub struct Answer {
     pub model: ModelInfo,
     pub usage: Usage,
     think: ThinkSplitter,
+    scanner: ToolScanner,
     stop: StopFilter,
     max_tokens: Option<u64>,
     queue: VecDeque<Event>,
     finished: bool,
     saw_text: bool,
+    /// With a forced tool choice, text waits until a call shows up (or the answer ends):
+    /// the text of an attempt that gets retried must not reach the client.
+    hold_text: bool,
+    held: Vec<Event>,
+    retry: Option<Retry>,
+    stops: Vec<String>,
+    native: NativeTools,
 }
 
 impl Answer {
@@ -175,6 +237,11 @@ impl Answer {
                         self.emit(seg);
                     }
                 }
+                Ok(Some(ChatEvent::Tool(update))) => {
+                    if let Some(tool) = self.native.update(update) {
+                        self.queue.push_back(Event::NativeTool(tool));
+                    }
+                }
                 Ok(Some(ChatEvent::Finish(f))) => {
                     let reason = match f.status_code {
                         200 => StopReason::EndTurn,
@@ -192,11 +259,30 @@ impl Answer {
                     for seg in self.think.finish() {
                         self.emit(seg);
                     }
-                    if !self.finished {
-                        let rest = self.stop.finish();
-                        self.push_text(rest);
-                        self.finish(reason);
+                    for piece in self.scanner.finish() {
+                        self.piece(piece);
                     }
+                    if self.finished {
+                        continue;
+                    }
+                    if self.scanner.calls() == 0 && reason == StopReason::EndTurn {
+                        if let Some(retry) = self.retry.take() {
+                            if let Err(e) = self.start_retry(retry) {
+                                return Poll::Event(Err(e));
+                            }
+                            continue;
+                        }
+                    }
+                    self.release_held();
+                    let rest = self.stop.finish();
+                    self.push_text(rest);
+                    self.native.log_unfinished();
+                    let reason = if self.scanner.calls() > 0 {
+                        StopReason::ToolUse
+                    } else {
+                        reason
+                    };
+                    self.finish(reason);
                 }
                 Err(e) => {
                     self.end_upstream();
@@ -204,6 +290,49 @@ impl Answer {
                 }
             }
         }
+    }
+
+    /// Asks again with the stronger instruction on the same instance, in a new session;
+    /// what the first attempt said is dropped.
+    fn start_retry(&mut self, retry: Retry) -> Result<(), GatewayError> {
+        let dropped: usize = self
+            .held
+            .iter()
+            .map(|e| match e {
+                Event::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        log::info!(
+            "{}: the tool choice demands a call but the answer made none; asking once more ({dropped} bytes of text dropped)",
+            self.lease.name
+        );
+        self.held.clear();
+        self.stream = None; // already finished: no chat/stop
+        let stream = ChatStream::start(
+            Arc::clone(&self.lease.conn),
+            &retry.ask,
+            retry.as_request,
+            retry.deadlines,
+        )
+        .map_err(|e| {
+            self.end_upstream();
+            upstream_error(e)
+        })?;
+        self.stream = Some(stream);
+        self.usage.input_tokens += estimate_tokens(&retry.ask.question);
+        self.usage.output_tokens = 0;
+        self.think = ThinkSplitter::default();
+        self.scanner = ToolScanner::new(self.scanner_tools(), true);
+        self.stop = StopFilter::new(&self.stops);
+        self.saw_text = false;
+        // The retry's answer is final: its text goes out as it comes.
+        self.hold_text = false;
+        Ok(())
+    }
+
+    fn scanner_tools(&self) -> Vec<crate::model::ToolSpec> {
+        self.scanner.tools().to_vec()
     }
 
     fn emit(&mut self, seg: Segment) {
@@ -216,25 +345,62 @@ impl Answer {
                 self.queue.push_back(Event::Reasoning(r));
             }
             Segment::Text(t) => {
-                let (out, hit) = self.stop.push(&t);
-                self.push_text(out);
-                if let Some(s) = hit {
-                    self.finish(StopReason::StopSequence(s));
+                for piece in self.scanner.push(&t) {
+                    self.piece(piece);
                 }
             }
         }
+        self.check_length();
+    }
+
+    fn piece(&mut self, piece: Piece) {
+        if self.finished {
+            return;
+        }
+        match piece {
+            Piece::Text(t) => {
+                let (out, hit) = self.stop.push(&t);
+                self.push_text(out);
+                if let Some(s) = hit {
+                    self.release_held();
+                    self.finish(StopReason::StopSequence(s));
+                }
+            }
+            Piece::Call(call) => {
+                let rest = self.stop.finish();
+                self.push_text(rest);
+                self.release_held();
+                self.hold_text = false;
+                self.usage.output_tokens += estimate_tokens(&call.arguments.to_string());
+                self.queue.push_back(Event::ToolCall(call));
+            }
+        }
+        self.check_length();
+    }
+
+    fn check_length(&mut self) {
         if let Some(max) = self.max_tokens {
             if !self.finished && self.usage.output_tokens >= max {
+                self.release_held();
                 self.finish(StopReason::Length);
             }
         }
     }
 
     fn push_text(&mut self, text: String) {
-        if !text.is_empty() {
-            self.usage.output_tokens += estimate_tokens(&text);
+        if text.is_empty() {
+            return;
+        }
+        self.usage.output_tokens += estimate_tokens(&text);
+        if self.hold_text {
+            self.held.push(Event::Text(text));
+        } else {
             self.queue.push_back(Event::Text(text));
         }
+    }
+
+    fn release_held(&mut self) {
+        self.queue.extend(self.held.drain(..));
     }
 
     fn finish(&mut self, reason: StopReason) {
@@ -251,6 +417,101 @@ impl Answer {
     fn end_upstream(&mut self) {
         self.finished = true;
         self.stream = None;
+    }
+}
+
+/// Lingma's own tool calls in this answer, merged across their `tool/call/sync` updates.
+struct NativeTools {
+    policy: ToolPolicy,
+    calls: Vec<NativeTool>,
+    reported: Vec<String>,
+}
+
+impl NativeTools {
+    fn new(policy: ToolPolicy) -> Self {
+        NativeTools {
+            policy,
+            calls: Vec::new(),
+            reported: Vec::new(),
+        }
+    }
+
+    /// Merges one update; returns the call once it has ended, if it is to be reported.
+    fn update(&mut self, u: ToolUpdate) -> Option<NativeTool> {
+        if u.tool_call_id.is_empty() {
+            log::debug!("native tool event without a toolCallId ({})", u.status);
+            return None;
+        }
+        let i = match self.calls.iter().position(|c| c.id == u.tool_call_id) {
+            Some(i) => i,
+            None => {
+                self.calls.push(NativeTool {
+                    id: u.tool_call_id.clone(),
+                    name: String::new(),
+                    input: json!({}),
+                    status: String::new(),
+                    output: String::new(),
+                    is_error: false,
+                });
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[i];
+        if !u.name.is_empty() {
+            call.name = u.name.clone();
+        }
+        if u.parameters.as_object().is_some_and(|o| !o.is_empty()) {
+            call.input = u.parameters.clone();
+        }
+        if u.status == "INVOKE" {
+            log::info!(
+                "Lingma asked the gateway to run its IDE tool {} ({}); answered that it cannot",
+                call.name,
+                call.id
+            );
+            return None;
+        }
+        call.status = u.status.clone();
+        if !matches!(u.status.as_str(), "FINISHED" | "ERROR" | "CANCELLED") {
+            return None;
+        }
+        call.is_error = u.status != "FINISHED";
+        call.output = match &u.results {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Array(a) if a.is_empty() => String::new(),
+            other => other.to_string(),
+        };
+        if call.is_error && !u.error.is_empty() {
+            if !call.output.is_empty() {
+                call.output.push('\n');
+            }
+            call.output.push_str(&u.error);
+        }
+        log::info!(
+            "Lingma's tool {} ({}) ended {}",
+            call.name,
+            call.id,
+            call.status
+        );
+        let report = self.policy.report_native
+            && !self.reported.contains(&call.id)
+            && (self.policy.allowlist.is_empty() || self.policy.allows(&call.name));
+        if report {
+            self.reported.push(call.id.clone());
+            return Some(call.clone());
+        }
+        None
+    }
+
+    fn log_unfinished(&self) {
+        for c in self
+            .calls
+            .iter()
+            .filter(|c| !matches!(c.status.as_str(), "FINISHED" | "ERROR" | "CANCELLED" | ""))
+        {
+            log::info!("Lingma's tool {} ({}) was left {}", c.name, c.id, c.status);
+        }
     }
 }
 

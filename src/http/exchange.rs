@@ -27,6 +27,16 @@ impl Protocol {
         }
     }
 
+    /// The HTTP status of an error. Anthropic's API has its own set: an overloaded server is
+    /// 529, an upstream failure is `api_error` 500.
+    pub fn status(self, e: &GatewayError) -> u16 {
+        match (self, e.kind) {
+            (Protocol::Anthropic, ErrorKind::Unavailable) => 529,
+            (Protocol::Anthropic, ErrorKind::Upstream) => 500,
+            _ => e.status(),
+        }
+    }
+
     pub fn error_body(self, e: &GatewayError) -> Value {
         match self {
             Protocol::OpenAi => openai::error_body(e),
@@ -47,7 +57,8 @@ pub fn anthropic_error_body(e: &GatewayError) -> Value {
         ErrorKind::PayloadTooLarge => "request_too_large",
         ErrorKind::RateLimited => "rate_limit_error",
         ErrorKind::Unavailable => "overloaded_error",
-        ErrorKind::Internal | ErrorKind::Upstream | ErrorKind::Timeout => "api_error",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Internal | ErrorKind::Upstream => "api_error",
     };
     serde_json::json!({"type": "error", "error": {"type": kind, "message": e.message}})
 }
@@ -171,7 +182,7 @@ impl Exchange {
                 extra.push(("Allow", allow.to_string()));
             }
         }
-        let status = e.status();
+        let status = self.protocol.status(e);
         if status >= 500 {
             log::warn!(
                 "{} {} {} -> {status}: {}",

@@ -2,11 +2,13 @@
 //! our worker threads (`workers.rs`) take them from its queue. A panic inside a handler
 //! becomes a 500 in the route's protocol. Every request ends with one access log line.
 
+pub mod anthropic;
 pub mod auth;
 pub mod exchange;
 pub mod openai;
 pub mod routes;
 pub mod sse;
+pub mod stream;
 pub mod workers;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -4,8 +4,12 @@
 
 use serde_json::{json, Map, Value};
 
+use super::stream::{Frame, StreamEncoder};
 use crate::error::{ErrorKind, GatewayError};
-use crate::model::{ChatRequest, Event, Message, Role, StopReason, Usage};
+use crate::model::{
+    ChatRequest, Event, Message, NativeTool, Role, StopReason, ToolCall, ToolChoice, ToolResult,
+    ToolSpec, Usage,
+};
 
 /// Per-request options that only matter to the OpenAI encoder.
 #[derive(Debug, Clone, Default)]
@@ -145,6 +149,8 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         Some(Value::String(_)) | None => None,
         Some(other) => return Err(type_error("user", "a string", other)),
     };
+    let tools = parse_tools(obj)?;
+    let tool_choice = parse_tool_choice(obj, &tools)?;
     let req = ChatRequest {
         model,
         messages,
@@ -152,6 +158,8 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         stop,
         max_tokens,
         affinity,
+        tools,
+        tool_choice,
     };
     Ok((req, ChatOptions { include_usage }))
 }
@@ -185,24 +193,202 @@ fn parse_message(i: usize, m: &Value) -> Result<Message, GatewayError> {
         Some(other) => return Err(type_error(&format!("{at}.role"), "a string", other)),
         None => return Err(GatewayError::invalid(format!("{at}.role"), format!("Missing required parameter: '{at}.role'."))),
     };
-    let mut text = content_text(&format!("{at}.content"), field(obj, "content"))?;
+    let text = content_text(&format!("{at}.content"), field(obj, "content"))?;
+    let mut message = Message::new(role, text);
     if role == Role::Assistant {
-        if let Some(calls) = field(obj, "tool_calls") {
-            if !calls.is_array() {
-                return Err(type_error(&format!("{at}.tool_calls"), "an array", calls));
+        match field(obj, "tool_calls") {
+            Some(Value::Array(calls)) => {
+                for (j, c) in calls.iter().enumerate() {
+                    message
+                        .tool_calls
+                        .push(parse_history_call(&format!("{at}.tool_calls[{j}]"), c)?);
+                }
             }
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(&format!("[tool_calls] {calls}"));
+            Some(other) => return Err(type_error(&format!("{at}.tool_calls"), "an array", other)),
+            None => {}
+        }
+        // The legacy single `function_call`.
+        if let Some(fc) = field(obj, "function_call") {
+            let call = json!({"id": "", "function": fc});
+            message
+                .tool_calls
+                .push(parse_history_call(&format!("{at}.function_call"), &call)?);
         }
     }
     if role == Role::Tool {
-        if let Some(Value::String(id)) = field(obj, "tool_call_id") {
-            text = format!("(result of tool call {id}) {text}");
+        let call_id = match field(obj, "tool_call_id") {
+            Some(Value::String(id)) => id.clone(),
+            Some(other) => {
+                return Err(type_error(&format!("{at}.tool_call_id"), "a string", other))
+            }
+            None => String::new(),
+        };
+        let name = field(obj, "name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if call_id.is_empty() && name.is_empty() {
+            return Err(GatewayError::invalid(
+                format!("{at}.tool_call_id"),
+                format!("Missing required parameter: '{at}.tool_call_id'."),
+            ));
+        }
+        message.tool_results.push(ToolResult {
+            call_id,
+            name,
+            content: std::mem::take(&mut message.text),
+            is_error: false,
+        });
+    }
+    Ok(message)
+}
+
+/// An earlier assistant tool call: `{id, type:"function", function:{name, arguments}}`.
+fn parse_history_call(at: &str, c: &Value) -> Result<ToolCall, GatewayError> {
+    let name = c
+        .pointer("/function/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            GatewayError::invalid(
+                format!("{at}.function.name"),
+                format!("Missing required parameter: '{at}.function.name'."),
+            )
+        })?;
+    let arguments = match c.pointer("/function/arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) => v,
+            // Whatever the model wrote is history: keep it visible rather than refuse.
+            _ => json!({"raw": s}),
+        },
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(other) => {
+            return Err(type_error(
+                &format!("{at}.function.arguments"),
+                "a string",
+                other,
+            ))
+        }
+    };
+    Ok(ToolCall {
+        id: c
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        name: name.to_string(),
+        arguments,
+    })
+}
+
+/// `tools` (function tools) and the legacy `functions`. Tool types Lingma cannot be given
+/// (OpenAI's custom/freeform tools) are skipped with a log line.
+fn parse_tools(obj: &Map<String, Value>) -> Result<Vec<ToolSpec>, GatewayError> {
+    let mut out = Vec::new();
+    let mut add = |at: String, f: &Value| -> Result<(), GatewayError> {
+        let Some(fo) = f.as_object() else {
+            return Err(type_error(&at, "an object", f));
+        };
+        let name = match fo.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => n.clone(),
+            _ => {
+                return Err(GatewayError::invalid(
+                    format!("{at}.name"),
+                    format!("Missing required parameter: '{at}.name'."),
+                ))
+            }
+        };
+        let schema = match fo.get("parameters") {
+            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(other) => return Err(type_error(&format!("{at}.parameters"), "an object", other)),
+        };
+        let description = fo
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        out.push(ToolSpec {
+            name,
+            description,
+            schema,
+        });
+        Ok(())
+    };
+    match field(obj, "tools") {
+        Some(Value::Array(tools)) => {
+            for (i, t) in tools.iter().enumerate() {
+                let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
+                if kind != "function" {
+                    log::warn!(
+                        "tools[{i}] has type {kind:?}, which cannot be offered to Lingma; skipped"
+                    );
+                    continue;
+                }
+                add(
+                    format!("tools[{i}].function"),
+                    t.get("function").unwrap_or(&Value::Null),
+                )?;
+            }
+        }
+        Some(other) => return Err(type_error("tools", "an array", other)),
+        None => {}
+    }
+    match field(obj, "functions") {
+        Some(Value::Array(fs)) => {
+            for (i, f) in fs.iter().enumerate() {
+                add(format!("functions[{i}]"), f)?;
+            }
+        }
+        Some(other) => return Err(type_error("functions", "an array", other)),
+        None => {}
+    }
+    Ok(out)
+}
+
+fn parse_tool_choice(
+    obj: &Map<String, Value>,
+    tools: &[ToolSpec],
+) -> Result<ToolChoice, GatewayError> {
+    let (param, v) = match (field(obj, "tool_choice"), field(obj, "function_call")) {
+        (Some(v), _) => ("tool_choice", v),
+        (None, Some(v)) => ("function_call", v),
+        (None, None) => return Ok(ToolChoice::Auto),
+    };
+    let choice = match v {
+        Value::String(s) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Any,
+            other => return Err(GatewayError::invalid(param, format!("Invalid value for '{param}': '{other}'. Supported values are: 'none', 'auto' and 'required'."))),
+        },
+        Value::Object(o) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| o.get("name"))
+                .and_then(Value::as_str);
+            match (o.get("type").and_then(Value::as_str), name) {
+                (_, Some(n)) => ToolChoice::Named(n.to_string()),
+                (Some("allowed_tools"), _) => ToolChoice::Auto,
+                _ => return Err(GatewayError::invalid(format!("{param}.function.name"), format!("Missing required parameter: '{param}.function.name'."))),
+            }
+        }
+        other => return Err(type_error(param, "a string or an object", other)),
+    };
+    if let ToolChoice::Named(n) = &choice {
+        if !tools.iter().any(|t| &t.name == n) {
+            return Err(GatewayError::invalid(param, format!("Invalid value for '{param}': no function named '{n}' was specified in 'tools'.")));
         }
     }
-    Ok(Message { role, text })
+    if choice.is_forced() && tools.is_empty() {
+        return Err(GatewayError::invalid(
+            param,
+            format!("Invalid value for '{param}': a tool call is required but 'tools' is empty."),
+        ));
+    }
+    Ok(choice)
 }
 
 /// A message's text: a string, or text parts joined. Other part types are refused.
@@ -250,7 +436,13 @@ pub fn finish_reason(reason: &StopReason) -> &'static str {
         StopReason::EndTurn | StopReason::StopSequence(_) => "stop",
         StopReason::Length => "length",
         StopReason::ContentFilter => "content_filter",
+        StopReason::ToolUse => "tool_calls",
     }
+}
+
+/// A Lingma-side tool call, as the gateway's `lingma_tool_events` extension reports it.
+pub fn native_tool_json(t: &NativeTool) -> Value {
+    json!({"id": t.id, "name": t.name, "input": t.input, "status": t.status, "output": t.output, "is_error": t.is_error})
 }
 
 fn usage_json(u: &Usage) -> Value {
@@ -268,6 +460,7 @@ pub struct ChunkEncoder {
     model: String,
     include_usage: bool,
     sent_role: bool,
+    calls: usize,
 }
 
 impl ChunkEncoder {
@@ -278,6 +471,7 @@ impl ChunkEncoder {
             model,
             include_usage: opts.include_usage,
             sent_role: false,
+            calls: 0,
         }
     }
 
@@ -297,7 +491,7 @@ impl ChunkEncoder {
     }
 
     /// The payloads for one event, in order. The stream's last payload is `[DONE]`.
-    pub fn encode(&mut self, ev: &Event) -> Vec<String> {
+    pub fn payloads(&mut self, ev: &Event) -> Vec<String> {
         let mut out = Vec::new();
         if !self.sent_role {
             self.sent_role = true;
@@ -306,6 +500,21 @@ impl ChunkEncoder {
         match ev {
             Event::Text(t) => out.push(self.chunk(json!({"content": t}), None)),
             Event::Reasoning(r) => out.push(self.chunk(json!({"reasoning_content": r}), None)),
+            Event::ToolCall(c) => {
+                let index = self.calls;
+                self.calls += 1;
+                out.push(self.chunk(
+                    json!({"tool_calls": [{"index": index, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": ""}}]}),
+                    None,
+                ));
+                out.push(self.chunk(
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": c.arguments.to_string()}}]}),
+                    None,
+                ));
+            }
+            Event::NativeTool(t) => {
+                out.push(self.chunk(json!({"lingma_tool_events": [native_tool_json(t)]}), None))
+            }
             Event::Finish { reason, usage } => {
                 out.push(self.chunk(json!({}), Some(finish_reason(reason))));
                 if self.include_usage {
@@ -329,20 +538,51 @@ impl ChunkEncoder {
     }
 }
 
+impl StreamEncoder for ChunkEncoder {
+    fn encode(&mut self, ev: &Event) -> Vec<Frame> {
+        self.payloads(ev)
+            .into_iter()
+            .map(|data| Frame::Event { name: None, data })
+            .collect()
+    }
+
+    fn error(&mut self, e: &GatewayError) -> Vec<Frame> {
+        vec![Frame::Event {
+            name: None,
+            data: error_body(e).to_string(),
+        }]
+    }
+}
+
 /// Folds a whole event stream into one `chat.completion` body.
 pub fn fold_completion(id: &str, created: u64, model: &str, events: &[Event]) -> Value {
     let mut text = String::new();
     let mut reasoning = String::new();
+    let mut calls = Vec::new();
+    let mut native = Vec::new();
     let mut finish = None;
     for ev in events {
         match ev {
             Event::Text(t) => text.push_str(t),
             Event::Reasoning(r) => reasoning.push_str(r),
+            Event::ToolCall(c) => calls.push(json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments.to_string()}})),
+            Event::NativeTool(t) => native.push(native_tool_json(t)),
             Event::Finish { reason, usage } => finish = Some((finish_reason(reason), *usage)),
         }
     }
     let (reason, usage) = finish.unwrap_or(("stop", Usage::default()));
-    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+    let content = if text.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text)
+    };
+    let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    if !native.is_empty() {
+        message["lingma_tool_events"] = Value::Array(native);
+    }
     if !reasoning.is_empty() {
         message["reasoning_content"] = Value::String(reasoning);
     }
@@ -466,7 +706,7 @@ mod tests {
                 include_usage: true,
             },
         );
-        let first = enc.encode(&Event::Text("Hi".into()));
+        let first = enc.payloads(&Event::Text("Hi".into()));
         assert_eq!(first.len(), 2);
         let role: Value = serde_json::from_str(&first[0]).unwrap();
         assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
@@ -474,9 +714,9 @@ mod tests {
         let text: Value = serde_json::from_str(&first[1]).unwrap();
         assert_eq!(text["choices"][0]["delta"]["content"], "Hi");
         let r: Value =
-            serde_json::from_str(&enc.encode(&Event::Reasoning("hmm".into()))[0]).unwrap();
+            serde_json::from_str(&enc.payloads(&Event::Reasoning("hmm".into()))[0]).unwrap();
         assert_eq!(r["choices"][0]["delta"]["reasoning_content"], "hmm");
-        let end = enc.encode(&Event::Finish {
+        let end = enc.payloads(&Event::Finish {
             reason: StopReason::EndTurn,
             usage: Usage {
                 input_tokens: 3,

@@ -6,13 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::anthropic::{self, MessagesEncoder};
 use super::auth::ApiKeys;
 use super::exchange::Exchange;
 use super::openai::{self, ChunkEncoder};
-use super::sse::SseWriter;
+use super::stream::stream_answer;
 use crate::error::{ErrorKind, GatewayError};
-use crate::model::Event;
-use crate::service::{Answer, Gateway, Poll};
+use crate::model::{ChatRequest, Event, ToolChoice};
+use crate::prompt;
+use crate::service::{Answer, Gateway};
 
 pub struct App {
     pub gw: Arc<Gateway>,
@@ -25,6 +27,8 @@ enum Route {
     Health,
     Models,
     ChatCompletions,
+    Messages,
+    CountTokens,
 }
 
 /// `(path, allowed methods, route)`. `/v1` is optional on the OpenAI paths, as many
@@ -36,6 +40,10 @@ const ROUTES: &[(&str, &[&str], Route)] = &[
     ("/models", &["GET"], Route::Models),
     ("/v1/chat/completions", &["POST"], Route::ChatCompletions),
     ("/chat/completions", &["POST"], Route::ChatCompletions),
+    ("/v1/messages", &["POST"], Route::Messages),
+    ("/messages", &["POST"], Route::Messages),
+    ("/v1/messages/count_tokens", &["POST"], Route::CountTokens),
+    ("/messages/count_tokens", &["POST"], Route::CountTokens),
 ];
 
 pub fn handle(app: &App, ex: &mut Exchange) {
@@ -83,6 +91,14 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         Route::ChatCompletions => {
             app.keys.check(ex)?;
             chat_completions(app, ex)
+        }
+        Route::Messages => {
+            app.keys.check(ex)?;
+            messages(app, ex)
+        }
+        Route::CountTokens => {
+            app.keys.check(ex)?;
+            count_tokens(app, ex)
         }
     }
 }
@@ -145,88 +161,96 @@ fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 
 fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
-    let (req, opts) = openai::parse_chat(&body)?;
+    let (mut req, opts) = openai::parse_chat(&body)?;
+    apply_tool_policy(app, &mut req)?;
     ex.model = req.model.clone();
     ex.stream = req.stream;
     let mut answer = app.gw.start_chat(&req)?;
     ex.instance = answer.instance().to_string();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let model = if req.model.is_empty() {
+    let model = response_model(&req, &answer);
+    if !req.stream {
+        let events = collect(&mut answer)?;
+        ex.json(200, &openai::fold_completion(&id, now(), &model, &events));
+        return Ok(());
+    }
+    let mut enc = ChunkEncoder::new(id, now(), model, &opts);
+    stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
+}
+
+fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    let (mut req, opts) = anthropic::parse_messages(&body, false)?;
+    apply_tool_policy(app, &mut req)?;
+    req.affinity = ex
+        .header("x-claude-code-session-id")
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .or_else(|| opts.user_id.clone());
+    ex.model = req.model.clone();
+    ex.stream = req.stream;
+    let mut answer = app.gw.start_chat(&req)?;
+    ex.instance = answer.instance().to_string();
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let model = response_model(&req, &answer);
+    if !req.stream {
+        let events = collect(&mut answer)?;
+        ex.json(200, &anthropic::fold_message(&id, &model, &opts, &events));
+        return Ok(());
+    }
+    let mut enc = MessagesEncoder::new(id, model, answer.usage.input_tokens, &opts);
+    stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
+}
+
+fn count_tokens(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    let (mut req, opts) = anthropic::parse_messages(&body, true)?;
+    apply_tool_policy(app, &mut req)?;
+    let question = prompt::question(&req);
+    ex.model = req.model.clone();
+    ex.json(
+        200,
+        &json!({"input_tokens": anthropic::count_tokens(&question, &opts)}),
+    );
+    Ok(())
+}
+
+/// Drops client tools the operator's allowlist does not name; a forced choice of a dropped
+/// tool is refused.
+fn apply_tool_policy(app: &App, req: &mut ChatRequest) -> Result<(), GatewayError> {
+    let policy = &app.gw.cfg.tools;
+    if policy.allowlist.is_empty() || req.tools.is_empty() {
+        return Ok(());
+    }
+    req.tools = policy.filter(std::mem::take(&mut req.tools));
+    if let ToolChoice::Named(n) = &req.tool_choice {
+        if req.tool(n).is_none() {
+            return Err(GatewayError::invalid(
+                "tool_choice",
+                format!("The tool '{n}' is not allowed by this gateway's tool_allowlist."),
+            ));
+        }
+    }
+    if req.tools.is_empty() {
+        req.tool_choice = ToolChoice::Auto;
+    }
+    Ok(())
+}
+
+/// The model name answers carry: the client's, or the Lingma key it resolved to.
+fn response_model(req: &ChatRequest, answer: &Answer) -> String {
+    if req.model.is_empty() {
         answer.model.key.clone()
     } else {
         req.model.clone()
-    };
-    if !req.stream {
-        let events = collect(&mut answer)?;
-        ex.json(200, &openai::fold_completion(&id, created, &model, &events));
-        return Ok(());
     }
-    let enc = ChunkEncoder::new(id, created, model, &opts);
-    stream_chat(app, ex, answer, enc)
 }
 
-/// Streams an answer as OpenAI chunks: the head waits for Lingma's first event (so a failure
-/// before any text still gets its proper HTTP status), keep-alives fill Lingma's silences,
-/// and a client that went away ends the answer (dropping it sends `chat/stop`).
-fn stream_chat(
-    app: &App,
-    ex: &mut Exchange,
-    mut answer: Answer,
-    mut enc: ChunkEncoder,
-) -> Result<(), GatewayError> {
-    let first = match answer.next_event() {
-        Some(Ok(ev)) => ev,
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(GatewayError::new(
-                ErrorKind::Upstream,
-                "Lingma ended the answer without any event",
-            ))
-        }
-    };
-    let headers = [("x-request-id", ex.id.clone())];
-    let http10 = ex.is_http10();
-    let Ok(mut sse) = SseWriter::start(ex.into_stream_writer(), http10, &headers) else {
-        ex.status = 499;
-        return Ok(());
-    };
-    let keepalive = Some(app.gw.cfg.stream_keepalive);
-    let mut next = Poll::Event(Ok(first));
-    loop {
-        let sent = match next {
-            Poll::Done => break,
-            Poll::Idle => sse.comment("keep-alive"),
-            Poll::Event(Ok(ev)) => enc
-                .encode(&ev)
-                .iter()
-                .try_for_each(|payload| sse.event(None, payload)),
-            Poll::Event(Err(e)) => {
-                log::warn!(
-                    "{} stream failed after the head was sent: {}",
-                    ex.id,
-                    e.message
-                );
-                let _ = sse.event(None, &openai::error_body(&e).to_string());
-                break;
-            }
-        };
-        if let Err(gone) = sent {
-            log::info!(
-                "{} client went away mid-stream ({}); stopping Lingma's answer",
-                ex.id,
-                gone.0
-            );
-            ex.status = 499;
-            return Ok(()); // dropping `answer` sends chat/stop
-        }
-        next = answer.poll(keepalive);
-    }
-    let _ = sse.finish();
-    Ok(())
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Drains an answer for a non-streaming response.

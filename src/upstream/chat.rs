@@ -22,13 +22,18 @@ pub struct Ask {
     pub model_key: String,
     pub is_reply: bool,
     pub mode: AskMode,
+    /// The client's tools and tool choice, forwarded as `tools` / `tool_choice` when
+    /// `tool_forward_enabled` is set.
+    pub forward_tools: Option<(Value, Value)>,
+    /// How to answer Lingma's own pending tool calls: approve (true) or refuse (false).
+    pub approve_tools: bool,
 }
 
 /// Builds the `chat/ask` params (ChatAskParam). The server reads `questionText`; the model is
 /// chosen by `extra.modelConfig.key`.
 pub fn ask_params(request_id: &str, ask: &Ask) -> Value {
     let agent = ask.mode == AskMode::Agent;
-    json!({
+    let mut params = json!({
         "requestId": request_id,
         "sessionId": ask.session_id,
         "questionText": ask.question,
@@ -43,7 +48,12 @@ pub fn ask_params(request_id: &str, ask: &Ask) -> Value {
         "sessionType": if agent { "developer" } else { "chat" },
         "mode": ask.mode.as_str(),
         "pluginPayloadConfig": {"isEnableAskAgent": agent},
-    })
+    });
+    if let Some((tools, choice)) = &ask.forward_tools {
+        params["tools"] = tools.clone();
+        params["tool_choice"] = choice.clone();
+    }
+    params
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,10 +64,24 @@ pub struct Finish {
     pub full_answer: String,
 }
 
+/// One `tool/call/sync` or `tool/invoke` of Lingma's own agent tools.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolUpdate {
+    pub tool_call_id: String,
+    pub name: String,
+    /// `INIT`, `PENDING`, `RUNNING`, `FINISHED`, `ERROR`, `CANCELLED`, `REQUEST_FINISHED`;
+    /// `INVOKE` for a `tool/invoke`.
+    pub status: String,
+    pub parameters: Value,
+    pub results: Value,
+    pub error: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     /// A delta of answer text (never empty).
     Text(String),
+    Tool(ToolUpdate),
     Finish(Finish),
 }
 
@@ -79,6 +103,7 @@ pub struct ChatStream {
     last_event_at: Instant,
     got_text: bool,
     done: bool,
+    approve_tools: bool,
 }
 
 impl ChatStream {
@@ -108,6 +133,7 @@ impl ChatStream {
             last_event_at: Instant::now(),
             got_text: false,
             done: false,
+            approve_tools: ask.approve_tools,
         })
     }
 
@@ -187,9 +213,69 @@ impl ChatStream {
                             .to_string(),
                     })));
                 }
+                method::TOOL_CALL_SYNC | method::TOOL_INVOKE => {
+                    let update = tool_update(&method, &params);
+                    if update.status == "PENDING" {
+                        self.approve(&update);
+                    }
+                    return Ok(Some(ChatEvent::Tool(update)));
+                }
                 other => log::trace!("chat {}: {other}", self.request_id),
             }
         }
+    }
+}
+
+impl ChatStream {
+    /// Answers a pending native tool call with `tool/call/approve`.
+    fn approve(&self, update: &ToolUpdate) {
+        log::info!(
+            "chat {}: Lingma asks to run its tool {} ({}); {}",
+            self.request_id,
+            update.name,
+            update.tool_call_id,
+            if self.approve_tools {
+                "approved (tool_auto_approve)"
+            } else {
+                "refused (tool_auto_approve = false)"
+            }
+        );
+        let params = json!({
+            "sessionId": self.session_id, "requestId": self.request_id,
+            "toolCallId": update.tool_call_id, "approval": self.approve_tools,
+        });
+        if let Err(e) = self
+            .conn
+            .send_request_no_wait(method::TOOL_CALL_APPROVE, params)
+        {
+            log::warn!(
+                "tool/call/approve for {} not sent: {e}",
+                update.tool_call_id
+            );
+        }
+    }
+}
+
+fn tool_update(method: &str, params: &Value) -> ToolUpdate {
+    let text = |k: &str| {
+        params
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let status = if method == method::TOOL_INVOKE {
+        "INVOKE".to_string()
+    } else {
+        text("toolCallStatus").to_ascii_uppercase()
+    };
+    ToolUpdate {
+        tool_call_id: text("toolCallId"),
+        name: text("name"),
+        status,
+        parameters: params.get("parameters").cloned().unwrap_or(Value::Null),
+        results: params.get("results").cloned().unwrap_or(Value::Null),
+        error: text("errorMsg"),
     }
 }
 
@@ -238,6 +324,8 @@ mod tests {
             model_key: "kmodel".into(),
             is_reply: false,
             mode: AskMode::Chat,
+            forward_tools: None,
+            approve_tools: true,
         };
         let p = ask_params("r1", &ask);
         assert_eq!(p["questionText"], "hi");

@@ -333,19 +333,24 @@ impl ReaderLoop {
             }
             Message::Request { id, method, params } => {
                 // Server→client requests are answered at once so none can block Lingma.
-                self.reply(id, &method);
+                self.reply(id, &method, &params);
                 self.route_event(method, params);
             }
             Message::Notification { method, params } => self.route_event(method, params),
         }
     }
 
-    fn reply(&self, id: Value, method: &str) {
+    fn reply(&self, id: Value, method: &str, params: &Value) {
         let result = match method {
-            // Lingma waits for tool/invoke; until tools are bridged, refuse it so the turn
-            // goes on instead of hanging.
-            "tool/invoke" => {
-                json!({"success": false, "errorMessage": "tool execution is not available through this gateway"})
+            // Lingma waits for the IDE to run its tool. The gateway is no IDE and runs nothing
+            // on this machine for a remote client: it says so at once, so the turn goes on.
+            method::TOOL_INVOKE => {
+                let field = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
+                json!({
+                    "toolCallId": field("toolCallId"), "name": field("name"), "success": false,
+                    "errorMessage": "IDE tools are not available through lingma-gateway",
+                    "result": null, "startTime": 0, "timeConsuming": 0,
+                })
             }
             _ => json!({}),
         };
@@ -358,7 +363,13 @@ impl ReaderLoop {
 
     fn route_event(&self, method: String, params: Value) {
         // Only what a waiter acts on is routed; progress events would just wake it up.
-        if !matches!(method.as_str(), method::CHAT_ANSWER | method::CHAT_FINISH) {
+        if !matches!(
+            method.as_str(),
+            method::CHAT_ANSWER
+                | method::CHAT_FINISH
+                | method::TOOL_CALL_SYNC
+                | method::TOOL_INVOKE
+        ) {
             log::trace!(target: "lingma::wire", "[{}] {method} not routed", self.name);
             return;
         }

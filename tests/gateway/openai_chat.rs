@@ -118,7 +118,7 @@ fn messages_are_flattened_with_roles() {
     let v = gw.post("/v1/chat/completions", &body).json();
     assert_eq!(
         v["choices"][0]["message"]["content"],
-        "[system] Be terse.\n[user] Hi\n[assistant] Hello!\n[user] Echo this [[sim:echo]]"
+        "[system]\nBe terse.\n\n[user]\nHi\n\n[assistant]\nHello!\n\n[user]\nEcho this [[sim:echo]]"
     );
 }
 

@@ -1,0 +1,102 @@
+//! Streams an `Answer` to the client through a protocol's encoder: the head waits for
+//! Lingma's first event (so a failure before any text still gets its real HTTP status),
+//! keep-alives fill Lingma's silences, a failure after the head is an in-stream error event,
+//! and a client that went away ends the answer (dropping it sends `chat/stop`).
+
+use super::exchange::Exchange;
+use super::sse::SseWriter;
+use crate::error::{ErrorKind, GatewayError};
+use crate::model::Event;
+use crate::service::{Answer, Poll};
+
+/// One thing to write on the SSE stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Event {
+        name: Option<&'static str>,
+        data: String,
+    },
+    Comment(&'static str),
+}
+
+/// A wire protocol's streaming form of the internal events.
+pub trait StreamEncoder {
+    /// Frames sent right after the head, before the first event.
+    fn start(&mut self) -> Vec<Frame> {
+        Vec::new()
+    }
+    fn encode(&mut self, ev: &Event) -> Vec<Frame>;
+    /// What fills a silence.
+    fn keepalive(&self) -> Frame {
+        Frame::Comment("keep-alive")
+    }
+    /// The frames that end a stream that failed after its head was sent.
+    fn error(&mut self, e: &GatewayError) -> Vec<Frame>;
+}
+
+pub fn stream_answer(
+    ex: &mut Exchange,
+    mut answer: Answer,
+    enc: &mut dyn StreamEncoder,
+    keepalive: std::time::Duration,
+) -> Result<(), GatewayError> {
+    let first = match answer.next_event() {
+        Some(Ok(ev)) => ev,
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(GatewayError::new(
+                ErrorKind::Upstream,
+                "Lingma ended the answer without any event",
+            ))
+        }
+    };
+    let headers = [("x-request-id", ex.id.clone())];
+    let http10 = ex.is_http10();
+    let Ok(mut sse) = SseWriter::start(ex.into_stream_writer(), http10, &headers) else {
+        ex.status = 499;
+        return Ok(());
+    };
+    let mut frames = enc.start();
+    let mut next = Poll::Event(Ok(first));
+    loop {
+        let last = match next {
+            Poll::Done => true,
+            Poll::Idle => {
+                frames.push(enc.keepalive());
+                false
+            }
+            Poll::Event(Ok(ev)) => {
+                frames.extend(enc.encode(&ev));
+                false
+            }
+            Poll::Event(Err(e)) => {
+                log::warn!(
+                    "{} stream failed after the head was sent: {}",
+                    ex.id,
+                    e.message
+                );
+                frames.extend(enc.error(&e));
+                true
+            }
+        };
+        let sent = frames.drain(..).try_for_each(|f| match f {
+            Frame::Event { name, data } => sse.event(name, &data),
+            Frame::Comment(c) => sse.comment(c),
+        });
+        if let Err(gone) = sent {
+            log::info!(
+                "{} client went away mid-stream ({}); stopping Lingma's answer",
+                ex.id,
+                gone.0
+            );
+            ex.status = 499;
+            return Ok(()); // dropping `answer` sends chat/stop
+        }
+        if last {
+            break;
+        }
+        next = answer.poll(Some(keepalive));
+    }
+    let _ = sse.finish();
+    Ok(())
+}

@@ -1,0 +1,646 @@
+//! Finds tool calls in the model's answer as it streams. Text passes straight through; only
+//! what may be the start of a call is held back: a fence line (```` ```json action ````,
+//! ```` ```json ````, ```` ``` ````, ...), a `<tool_call>` tag (Qwen's own format) or a line
+//! that opens a JSON object. A held block becomes a call only when it parses into calls of
+//! declared tools, spelled exactly, with every required argument; otherwise it is released
+//! as the text it was. Lingma's UI cards (```` ```toolCall::name::id::INIT ````) are dropped.
+
+use serde_json::{Map, Value};
+
+use crate::model::{ToolCall, ToolSpec};
+
+/// What the scanner lets out, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Text(String),
+    Call(ToolCall),
+}
+
+/// A held block longer than this is released as text (a runaway fence, not a call).
+const MAX_HELD: usize = 4 << 20;
+/// A line start longer than this without a newline is not an opener.
+const MAX_OPENER: usize = 200;
+const TAG_OPEN: &str = "<tool_call>";
+const TAG_CLOSE: &str = "</tool_call>";
+const CARD: &str = "toolCall::";
+/// Fence info strings whose block may hold a call.
+const CALL_FENCES: &[&str] = &["json action", "action", "json", "tool_call", "tool", ""];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Prose; `line_start` says whether `buf` starts at the beginning of a line.
+    Text,
+    /// Inside a code fence that cannot hold a call: text until the closing fence.
+    Code,
+    /// Holding a fence that may hold a call; `body` is where its content starts in `buf`.
+    Fence { body: usize },
+    /// Holding `<tool_call>` ... `</tool_call>`.
+    Tag,
+    /// Holding a JSON object that starts a line.
+    Bare,
+    /// Swallowing a Lingma tool card up to its closing fence.
+    Card,
+}
+
+#[derive(Debug)]
+pub struct ToolScanner {
+    tools: Vec<ToolSpec>,
+    /// Client tools are looked for only when the request has some (and allows calls).
+    active: bool,
+    buf: String,
+    mode: Mode,
+    line_start: bool,
+    /// How far `buf` has been searched for the held block's end.
+    scanned: usize,
+    json: JsonDepth,
+    calls: usize,
+    /// Text after a call: sent only if another call follows (it would be the model
+    /// narrating, or worse, inventing the tool's result).
+    after_call: String,
+}
+
+impl ToolScanner {
+    pub fn new(tools: Vec<ToolSpec>, active: bool) -> Self {
+        ToolScanner {
+            tools,
+            active,
+            buf: String::new(),
+            mode: Mode::Text,
+            line_start: true,
+            scanned: 0,
+            json: JsonDepth::default(),
+            calls: 0,
+            after_call: String::new(),
+        }
+    }
+
+    pub fn tools(&self) -> &[ToolSpec] {
+        &self.tools
+    }
+
+    /// Calls found so far.
+    pub fn calls(&self) -> usize {
+        self.calls
+    }
+
+    pub fn push(&mut self, delta: &str) -> Vec<Piece> {
+        self.buf.push_str(delta);
+        let mut out = Vec::new();
+        while !self.buf.is_empty() && self.step(&mut out, false) {}
+        merge(out)
+    }
+
+    /// The end of the answer: a block still held is decided on what arrived (an action
+    /// block whose closing fence never came still counts).
+    pub fn finish(&mut self) -> Vec<Piece> {
+        let mut out = Vec::new();
+        while !self.buf.is_empty() && self.step(&mut out, true) {}
+        let rest = std::mem::take(&mut self.buf);
+        match self.mode {
+            Mode::Card => {}
+            Mode::Fence { body } => {
+                // The closing fence may be the last line, with no newline after it.
+                let content = &rest[body.min(rest.len())..];
+                let last = content.rfind('\n').map_or(0, |i| i + 1);
+                let t = content[last..].trim();
+                let content = if t.starts_with("```") && t[3..].trim().is_empty() {
+                    &content[..last]
+                } else {
+                    content
+                };
+                self.decide(&rest, content, &mut out)
+            }
+            Mode::Tag => {
+                let body = rest
+                    .find(TAG_OPEN)
+                    .map_or("", |i| &rest[i + TAG_OPEN.len()..]);
+                self.decide(&rest, body, &mut out)
+            }
+            Mode::Bare => self.decide(&rest, &rest, &mut out),
+            Mode::Text | Mode::Code => self.text(rest, &mut out),
+        }
+        self.mode = Mode::Text;
+        if !self.after_call.trim().is_empty() {
+            log::debug!(
+                "dropped {} characters the model wrote after its tool call",
+                self.after_call.len()
+            );
+        }
+        self.after_call.clear();
+        merge(out)
+    }
+
+    /// One step; false when more input is needed.
+    fn step(&mut self, out: &mut Vec<Piece>, at_end: bool) -> bool {
+        match self.mode {
+            Mode::Text | Mode::Code if self.line_start => self.line_opening(out, at_end),
+            Mode::Text | Mode::Code => {
+                self.take_line(out);
+                true
+            }
+            Mode::Fence { body } => {
+                let from = self.scanned.max(body);
+                match find_fence_close(&self.buf, from) {
+                    Ok(end) => {
+                        let block: String = self.buf.drain(..end).collect();
+                        let close = block[body..].rfind("```").unwrap_or(block.len() - body);
+                        self.mode = Mode::Text;
+                        self.line_start = true;
+                        self.scanned = 0;
+                        self.decide(&block, &block[body..body + close], out);
+                        true
+                    }
+                    Err(last_line) => {
+                        self.scanned = last_line;
+                        self.keep_holding(out, Mode::Code)
+                    }
+                }
+            }
+            Mode::Tag => match self.buf[self.scanned..].find(TAG_CLOSE) {
+                Some(i) => {
+                    let end = self.scanned + i + TAG_CLOSE.len();
+                    let block: String = self.buf.drain(..end).collect();
+                    let start = block.find(TAG_OPEN).map_or(0, |i| i + TAG_OPEN.len());
+                    self.mode = Mode::Text;
+                    self.line_start = false;
+                    self.scanned = 0;
+                    self.decide(&block, &block[start..block.len() - TAG_CLOSE.len()], out);
+                    true
+                }
+                None => {
+                    let mut at = self.buf.len().saturating_sub(TAG_CLOSE.len());
+                    while !self.buf.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    self.scanned = at;
+                    self.keep_holding(out, Mode::Text)
+                }
+            },
+            Mode::Bare => match self.json.feed(&self.buf, &mut self.scanned) {
+                Some(end) => {
+                    let block: String = self.buf.drain(..end).collect();
+                    self.mode = Mode::Text;
+                    self.line_start = false;
+                    self.scanned = 0;
+                    self.json = JsonDepth::default();
+                    self.decide(&block, &block, out);
+                    true
+                }
+                None => self.keep_holding(out, Mode::Text),
+            },
+            Mode::Card => match self.buf.find('\n') {
+                Some(i) => {
+                    let line: String = self.buf.drain(..=i).collect();
+                    if line.trim().starts_with("```") {
+                        self.mode = Mode::Text;
+                        self.line_start = true;
+                    }
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// At the start of a line: decide whether it opens (or, in code, closes) something.
+    fn line_opening(&mut self, out: &mut Vec<Piece>, at_end: bool) -> bool {
+        let line_end = self.buf.find('\n');
+        let line = &self.buf[..line_end.unwrap_or(self.buf.len())];
+        let trimmed = line.trim_start_matches([' ', '\t']);
+        let complete = line_end.is_some() || at_end;
+        if !complete && line.len() <= MAX_OPENER && self.may_open(trimmed) {
+            return false;
+        }
+        if self.mode == Mode::Code {
+            if trimmed.starts_with("```") && trimmed[3..].trim().is_empty() && complete {
+                self.mode = Mode::Text;
+            }
+            self.take_line(out);
+            return true;
+        }
+        if let Some(info) = trimmed.strip_prefix("```") {
+            if !complete {
+                self.take_line(out);
+                return true;
+            }
+            let info = info.trim();
+            if info.starts_with(CARD) {
+                let one_line = info.ends_with("```");
+                let end = line_end.map_or(self.buf.len(), |i| i + 1);
+                self.buf.drain(..end);
+                if !one_line {
+                    self.mode = Mode::Card;
+                }
+                return true;
+            }
+            let lower = info.to_ascii_lowercase();
+            if self.active && CALL_FENCES.contains(&lower.as_str()) {
+                let body = line_end.map_or(self.buf.len(), |i| i + 1);
+                self.mode = Mode::Fence { body };
+                self.scanned = body;
+                return true;
+            }
+            self.take_line(out);
+            self.mode = Mode::Code;
+            return true;
+        }
+        if self.active && trimmed.starts_with(TAG_OPEN) {
+            self.mode = Mode::Tag;
+            self.scanned = 0;
+            return true;
+        }
+        if self.active && trimmed.starts_with('{') {
+            self.mode = Mode::Bare;
+            self.scanned = 0;
+            self.json = JsonDepth::default();
+            return true;
+        }
+        self.take_line(out);
+        true
+    }
+
+    /// Whether an incomplete line start may still become an opener.
+    fn may_open(&self, trimmed: &str) -> bool {
+        if trimmed.is_empty() || "```".starts_with(trimmed) || trimmed.starts_with("```") {
+            return true;
+        }
+        self.active && (TAG_OPEN.starts_with(trimmed) || trimmed.starts_with('{'))
+    }
+
+    /// Passes text up to and including the next newline (or all of it).
+    fn take_line(&mut self, out: &mut Vec<Piece>) {
+        let (end, line_start) = match self.buf.find('\n') {
+            Some(i) => (i + 1, true),
+            None => (self.buf.len(), false),
+        };
+        let text: String = self.buf.drain(..end).collect();
+        self.line_start = line_start;
+        self.text(text, out);
+    }
+
+    /// A held block with no end yet: wait, unless it has grown past any plausible call.
+    fn keep_holding(&mut self, out: &mut Vec<Piece>, then: Mode) -> bool {
+        if self.buf.len() <= MAX_HELD {
+            return false;
+        }
+        log::debug!("released a {} byte block that never closed", self.buf.len());
+        let text = std::mem::take(&mut self.buf);
+        self.line_start = text.ends_with('\n');
+        self.mode = then;
+        self.scanned = 0;
+        self.text(text, out);
+        true
+    }
+
+    /// A complete held block: calls if `body` parses into valid ones, else its text.
+    fn decide(&mut self, block: &str, body: &str, out: &mut Vec<Piece>) {
+        match parse_calls(body, &self.tools) {
+            Ok(calls) => {
+                let narration = std::mem::take(&mut self.after_call);
+                if !narration.trim().is_empty() {
+                    out.push(Piece::Text(narration));
+                }
+                for call in calls {
+                    self.calls += 1;
+                    out.push(Piece::Call(call));
+                }
+            }
+            Err(why) => {
+                if why != Reject::NotACall {
+                    log::info!("kept a tool call as text: {}", why.describe());
+                }
+                self.text(block.to_string(), out);
+            }
+        }
+    }
+
+    fn text(&mut self, text: String, out: &mut Vec<Piece>) {
+        if text.is_empty() {
+            return;
+        }
+        if self.calls > 0 {
+            self.after_call.push_str(&text);
+        } else {
+            out.push(Piece::Text(text));
+        }
+    }
+}
+
+/// The end (after its newline) of the first closing fence line at or after `from` (a line
+/// start); else where the last, incomplete line starts, to resume from there.
+fn find_fence_close(buf: &str, from: usize) -> Result<usize, usize> {
+    let mut at = from;
+    loop {
+        let Some(e) = buf[at..].find('\n').map(|i| at + i) else {
+            return Err(at);
+        };
+        let t = buf[at..e].trim();
+        if t.starts_with("```") && t[3..].trim().is_empty() {
+            return Ok(e + 1);
+        }
+        at = e + 1;
+    }
+}
+
+/// Tracks brace depth through a JSON text, strings and escapes included.
+#[derive(Debug, Default)]
+struct JsonDepth {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    started: bool,
+}
+
+impl JsonDepth {
+    /// Advances from `*pos`; the end (exclusive) of the object once it closes.
+    fn feed(&mut self, buf: &str, pos: &mut usize) -> Option<usize> {
+        let bytes = buf.as_bytes();
+        while *pos < bytes.len() {
+            let b = bytes[*pos];
+            *pos += 1;
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    self.started = true;
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.started && self.depth == 0 {
+                        return Some(*pos);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// Why a block is not a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// Not JSON, or JSON without a tool name: ordinary text or code.
+    NotACall,
+    Undeclared(String),
+    MissingArguments {
+        tool: String,
+        missing: Vec<String>,
+    },
+    BadArguments(String),
+}
+
+impl Reject {
+    fn describe(&self) -> String {
+        match self {
+            Reject::NotACall => "not a call".into(),
+            Reject::Undeclared(n) => format!("the model called `{n}`, which the client did not declare (names must match exactly)"),
+            Reject::MissingArguments { tool, missing } => format!("the call of `{tool}` lacks required arguments {missing:?}"),
+            Reject::BadArguments(n) => format!("the arguments of `{n}` are not a JSON object"),
+        }
+    }
+}
+
+/// Parses a block's content into calls of declared tools. Accepts the contract's
+/// `{"tool", "parameters"}` and the shapes real models write instead: `name` /
+/// `tool_name` / `function`, `arguments` / `input` / `args` (an object or a JSON string),
+/// one object, several objects in a row, or an array of them.
+pub fn parse_calls(body: &str, tools: &[ToolSpec]) -> Result<Vec<ToolCall>, Reject> {
+    let mut values = Vec::new();
+    for v in serde_json::Deserializer::from_str(body.trim()).into_iter::<Value>() {
+        match v {
+            Ok(Value::Array(items)) => values.extend(items),
+            Ok(v) => values.push(v),
+            Err(_) => return Err(Reject::NotACall),
+        }
+    }
+    if values.is_empty() {
+        return Err(Reject::NotACall);
+    }
+    values.iter().map(|v| one_call(v, tools)).collect()
+}
+
+fn one_call(v: &Value, tools: &[ToolSpec]) -> Result<ToolCall, Reject> {
+    let Some(obj) = v.as_object() else {
+        return Err(Reject::NotACall);
+    };
+    let function = obj.get("function").and_then(Value::as_object);
+    let name = ["tool", "name", "tool_name"]
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_str))
+        .or_else(|| function.and_then(|f| f.get("name")).and_then(Value::as_str))
+        .or_else(|| obj.get("function").and_then(Value::as_str))
+        .ok_or(Reject::NotACall)?;
+    let raw_args = ["parameters", "arguments", "input", "args"]
+        .iter()
+        .find_map(|k| obj.get(*k))
+        .or_else(|| function.and_then(|f| f.get("arguments")));
+    let spec = tools
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| Reject::Undeclared(name.to_string()))?;
+    let arguments = match raw_args {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(o)) => Value::Object(o),
+            _ => return Err(Reject::BadArguments(name.to_string())),
+        },
+        Some(_) => return Err(Reject::BadArguments(name.to_string())),
+    };
+    let missing: Vec<String> = spec
+        .required()
+        .into_iter()
+        .filter(|r| arguments.get(*r).is_none())
+        .map(String::from)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Reject::MissingArguments {
+            tool: name.to_string(),
+            missing,
+        });
+    }
+    Ok(ToolCall {
+        id: new_call_id(),
+        name: spec.name.clone(),
+        arguments,
+    })
+}
+
+pub fn new_call_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("call_{}", &id[..24])
+}
+
+fn merge(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match (out.last_mut(), p) {
+            (Some(Piece::Text(a)), Piece::Text(b)) => a.push_str(&b),
+            (_, p) => out.push(p),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tools() -> Vec<ToolSpec> {
+        vec![
+            ToolSpec {
+                name: "get_weather".into(),
+                description: String::new(),
+                schema: json!({"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}),
+            },
+            ToolSpec {
+                name: "Bash".into(),
+                description: String::new(),
+                schema: json!({"type": "object", "required": ["command"]}),
+            },
+        ]
+    }
+
+    /// Feeds `answer` in deltas of `size` characters; returns (text, calls).
+    fn scan(answer: &str, size: usize) -> (String, Vec<ToolCall>) {
+        let mut s = ToolScanner::new(tools(), true);
+        let chars: Vec<char> = answer.chars().collect();
+        let mut pieces = Vec::new();
+        for chunk in chars.chunks(size) {
+            pieces.extend(s.push(&chunk.iter().collect::<String>()));
+        }
+        pieces.extend(s.finish());
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Text(t) => text.push_str(&t),
+                Piece::Call(c) => calls.push(c),
+            }
+        }
+        (text, calls)
+    }
+
+    fn every_size(answer: &str) -> (String, Vec<ToolCall>) {
+        let whole = scan(answer, usize::MAX >> 1);
+        for size in [1, 2, 3, 5, 7, 13] {
+            let (t, c) = scan(answer, size);
+            assert_eq!(t, whole.0, "size {size}");
+            assert_eq!(
+                c.iter()
+                    .map(|c| (&c.name, &c.arguments))
+                    .collect::<Vec<_>>(),
+                whole
+                    .1
+                    .iter()
+                    .map(|c| (&c.name, &c.arguments))
+                    .collect::<Vec<_>>(),
+                "size {size}"
+            );
+        }
+        whole
+    }
+
+    #[test]
+    fn action_block_becomes_a_call_and_text_before_it_streams() {
+        let (text, calls) = every_size("I'll check.\n```json action\n{\"tool\": \"get_weather\", \"parameters\": {\"location\": \"Paris\"}}\n```\n");
+        assert_eq!(text, "I'll check.\n");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].name, "get_weather");
+        assert_eq!(calls[0].arguments, json!({"location": "Paris"}));
+        assert!(calls[0].id.starts_with("call_"));
+    }
+
+    #[test]
+    fn text_is_released_as_soon_as_it_cannot_open_a_call() {
+        let mut s = ToolScanner::new(tools(), true);
+        assert_eq!(s.push("Hello wor"), vec![Piece::Text("Hello wor".into())]);
+        assert_eq!(s.push("ld\n``"), vec![Piece::Text("ld\n".into())]);
+        assert_eq!(
+            s.push("`python\nx = 1\n"),
+            vec![Piece::Text("```python\nx = 1\n".into())]
+        );
+    }
+
+    #[test]
+    fn tolerant_variants_are_calls() {
+        let variants = [
+            "```json\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Oslo\"}}\n```",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": \"{\\\"location\\\": \\\"Oslo\\\"}\"}\n</tool_call>",
+            "{\"tool\": \"get_weather\", \"parameters\": {\"location\": \"Oslo\"}}\n",
+            "```json action\n{\"tool\": \"get_weather\", \"parameters\": {\"location\": \"Oslo\"}}",
+            "```\n{\"function\": {\"name\": \"get_weather\", \"arguments\": {\"location\": \"Oslo\"}}}\n```",
+            "```tool_call\n[{\"tool_name\": \"get_weather\", \"input\": {\"location\": \"Oslo\"}}]\n```",
+        ];
+        for v in variants {
+            let (text, calls) = every_size(v);
+            assert_eq!(calls.len(), 1, "{v}: text {text:?}");
+            assert_eq!(calls[0].arguments, json!({"location": "Oslo"}), "{v}");
+            assert_eq!(text, "", "{v}");
+        }
+    }
+
+    #[test]
+    fn invalid_calls_stay_text() {
+        for v in [
+            // wrong spelling: never renamed
+            "```json action\n{\"tool\": \"GET_WEATHER\", \"parameters\": {\"location\": \"x\"}}\n```\n",
+            // required argument missing
+            "```json action\n{\"tool\": \"get_weather\", \"parameters\": {}}\n```\n",
+            // not JSON
+            "```json\nnot json at all\n```\n",
+            // ordinary JSON
+            "```json\n{\"a\": 1}\n```\n",
+            "{\"a\": [1, 2]} is an object\n",
+        ] {
+            let (text, calls) = every_size(v);
+            assert!(calls.is_empty(), "{v}");
+            assert_eq!(text, v);
+        }
+    }
+
+    #[test]
+    fn inactive_scanner_passes_everything_but_cards() {
+        let mut s = ToolScanner::new(tools(), false);
+        let mut out = s.push(
+            "```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\": \"ls\"}}\n```\n",
+        );
+        out.extend(s.push("```toolCall::read_file::tc1::INIT\n```\nafter\n"));
+        out.extend(s.finish());
+        assert_eq!(
+            merge(out),
+            vec![Piece::Text("```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\": \"ls\"}}\n```\nafter\n".into())]
+        );
+    }
+
+    #[test]
+    fn several_calls_and_text_after_them() {
+        let answer = "```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\": \"a\"}}\n```\nAnd then:\n```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\": \"b\"}}\n```\nResult: made up\n";
+        let (text, calls) = every_size(answer);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].arguments, json!({"command": "b"}));
+        assert_eq!(
+            text, "And then:\n",
+            "narration between calls kept, invented results dropped"
+        );
+    }
+
+    #[test]
+    fn code_blocks_with_braces_are_not_held_as_calls() {
+        let answer = "```rust\nfn main() {\n```\n{ not json\nend\n";
+        let (text, calls) = every_size(answer);
+        assert!(calls.is_empty());
+        assert_eq!(text, answer);
+    }
+}
