@@ -4,7 +4,9 @@
 #
 #   scripts/e2e.sh [path/to/lingma-gateway]      (default: target/debug/lingma-gateway)
 #
-# Env: SHARED (default ../shared), CLIENT_CHECKS (default "openai_sdk"), KEEP_LOGS=1.
+# Env: SHARED (default ../shared), CLIENT_CHECKS (default "openai_sdk anthropic_sdk
+# claude_code"), OPENAI_CHECKS / ANTHROPIC_CHECKS / CLAUDE_CHECKS (each script's CHECKS),
+# KEEP_LOGS=1.
 # Starts the gateway on a free port with an API key, waits for /healthz, runs each client
 # script, then stops the gateway with SIGTERM and checks it exited cleanly. Exit status is
 # non-zero if any client check failed.
@@ -49,13 +51,32 @@ done
 curl -fsS "http://$ADDR/healthz" >/dev/null || { echo "gateway never became healthy"; cat "$LOG"; exit 1; }
 echo "# gateway on http://$ADDR (simulator, 2 instances)"
 
+# The simulator's plain answers contain "Lingma simulator"; after a tool round trip it answers
+# "Tool result received: <the result>", so EXPECT/EXPECT_TOOL make every check strict.
+# Claude Code cannot force a tool: its prompt carries the simulator's directives, which make
+# the simulator call Bash with a command whose output (SIM-TOOL-42) proves a shell ran it.
+CC_TOOL_PROMPT='Use the Bash tool to run the command: echo SIM-TOOL-$((6*7)) and then tell me what it printed. [[sim:tool=Bash]] [[sim:cmd=echo SIM-TOOL-$((6*7))]]'
 failed=0
-for client in ${CLIENT_CHECKS:-openai_sdk}; do
+for client in ${CLIENT_CHECKS:-openai_sdk anthropic_sdk claude_code}; do
+  echo "# --- $client"
   case "$client" in
     openai_sdk)
-      # The simulator's answers all contain this phrase, so EXPECT makes the check strict.
       BASE_URL="http://$ADDR" API_KEY="$KEY" MODEL="${MODEL:-auto}" EXPECT="Lingma simulator" \
-        CHECKS="${OPENAI_CHECKS:-models,chat,chat_stream}" "$CLIENTS/run_openai_sdk.sh" || failed=1 ;;
+        EXPECT_TOOL="sunny, 21C" \
+        CHECKS="${OPENAI_CHECKS:-models,chat,chat_stream,chat_tools,chat_tools_stream}" \
+        "$CLIENTS/run_openai_sdk.sh" || failed=1 ;;
+    anthropic_sdk)
+      for auth in sdk x-api-key; do
+        BASE_URL="http://$ADDR" API_KEY="$KEY" AUTH="$auth" MODEL="${MODEL:-auto}" EXPECT="Lingma simulator" \
+          EXPECT_TOOL="sunny, 21C" \
+          CHECKS="${ANTHROPIC_CHECKS:-models,messages,messages_stream,tools,tools_stream,count_tokens}" \
+          "$CLIENTS/run_anthropic_sdk.sh" || failed=1
+      done ;;
+    claude_code)
+      BASE_URL="http://$ADDR" API_KEY="$KEY" MODEL="${CLAUDE_MODEL:-auto}" EXPECT="Lingma simulator" \
+        TOOL_PROMPT="$CC_TOOL_PROMPT" EXPECT_TOOL="SIM-TOOL-42" EXPECT_TOOL_OUTPUT="SIM-TOOL-42" TOOL_STRICT=1 \
+        CHECKS="${CLAUDE_CHECKS:-text,tool}" TIMEOUT="${CLAUDE_TIMEOUT:-120}" \
+        "$CLIENTS/run_claude_code.sh" || failed=1 ;;
     *) echo "unknown client $client"; failed=1 ;;
   esac
 done
