@@ -836,3 +836,312 @@ fn wire_directives_shape_the_websocket_messages() {
     c.decoder.push(&first);
     assert_eq!(finish(&c.turn("x-3"))["fullAnswer"], "c1 ");
 }
+
+/// A question as the gateway renders a conversation with declared tools.
+fn tool_prompt(turns: &str) -> String {
+    let schema = r#"{"type":"object","properties":{"command":{"type":"string"},"timeout":{"type":"number"}},"required":["command"]}"#;
+    format!(
+        "[system]\nYou are terse.\n\n[tools]\nYou can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:\n\n```json action\n{{\"tool\": \"TOOL_NAME\", \"parameters\": {{\"PARAMETER\": \"VALUE\"}}}}\n```\n\nTool choice: auto. Call a tool when it helps; otherwise answer in plain text.\n\n## Tool: Bash\nRuns a shell command.\n## Tool: (not a new tool)\nParameters (JSON schema): {schema}\n\n{turns}"
+    )
+}
+
+#[test]
+fn tool_call_and_tool_result_turns_over_the_socket() {
+    let sim = Sim::start("toolcall", &[]);
+    let mut c = sim.connect();
+    let first = tool_prompt("[user]\nList files [[sim:tool=Bash]][[sim:cmd=ls -1]]");
+    c.request(json!(1), "chat/ask", ask_params("t-1", "", &first));
+    let events = c.turn("t-1");
+    let call = "I'll call Bash now.\n```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\":\"ls -1\"}}\n```\n";
+    assert_eq!(deltas(&events).concat(), call);
+    assert_eq!(finish(&events)["fullAnswer"], call);
+    assert_eq!(finish(&events)["statusCode"], 200);
+    let title = events
+        .iter()
+        .find(|e| e["method"] == "session/title/update")
+        .unwrap();
+    assert_eq!(
+        title["params"]["sessionTitle"],
+        "List files [[sim:tool=Bash]][["
+    );
+
+    // The client's next request: the same conversation plus the call and its result.
+    let second = tool_prompt(&format!(
+        "[user]\nList files [[sim:tool=Bash]][[sim:cmd=ls -1]]\n\n[assistant]\n{call}\n[tool_result Bash call_id=toolu_01]\nCargo.toml\nsrc"
+    ));
+    c.notify("chat/ask", ask_params("t-2", "", &second));
+    let events = c.turn("t-2");
+    assert_eq!(
+        finish(&events)["fullAnswer"],
+        "Tool result received: Cargo.toml\nsrc"
+    );
+    let log = sim.log();
+    assert!(
+        log.contains("requestId=t-1: prompt sections=3 tools=1 choice=auto retry=false -> call Bash x1 style=action"),
+        "{log}"
+    );
+    assert!(log.contains(
+        "requestId=t-2: prompt sections=5 tools=1 choice=auto retry=false -> tool-results(1)"
+    ));
+}
+
+/// Reads the messages of a native-tool turn until its `chat/finish`, letting `react` answer
+/// the simulator's requests; returns every message of the turn.
+fn native_turn(
+    c: &mut Client,
+    request_id: &str,
+    mut react: impl FnMut(&mut Client, &Value),
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let msg = c.next();
+        if msg["params"]["requestId"] != json!(request_id) {
+            continue;
+        }
+        react(c, &msg);
+        let done = msg["method"] == "chat/finish";
+        events.push(msg);
+        if done {
+            return events;
+        }
+    }
+}
+
+/// The `toolCallStatus` of every `tool/call/sync` in `events`, checking their shape.
+fn sync_statuses(events: &[Value], tool_call_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["method"] == "tool/call/sync")
+        .map(|e| {
+            let p = &e["params"];
+            assert!(e["id"].is_u64(), "sync is a request: {e}");
+            assert_eq!(p["toolCallId"], tool_call_id);
+            assert_eq!(p["projectPath"], "");
+            assert_eq!(p["parameters"], json!({"path": "README.md"}));
+            assert!(p["sessionId"].as_str().is_some_and(|s| !s.is_empty()));
+            p["toolCallStatus"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The tool card's `toolCallId` in the answer text.
+fn card_id(text: &str) -> String {
+    let card = text
+        .lines()
+        .find_map(|l| l.strip_prefix("```toolCall::read_file::"))
+        .unwrap_or_else(|| panic!("no tool card in {text:?}"));
+    card.strip_suffix("::INIT").expect("INIT card").to_string()
+}
+
+#[test]
+fn native_tool_approved_and_invoked() {
+    let sim = Sim::start("native-ok", &[]);
+    let mut c = sim.connect();
+    c.notify(
+        "chat/ask",
+        ask_params("n-1", "", "read it [[sim:native=read_file]]"),
+    );
+    let mut next_id = 100;
+    let mut tool_call_id = String::new();
+    let mut invoke = Value::Null;
+    let events = native_turn(&mut c, "n-1", |c, msg| {
+        let p = &msg["params"];
+        match (
+            msg["method"].as_str().unwrap(),
+            p["toolCallStatus"].as_str(),
+        ) {
+            ("tool/call/sync", Some("PENDING")) => {
+                tool_call_id = p["toolCallId"].as_str().unwrap().to_string();
+                // Replies to the simulator's other requests are accepted and ignored.
+                c.send(&json!({"jsonrpc": "2.0", "id": msg["id"], "result": {}}));
+                next_id += 1;
+                let approve = json!({"sessionId": p["sessionId"], "requestId": "n-1",
+                    "toolCallId": tool_call_id, "approval": true});
+                assert_eq!(
+                    c.call(next_id, "tool/call/approve", approve)["result"],
+                    json!({})
+                );
+            }
+            ("tool/invoke", _) => {
+                invoke = msg.clone();
+                let result = json!({"toolCallId": p["toolCallId"], "name": "read_file",
+                    "success": true, "errorMessage": "", "result": {"content": "hello"},
+                    "startTime": 1, "timeConsuming": 2});
+                c.send(&json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}));
+            }
+            _ => {}
+        }
+    });
+    let text = deltas(&events).concat();
+    assert_eq!(card_id(&text), tool_call_id);
+    assert_eq!(
+        text,
+        format!("Let me use read_file.\n```toolCall::read_file::{tool_call_id}::INIT\n```\nTool read_file finished: success=true")
+    );
+    assert_eq!(
+        sync_statuses(&events, &tool_call_id),
+        ["PENDING", "RUNNING", "FINISHED"]
+    );
+    assert_eq!(
+        invoke["params"],
+        json!({"requestId": "n-1", "toolCallId": tool_call_id, "name": "read_file",
+            "parameters": {"path": "README.md"}, "async": false})
+    );
+    assert!(invoke["id"].is_u64());
+    // The order a client sees: card text, PENDING, (approval), RUNNING, invoke, FINISHED, text.
+    let order: Vec<&str> = events
+        .iter()
+        .map(|e| e["method"].as_str().unwrap())
+        .filter(|m| m.starts_with("tool/"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "tool/call/sync",
+            "tool/call/sync",
+            "tool/invoke",
+            "tool/call/sync"
+        ]
+    );
+    let finished = events
+        .iter()
+        .find(|e| e["params"]["toolCallStatus"] == "FINISHED")
+        .unwrap();
+    assert_eq!(
+        finished["params"]["results"][0]["result"],
+        json!({"content": "hello"})
+    );
+    let fin = finish(&events);
+    assert_eq!(
+        (fin["statusCode"].clone(), fin["reason"].clone()),
+        (json!(200), json!("success"))
+    );
+    assert_eq!(fin["fullAnswer"], json!(text));
+    let log = sim.log();
+    for line in [
+        format!("send tool/call/sync toolCallId={tool_call_id} status=PENDING"),
+        format!("recv tool/call/approve toolCallId={tool_call_id} approval=true"),
+        format!("send tool/invoke toolCallId={tool_call_id} name=read_file"),
+        format!("recv tool/invoke reply toolCallId={tool_call_id} success=true"),
+        format!("send tool/call/sync toolCallId={tool_call_id} status=FINISHED"),
+    ] {
+        assert!(log.contains(&line), "{line} not in {log}");
+    }
+}
+
+#[test]
+fn native_tool_not_approved_is_cancelled() {
+    let sim = Sim::start("native-no", &[]);
+    let mut c = sim.connect();
+    c.notify(
+        "chat/ask",
+        ask_params("n-2", "", "[[sim:native=read_file]]"),
+    );
+    let events = native_turn(&mut c, "n-2", |c, msg| {
+        if msg["params"]["toolCallStatus"] == "PENDING" {
+            // A notification this time.
+            c.notify(
+                "tool/call/approve",
+                json!({"sessionId": msg["params"]["sessionId"], "requestId": "n-2",
+                    "toolCallId": msg["params"]["toolCallId"], "approval": false}),
+            );
+        }
+        assert_ne!(msg["method"], "tool/invoke", "invoked without approval");
+    });
+    let text = deltas(&events).concat();
+    let id = card_id(&text);
+    assert!(
+        text.ends_with("```\nTool read_file was not approved."),
+        "{text}"
+    );
+    assert_eq!(sync_statuses(&events, &id), ["PENDING", "CANCELLED"]);
+    assert_eq!(finish(&events)["statusCode"], 200);
+    assert_eq!(finish(&events)["reason"], "success");
+    let log = sim.log();
+    assert!(log.contains(&format!(
+        "recv tool/call/approve toolCallId={id} approval=false"
+    )));
+    assert!(log.contains(&format!(
+        "requestId=n-2: tool read_file toolCallId={id} not approved (approval=false)"
+    )));
+}
+
+#[test]
+fn native_tool_async_result_and_failure() {
+    let sim = Sim::start("native-async", &[]);
+    let mut c = sim.connect();
+    c.notify(
+        "chat/ask",
+        ask_params("n-3", "", "[[sim:native=read_file]]"),
+    );
+    let events = native_turn(&mut c, "n-3", |c, msg| {
+        let p = &msg["params"];
+        if p["toolCallStatus"] == "PENDING" {
+            // Approved before anything else; malformed events are refused first.
+            let e = c.call(
+                7,
+                "tool/call/approve",
+                json!({"toolCallId": p["toolCallId"], "approval": "yes"}),
+            );
+            assert_eq!(e["error"]["code"], -32602);
+            c.notify(
+                "tool/call/approve",
+                json!({"toolCallId": p["toolCallId"], "approval": true}),
+            );
+        }
+        if msg["method"] == "tool/invoke" {
+            // Acked now, answered later through tool/invokeResult.
+            c.send(&json!({"jsonrpc": "2.0", "id": msg["id"], "result": {}}));
+            c.notify(
+                "tool/invokeResult",
+                json!({"toolCallId": p["toolCallId"], "name": "read_file", "success": false,
+                    "errorMessage": "no such file", "result": null}),
+            );
+        }
+    });
+    let text = deltas(&events).concat();
+    let id = card_id(&text);
+    assert!(
+        text.ends_with("Tool read_file finished: success=false (no such file)"),
+        "{text}"
+    );
+    assert_eq!(sync_statuses(&events, &id), ["PENDING", "RUNNING", "ERROR"]);
+    let error = events
+        .iter()
+        .find(|e| e["params"]["toolCallStatus"] == "ERROR")
+        .unwrap();
+    assert_eq!(error["params"]["errorMsg"], "no such file");
+    assert_eq!(error["params"]["results"][0]["success"], false);
+    let log = sim.log();
+    assert!(log.contains(&format!(
+        "recv tool/invoke reply toolCallId={id} ack, waiting for tool/invokeResult"
+    )));
+    assert!(log.contains(&format!(
+        "recv tool/invokeResult toolCallId={id} success=false"
+    )));
+}
+
+#[test]
+fn stop_ends_a_native_tool_waiting_for_approval() {
+    let sim = Sim::start("native-stop", &[]);
+    let mut c = sim.connect();
+    c.notify(
+        "chat/ask",
+        ask_params("n-4", "", "[[sim:native=read_file]]"),
+    );
+    let asked = Instant::now();
+    let events = native_turn(&mut c, "n-4", |c, msg| {
+        if msg["params"]["toolCallStatus"] == "PENDING" {
+            c.notify("chat/stop", json!({"requestId": "n-4", "sessionId": ""}));
+        }
+    });
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    let text = deltas(&events).concat();
+    assert_eq!(
+        sync_statuses(&events, &card_id(&text)),
+        ["PENDING", "CANCELLED"]
+    );
+    let fin = finish(&events);
+    assert_eq!(fin["reason"], "cancelled");
+    assert_eq!(fin["fullAnswer"], json!(text));
+}

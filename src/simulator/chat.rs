@@ -1,7 +1,8 @@
 //! `chat/ask`: checks the params, places the turn in a session, acks, and runs the turn's
 //! `script::Plan` on a generator thread of its own (`sim-gen-N`, owned and joined by the
 //! connection thread), which writes events through the connection's shared writer. Also the
-//! table through which `chat/stop` reaches running generators.
+//! table through which `chat/stop` reaches running generators. Native tool steps are run by
+//! `native.rs`.
 
 use std::collections::HashMap;
 use std::io;
@@ -137,6 +138,7 @@ pub(super) fn ask(
         p.session_id.as_deref().unwrap_or(""),
         &script::title(&question),
     );
+    let tool_call_id = shared.tool_calls.next_id();
     let plan = script::plan(&script::Turn {
         question: &question,
         model,
@@ -146,12 +148,16 @@ pub(super) fn ask(
         number: place.turn,
         instance: &shared.instance,
         pid: shared.pid,
+        tool_call_id: &tool_call_id,
     });
     if !plan.ignored.is_empty() {
         shared.log.line(&format!(
             "requestId={request_id}: ignored directives {:?}",
             plan.ignored
         ));
+    }
+    if let Some(note) = &plan.note {
+        shared.log.line(&format!("requestId={request_id}: {note}"));
     }
     let (key, stopped) = shared.running.insert(&request_id, &place.session_id);
     let generation = Generation {
@@ -166,11 +172,15 @@ pub(super) fn ask(
             .unwrap_or_else(|| DEFAULT_SESSION_TYPE.into()),
         question,
     };
-    // A turn that never waits (no delays, no stall) runs right here on the connection
-    // thread: a thread per turn would cost more than the turn itself.
+    // A turn that never waits (no delays, no stall, no native tool waiting for the client's
+    // replies, which this thread reads) runs right here on the connection thread: a thread
+    // per turn would cost more than the turn itself.
     let waits = plan.first_ms.unwrap_or(shared.first_token_ms) > 0
         || plan.delay_ms.unwrap_or(shared.chunk_ms) > 0
-        || plan.steps.iter().any(|s| matches!(s, Step::Stall));
+        || plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Stall | Step::Native(_)));
     if !waits {
         generation.run(plan);
         return None;
@@ -203,12 +213,12 @@ fn reject(
 }
 
 /// One turn being generated; leaves the `Running` table when dropped.
-struct Generation {
-    shared: Arc<Shared>,
-    conn: Arc<Conn>,
+pub(super) struct Generation {
+    pub(super) shared: Arc<Shared>,
+    pub(super) conn: Arc<Conn>,
     key: u64,
-    stopped: Receiver<()>,
-    request_id: String,
+    pub(super) stopped: Receiver<()>,
+    pub(super) request_id: String,
     session_id: String,
     session_type: String,
     question: String,
@@ -221,7 +231,7 @@ impl Drop for Generation {
 }
 
 /// Why a wait ended.
-enum Wake {
+pub(super) enum Wake {
     Elapsed,
     Stop,
     Closed,
@@ -260,6 +270,11 @@ impl Generation {
     fn execute(&self, plan: &Plan, out: &mut Outbox) -> io::Result<Outcome> {
         let first = Duration::from_millis(plan.first_ms.unwrap_or(self.shared.first_token_ms));
         let chunk = Duration::from_millis(plan.delay_ms.unwrap_or(self.shared.chunk_ms));
+        // Registered before the tool card goes out, so an early approval is not lost.
+        let waiter = plan.steps.iter().find_map(|s| match s {
+            Step::Native(call) => Some(self.shared.tool_calls.register(&call.tool_call_id)),
+            _ => None,
+        });
         let mut text = String::new();
         let mut deltas_sent = 0;
         for step in &plan.steps {
@@ -269,10 +284,8 @@ impl Generation {
                 Step::Delta(_) => chunk,
                 _ => Duration::ZERO,
             };
-            match self.wait(Some(pause)) {
-                Wake::Elapsed => {}
-                Wake::Stop => return Ok(Outcome::Cancelled(text)),
-                Wake::Closed => return Ok(Outcome::Gone),
+            if let Some(outcome) = self.pause(pause, &text) {
+                return Ok(outcome);
             }
             match step {
                 Step::Stall | Step::Close | Step::Crash => return self.fault(step, out, text),
@@ -280,15 +293,45 @@ impl Generation {
                     text.push_str(delta);
                     deltas_sent += 1;
                 }
+                Step::Native(call) => {
+                    let Some(waiter) = &waiter else {
+                        continue;
+                    };
+                    let said = match self.native(call, waiter, out)? {
+                        Ok(said) => said,
+                        Err(Wake::Stop) => return Ok(Outcome::Cancelled(text)),
+                        Err(_) => return Ok(Outcome::Gone),
+                    };
+                    for delta in script::split_deltas(&said) {
+                        let pause = if deltas_sent == 0 { first } else { chunk };
+                        if let Some(outcome) = self.pause(pause, &text) {
+                            return Ok(outcome);
+                        }
+                        text.push_str(&delta);
+                        deltas_sent += 1;
+                        out.request(method::CHAT_ANSWER, self.answer_event(&delta))?;
+                    }
+                    continue;
+                }
                 _ => {}
             }
-            self.send_step(step, out)?;
+            self.send_step(step, out, &text)?;
         }
         Ok(Outcome::Done)
     }
 
-    /// Sends the events of one non-terminal step.
-    fn send_step(&self, step: &Step, out: &mut Outbox) -> io::Result<()> {
+    /// Waits `pause` unless a stop or the connection's end comes first; `text` is the answer
+    /// so far.
+    fn pause(&self, pause: Duration, text: &str) -> Option<Outcome> {
+        match self.wait(Some(pause)) {
+            Wake::Elapsed => None,
+            Wake::Stop => Some(Outcome::Cancelled(text.to_string())),
+            Wake::Closed => Some(Outcome::Gone),
+        }
+    }
+
+    /// Sends the events of one non-terminal step; `text` is every delta sent so far.
+    fn send_step(&self, step: &Step, out: &mut Outbox, text: &str) -> io::Result<()> {
         match step {
             Step::Progress(name) => out.notify(
                 method::CHAT_STEP,
@@ -304,18 +347,16 @@ impl Generation {
                 method::CONTEXT_USAGE,
                 self.event(json!({"usedTokens": used, "limitTokens": limit})),
             ),
-            Step::Finish {
-                status,
-                reason,
-                full_answer,
-            } => {
+            Step::Finish { status, reason } => {
                 // Recorded first: a client that has seen the finish may ask the next turn.
                 if *reason == Reason::Success {
-                    self.record(full_answer);
+                    self.record(text);
                 }
-                self.finish(out, *status, *reason, full_answer)
+                self.finish(out, *status, *reason, text)
             }
-            Step::Stall | Step::Close | Step::Crash => unreachable!("faults end the plan"),
+            Step::Native(_) | Step::Stall | Step::Close | Step::Crash => {
+                unreachable!("run by execute")
+            }
         }
     }
 
@@ -406,7 +447,7 @@ impl Generation {
     }
 
     /// `fields` plus the `requestId` and `sessionId` every event of the turn carries.
-    fn event(&self, mut fields: Value) -> Value {
+    pub(super) fn event(&self, mut fields: Value) -> Value {
         fields["requestId"] = json!(self.request_id);
         fields["sessionId"] = json!(self.session_id);
         fields

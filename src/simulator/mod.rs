@@ -9,7 +9,9 @@ mod chat;
 mod cli;
 mod http;
 mod models;
+mod native;
 mod outbox;
+mod prompt;
 mod script;
 mod server;
 mod session;
@@ -47,6 +49,8 @@ struct Shared {
     endpoint: Mutex<String>,
     tokens: account::Tokens,
     running: chat::Running,
+    /// Native tool calls waiting for the client's approval or result.
+    tool_calls: native::Calls,
     /// The login file's modification time and what it said then.
     account_cache: Mutex<Option<(Option<std::time::SystemTime>, Option<account::Account>)>>,
 }
@@ -200,6 +204,7 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
         endpoint: Mutex::new(opts.endpoint.clone()),
         tokens: account::Tokens::generate(),
         running: chat::Running::default(),
+        tool_calls: native::Calls::default(),
         account_cache: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<String>(4);

@@ -1,9 +1,15 @@
 //! What one simulated chat turn sends, decided up front: parses the `[[sim:NAME]]` /
-//! `[[sim:NAME=VALUE]]` test directives out of the question and turns the turn into a `Plan`
-//! (a list of `Step`s). Pure code, no sockets, threads or clocks: the generator threads in
-//! `chat.rs` only execute plans, so every behaviour here is tested on string literals.
+//! `[[sim:NAME=VALUE]]` test directives out of the latest user text of the question (see
+//! `prompt.rs`) and turns the turn into a `Plan` (a list of `Step`s): plain answers, answers
+//! that call a declared tool the way the prompt's tool contract asks (or in a variant a real
+//! model writes), answers to tool results, and Lingma's own agent-tool path. Pure code, no
+//! sockets, threads or clocks: the generator threads in `chat.rs` only execute plans, so every
+//! behaviour here is tested on string literals.
+
+use serde_json::{json, Map, Value};
 
 use super::models::Model;
+use super::prompt::{self, Prompt, ToolChoice};
 
 /// Opens the think block reasoning models put in front of the answer (four backticks; the
 /// placeholder is sent literally, as the real server sometimes does).
@@ -22,6 +28,12 @@ const QUOTE_CHARS: usize = 80;
 const TITLE_CHARS: usize = 30;
 const DIRECTIVE_OPEN: &str = "[[sim:";
 const DIRECTIVE_CLOSE: &str = "]]";
+/// The command of `[[sim:cmd=...]]` when there is none.
+pub const DEFAULT_COMMAND: &str = "echo sim-tool";
+/// How much of each tool result the answer to a tool-result turn quotes.
+const RESULT_CHARS: usize = 300;
+/// The most calls one `[[sim:calls=N]]` answer holds.
+const MAX_CALLS: usize = 100;
 
 /// What the answer body is; the first body directive in the question wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +63,53 @@ pub struct Wire {
     pub binary: bool,
 }
 
+/// How a tool call is written (`[[sim:style=S]]`), to exercise the gateway's tolerant parser.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Style {
+    /// The contract's ```` ```json action ```` block with `{"tool", "parameters"}`.
+    #[default]
+    Action,
+    /// A plain ```` ```json ```` fence holding `{"name", "arguments"}` over several lines.
+    Fence,
+    /// `<tool_call>\n{"name", "arguments"}\n</tool_call>`.
+    Qwen,
+    /// `{"tool", "parameters"}` alone on its line, no fence.
+    Bare,
+    /// The action block without its closing fence, ending the answer.
+    Unclosed,
+    /// The action block with the tool name in the wrong case (must not be accepted).
+    BadName,
+    /// The action block with `"parameters": {}` (must stay text when parameters are required).
+    NoArgs,
+}
+
+impl Style {
+    fn parse(value: &str) -> Option<Style> {
+        Some(match value {
+            "action" => Style::Action,
+            "fence" => Style::Fence,
+            "qwen" => Style::Qwen,
+            "bare" => Style::Bare,
+            "unclosed" => Style::Unclosed,
+            "badname" => Style::BadName,
+            "noargs" => Style::NoArgs,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Style::Action => "action",
+            Style::Fence => "fence",
+            Style::Qwen => "qwen",
+            Style::Bare => "bare",
+            Style::Unclosed => "unclosed",
+            Style::BadName => "badname",
+            Style::NoArgs => "noargs",
+        }
+    }
+}
+
 /// The directives found in one question. Counts (`crash=K` ...) are numbers of deltas sent
 /// before the action, empty deltas included.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +124,20 @@ pub struct Directives {
     pub delay_ms: Option<u64>,
     pub first_ms: Option<u64>,
     pub wire: Wire,
+    /// `tool=NAME`: call this declared tool.
+    pub tool: Option<String>,
+    /// `calls=N`: that many calls in one answer.
+    pub calls: Option<usize>,
+    /// `lazy`: call no tool unless the gateway's retry instruction is present.
+    pub lazy: bool,
+    /// `style=S`.
+    pub style: Option<Style>,
+    /// `cmd=COMMAND`: the value of `command` / `cmd` parameters.
+    pub cmd: Option<String>,
+    /// `native=NAME`: go through Lingma's own tool events with this tool.
+    pub native: Option<String>,
+    /// `native_args=JSON`: the native tool's parameters (a JSON object).
+    pub native_args: Option<Value>,
     /// Unknown or malformed directives, for the log.
     pub ignored: Vec<String>,
 }
@@ -116,9 +189,29 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
             "binary" => d.wire.binary = true,
             _ => return None,
         },
+        "tool" => d.tool = Some(non_empty(value)?),
+        "calls" => {
+            d.calls = Some(
+                value?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_CALLS).contains(n))?,
+            )
+        }
+        "lazy" if value.is_none() => d.lazy = true,
+        "style" => d.style = Some(Style::parse(value?)?),
+        "cmd" => d.cmd = Some(non_empty(value)?),
+        "native" => d.native = Some(non_empty(value)?),
+        "native_args" => {
+            d.native_args = Some(serde_json::from_str(value?).ok().filter(Value::is_object)?)
+        }
         _ => return None,
     }
     Some(())
+}
+
+fn non_empty(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty()).map(str::to_string)
 }
 
 fn set_body(d: &mut Directives, body: Body) {
@@ -143,6 +236,16 @@ impl Reason {
     }
 }
 
+/// Lingma's own agent-tool path for one tool (protocol §5): the generator sends the
+/// `tool/call/sync` and `tool/invoke` requests, waits for the client's approval and result,
+/// and streams the outcome as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeCall {
+    pub name: String,
+    pub tool_call_id: String,
+    pub parameters: Value,
+}
+
 /// One thing the generator does, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -154,14 +257,12 @@ pub enum Step {
     Delta(String),
     /// A WebSocket text message that is not an LSP frame.
     Garbage,
+    /// Run a native tool call; its outcome is streamed as more deltas.
+    Native(NativeCall),
     /// `context/usage/sync`.
     Usage { used: u64, limit: u64 },
-    /// `chat/finish`; ends the plan.
-    Finish {
-        status: u16,
-        reason: Reason,
-        full_answer: String,
-    },
+    /// `chat/finish`, whose `fullAnswer` is every delta sent; ends the plan.
+    Finish { status: u16, reason: Reason },
     /// Send nothing more until `chat/stop` (then finish `cancelled`) or the connection ends.
     Stall,
     /// Shut this connection's socket down.
@@ -177,9 +278,14 @@ pub struct Plan {
     pub first_ms: Option<u64>,
     pub delay_ms: Option<u64>,
     pub wire: Wire,
-    /// Directives that were not understood, for the log.
+    /// Directives that were not understood (or name a tool the prompt does not declare),
+    /// for the log.
     pub ignored: Vec<String>,
-    /// The turn's answer when it completes (stored in the session history).
+    /// How the turn read the prompt and what it answers with, for the log; `None` for a
+    /// plain question without tools.
+    pub note: Option<String>,
+    /// The turn's answer when it completes (stored in the session history); a native tool
+    /// step adds its outcome to it at run time.
     pub answer: String,
 }
 
@@ -197,6 +303,8 @@ pub struct Turn<'a> {
     /// Basename of the workDir (`[[sim:whoami]]`).
     pub instance: &'a str,
     pub pid: u32,
+    /// The `toolCallId` a native tool call of this turn gets.
+    pub tool_call_id: &'a str,
 }
 
 /// The status codes of turns the server refuses before any text.
@@ -204,13 +312,17 @@ pub const STATUS_LOGGED_OUT: u16 = 403;
 pub const STATUS_INTERNAL: u16 = 500;
 
 pub fn plan(turn: &Turn) -> Plan {
-    let d = parse_directives(turn.question);
+    let prompt = prompt::read(turn.question);
+    // Directives come from the latest user text only: older turns, tool results and system
+    // text in a transcript must not fire again.
+    let d = parse_directives(prompt.user);
     let mut plan = Plan {
         steps: vec![Step::Progress("step_start"), Step::Progress("step_end")],
         first_ms: d.first_ms,
         delay_ms: d.delay_ms,
         wire: d.wire,
         ignored: d.ignored.clone(),
+        note: None,
         answer: String::new(),
     };
     let refusal = if !turn.logged_in {
@@ -227,57 +339,329 @@ pub fn plan(turn: &Turn) -> Plan {
             plan.steps.push(Step::Finish {
                 status,
                 reason: Reason::Error,
-                full_answer: String::new(),
             });
             return plan;
         }
     };
     if turn.new_session {
-        plan.steps.push(Step::Title(title(turn.question)));
+        plan.steps
+            .push(Step::Title(title_of(user_text(&prompt, turn.question))));
     }
-    let deltas = answer_deltas(turn, model, &d);
+    let answer = choose_answer(turn, &prompt, &d);
+    if let Some(name) = d.tool.as_deref() {
+        if prompt.tools.as_ref().is_none_or(|t| t.get(name).is_none()) {
+            plan.ignored.push(format!("tool={name} (not declared)"));
+        }
+    }
+    if prompt.sections > 1 || prompt.tools.is_some() || d.native.is_some() || d.tool.is_some() {
+        plan.note = Some(note(&prompt, &answer));
+    }
+    let (deltas, native) = answer_deltas(turn, model, &d, &prompt, answer);
     plan.answer = deltas.concat();
     if push_deltas(&mut plan.steps, deltas, &d) {
+        plan.steps.extend(native.map(Step::Native));
         let used = (turn.question.chars().count() + plan.answer.chars().count()) as u64 / 4 + 1;
         plan.steps.push(Step::Usage {
             used,
             limit: model.max_input_tokens,
         });
-        let full_answer = plan.answer.clone();
         plan.steps.push(Step::Finish {
             status: 200,
             reason: Reason::Success,
-            full_answer,
         });
     }
     plan
 }
 
-/// The answer's deltas, empty ones included.
-fn answer_deltas(turn: &Turn, model: &Model, d: &Directives) -> Vec<String> {
-    let quote = quote(turn.question);
+/// What the body of an answer is, in priority order.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    /// The latest turn carries tool results: acknowledge them.
+    ToolResults(String),
+    /// `[[sim:native=NAME]]`.
+    Native(NativeCall),
+    /// Call a declared tool through the prompt's contract.
+    Call {
+        name: String,
+        arguments: Value,
+        calls: usize,
+        style: Style,
+    },
+    /// A body directive, or the greeting.
+    Body(Body),
+}
+
+fn choose_answer(turn: &Turn, prompt: &Prompt, d: &Directives) -> Answer {
+    if prompt.tool_result_turn() {
+        return Answer::ToolResults(tool_results_answer(prompt));
+    }
+    if let Some(name) = &d.native {
+        // Without `[[sim:native_args=JSON]]`, what a `read_file` call takes.
+        let parameters = d
+            .native_args
+            .clone()
+            .unwrap_or_else(|| json!({"path": "README.md"}));
+        return Answer::Native(NativeCall {
+            name: name.clone(),
+            tool_call_id: turn.tool_call_id.to_string(),
+            parameters,
+        });
+    }
+    if let Some((name, schema)) = tool_to_call(prompt, d) {
+        let command = d.cmd.as_deref().unwrap_or(DEFAULT_COMMAND);
+        return Answer::Call {
+            arguments: arguments(&schema, command),
+            name,
+            calls: d.calls.unwrap_or(1),
+            style: d.style.unwrap_or_default(),
+        };
+    }
+    Answer::Body(d.body.unwrap_or(Body::Greeting))
+}
+
+/// The tool (name and schema) this turn calls through the prompt's contract: the tool the
+/// choice forces, else the declared tool `[[sim:tool=NAME]]` names. None when the choice is
+/// `none`, or under `[[sim:lazy]]` until the retry instruction is there.
+fn tool_to_call(prompt: &Prompt, d: &Directives) -> Option<(String, Value)> {
+    let tools = prompt.tools.as_ref()?;
+    if tools.choice == ToolChoice::None || (d.lazy && !prompt.retry) {
+        return None;
+    }
+    let directed = d.tool.as_deref().and_then(|name| tools.get(name));
+    let tool = match &tools.choice {
+        ToolChoice::Named(name) => match tools.get(name) {
+            Some(tool) => tool,
+            // Not declared: the gateway broke the contract; call it anyway, visibly.
+            None => return Some((name.clone(), Value::Null)),
+        },
+        ToolChoice::Any => directed.or(tools.tools.first())?,
+        ToolChoice::Auto | ToolChoice::None => directed?,
+    };
+    Some((tool.name.clone(), tool.schema.clone()))
+}
+
+/// `Tool result received: ` and the first 300 characters of each result, joined by ` | `.
+fn tool_results_answer(prompt: &Prompt) -> String {
+    let parts: Vec<String> = prompt
+        .results
+        .iter()
+        .map(|r| r.text.chars().take(RESULT_CHARS).collect())
+        .collect();
+    format!("Tool result received: {}", parts.join(" | "))
+}
+
+/// The log line's summary of the prompt and the answer chosen.
+fn note(prompt: &Prompt, answer: &Answer) -> String {
+    let choice = match prompt.tools.as_ref().map(|t| &t.choice) {
+        None => "-".to_string(),
+        Some(ToolChoice::Auto) => "auto".into(),
+        Some(ToolChoice::None) => "none".into(),
+        Some(ToolChoice::Any) => "required".into(),
+        Some(ToolChoice::Named(name)) => format!("required:{name}"),
+    };
+    let answer = match answer {
+        Answer::ToolResults(_) => format!("tool-results({})", prompt.results.len()),
+        Answer::Native(call) => format!("native {} toolCallId={}", call.name, call.tool_call_id),
+        Answer::Call {
+            name, calls, style, ..
+        } => format!("call {name} x{calls} style={}", style.as_str()),
+        Answer::Body(_) => "text".into(),
+    };
+    format!(
+        "prompt sections={} tools={} choice={choice} retry={} -> {answer}",
+        prompt.sections,
+        prompt.tools.as_ref().map_or(0, |t| t.tools.len()),
+        prompt.retry,
+    )
+}
+
+/// The answer's deltas, empty ones included, and the native tool call that follows them.
+fn answer_deltas(
+    turn: &Turn,
+    model: &Model,
+    d: &Directives,
+    prompt: &Prompt,
+    answer: Answer,
+) -> (Vec<String>, Option<NativeCall>) {
+    let quote = quote(user_text(prompt, turn.question));
     let mut deltas = Vec::new();
     if d.think || model.is_reasoning {
         deltas = split_deltas(&format!(
             "{THINK_OPEN}Thinking about: {quote}\n{THINK_CLOSE}"
         ));
     }
-    let body = match d.body.unwrap_or(Body::Greeting) {
-        Body::Chunks(n) => {
-            deltas.extend((1..=n).map(|i| format!("c{i} ")));
-            return with_empty_deltas(deltas);
+    let mut native = None;
+    let body = match answer {
+        Answer::ToolResults(text) => text,
+        Answer::Native(call) => {
+            let text = native_card(&call.name, &call.tool_call_id);
+            native = Some(call);
+            text
         }
-        Body::Greeting => format!(
+        Answer::Call {
+            name,
+            arguments,
+            calls,
+            style,
+        } => call_answer(&name, &arguments, calls, style),
+        Answer::Body(Body::Chunks(n)) => {
+            deltas.extend((1..=n).map(|i| format!("c{i} ")));
+            return (with_empty_deltas(deltas), None);
+        }
+        Answer::Body(Body::Greeting) => format!(
             "Hello from the Lingma simulator ({}). You said: {quote}",
             model.display_name
         ),
-        Body::Turn => format!("turn {} of session {}", turn.number, turn.session_id),
-        Body::Whoami => format!("instance {} pid {}", turn.instance, turn.pid),
-        Body::Echo => turn.question.to_string(),
-        Body::Unicode => UNICODE_ANSWER.to_string(),
+        Answer::Body(Body::Turn) => format!("turn {} of session {}", turn.number, turn.session_id),
+        Answer::Body(Body::Whoami) => format!("instance {} pid {}", turn.instance, turn.pid),
+        Answer::Body(Body::Echo) => turn.question.to_string(),
+        Answer::Body(Body::Unicode) => UNICODE_ANSWER.to_string(),
     };
     deltas.extend(split_deltas(&body));
-    with_empty_deltas(deltas)
+    (with_empty_deltas(deltas), native)
+}
+
+/// The text before a native tool call: a sentence, then the tool card on its own lines.
+pub fn native_card(name: &str, tool_call_id: &str) -> String {
+    format!("Let me use {name}.\n```toolCall::{name}::{tool_call_id}::INIT\n```\n")
+}
+
+/// `I'll call NAME now.` and `calls` calls of `name` written in `style`.
+pub fn call_answer(name: &str, arguments: &Value, calls: usize, style: Style) -> String {
+    let mut out = format!("I'll call {name} now.\n");
+    for i in 0..calls {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&call_text(name, arguments, style, i + 1 == calls));
+    }
+    out
+}
+
+/// One call in `style`; `last` says whether it ends the answer (for `unclosed`).
+fn call_text(name: &str, arguments: &Value, style: Style, last: bool) -> String {
+    let action = |name: &str, arguments: &Value| {
+        format!(
+            "```json action\n{{\"tool\": {}, \"parameters\": {arguments}}}\n```\n",
+            Value::from(name)
+        )
+    };
+    let quoted = Value::from(name);
+    match style {
+        Style::Action => action(name, arguments),
+        Style::Fence => {
+            format!("```json\n{{\n  \"name\": {quoted},\n  \"arguments\": {arguments}\n}}\n```\n")
+        }
+        Style::Qwen => format!(
+            "<tool_call>\n{{\"name\": {quoted}, \"arguments\": {arguments}}}\n</tool_call>\n"
+        ),
+        Style::Bare => format!("{{\"tool\": {quoted}, \"parameters\": {arguments}}}\n"),
+        Style::Unclosed if last => {
+            format!("```json action\n{{\"tool\": {quoted}, \"parameters\": {arguments}}}")
+        }
+        Style::Unclosed => action(name, arguments),
+        Style::BadName => action(&wrong_case(name), arguments),
+        Style::NoArgs => action(name, &json!({})),
+    }
+}
+
+/// `name` in another case: upper-cased, or lower-cased when it is upper case already.
+fn wrong_case(name: &str) -> String {
+    let upper = name.to_uppercase();
+    if upper != name {
+        return upper;
+    }
+    let lower = name.to_lowercase();
+    if lower != name {
+        lower
+    } else {
+        format!("{name}_X")
+    }
+}
+
+/// Arguments that satisfy `schema` (an object schema): every required property, plus any
+/// `command` / `cmd` property, with a value of its type.
+pub fn arguments(schema: &Value, command: &str) -> Value {
+    let mut out = Map::new();
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    let commands = properties
+        .into_iter()
+        .flat_map(|p| p.keys())
+        .map(String::as_str)
+        .filter(|k| is_command(k));
+    for name in required.chain(commands) {
+        if out.contains_key(name) {
+            continue;
+        }
+        let property = properties.and_then(|p| p.get(name)).unwrap_or(&Value::Null);
+        out.insert(name.to_string(), value_for(name, property, command));
+    }
+    Value::Object(out)
+}
+
+fn is_command(name: &str) -> bool {
+    name == "command" || name == "cmd"
+}
+
+/// A value for the property `name` that its schema accepts.
+fn value_for(name: &str, schema: &Value, command: &str) -> Value {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    if let Some(value) = schema.get("const") {
+        return value.clone();
+    }
+    let alternatives = ["anyOf", "oneOf", "allOf"]
+        .iter()
+        .find_map(|k| schema.get(*k).and_then(Value::as_array));
+    if let Some(alt) = alternatives.and_then(|a| a.iter().find(|s| !is_null_type(s))) {
+        return value_for(name, alt, command);
+    }
+    let ty = match schema.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ if schema.get("items").is_some() => "array",
+        _ => "string",
+    };
+    match ty {
+        "string" if is_command(name) => Value::from(command),
+        "string" => Value::from(format!("sim-{name}")),
+        "array" => {
+            let items = schema.get("items").unwrap_or(&Value::Null);
+            let strings = items.get("type").and_then(Value::as_str) == Some("string");
+            if strings && is_command(name) {
+                return json!(["bash", "-lc", command]);
+            }
+            let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0);
+            (0..min.min(16))
+                .map(|_| value_for(name, items, command))
+                .collect()
+        }
+        "integer" | "number" => schema.get("minimum").cloned().unwrap_or(json!(1)),
+        "boolean" => Value::Bool(false),
+        "object" => arguments(schema, command),
+        "null" => Value::Null,
+        _ => Value::from(format!("sim-{name}")),
+    }
+}
+
+fn is_null_type(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("null")
 }
 
 /// Appends the deltas with the fault directives placed after their counts; returns false when
@@ -356,9 +740,23 @@ pub fn quote(question: &str) -> String {
     }
 }
 
-/// A new session's title: the first 30 characters of the question's last non-empty line.
+/// A new session's title: the first 30 characters of the last non-empty line of the latest
+/// user text.
 pub fn title(question: &str) -> String {
-    last_line(question).chars().take(TITLE_CHARS).collect()
+    title_of(user_text(&prompt::read(question), question))
+}
+
+fn title_of(text: &str) -> String {
+    last_line(text).chars().take(TITLE_CHARS).collect()
+}
+
+/// The text answers quote: the latest user text, or the whole question when it has none.
+fn user_text<'a>(prompt: &Prompt<'a>, question: &'a str) -> &'a str {
+    if prompt.user.trim().is_empty() {
+        question
+    } else {
+        prompt.user
+    }
 }
 
 /// Cuts one outgoing message into 2–3 parts for `wire=split`: inside the `Content-Length`
@@ -397,6 +795,7 @@ mod tests {
             number: 1,
             instance: "inst-a",
             pid: 42,
+            tool_call_id: "tc-1",
         }
     }
 
@@ -416,11 +815,7 @@ mod tests {
 
     fn finish(plan: &Plan) -> (u16, Reason, &str) {
         match plan.steps.last() {
-            Some(Step::Finish {
-                status,
-                reason,
-                full_answer,
-            }) => (*status, *reason, full_answer),
+            Some(Step::Finish { status, reason }) => (*status, *reason, &plan.answer),
             other => panic!("plan does not end with a finish: {other:?}"),
         }
     }
@@ -655,5 +1050,310 @@ mod tests {
         assert!(cuts[0] < cuts[1] && cuts[1] < ascii.len());
         assert!(split_points(b"ab").is_empty());
         assert_eq!(split_points(b"abc"), vec![1, 2]);
+    }
+
+    const AUTO: &str = "auto. Call a tool when it helps; otherwise answer in plain text.";
+    const ANY: &str = "required. You must call at least one of the tools in this answer.";
+    const NONE: &str = "none. Do not call any tool in this answer.";
+    const WEATHER: &str = r#"{"type":"object","properties":{"location":{"type":"string","description":"City"},"unit":{"type":"string","enum":["celsius","fahrenheit"]}},"required":["location","unit"]}"#;
+    const BASH: &str = r#"{"type":"object","properties":{"command":{"type":"string"},"timeout":{"type":"number"}},"required":["command"]}"#;
+    const RETRY: &str = "[system]\nYour previous answer did not call a tool, but this answer must. Reply with only a ```json action block that calls one of the tools with all its required parameters.";
+
+    /// A prompt as the gateway renders it: system text, the tool contract, then `turns`.
+    fn prompt(choice: &str, turns: &str) -> String {
+        format!(
+            "[system]\nYou are terse.\n\n[tools]\nYou can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:\n\n```json action\n{{\"tool\": \"TOOL_NAME\", \"parameters\": {{\"PARAMETER\": \"VALUE\"}}}}\n```\n\nRules:\n- Use a tool's name exactly as listed below, and give every required parameter.\n\nTool choice: {choice}\n\n## Tool: get_weather\nGet the current weather.\nIn a city.\nParameters (JSON schema): {WEATHER}\n\n## Tool: Bash\nRuns a command.\nParameters (JSON schema): {BASH}\n\n{turns}"
+        )
+    }
+
+    fn answer_of(question: &str) -> String {
+        let p = plan(&turn(question, auto()));
+        assert_eq!(finish(&p).0, 200, "{p:?}");
+        p.answer
+    }
+
+    const BASH_CALL: &str = "```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\":\"echo sim-tool\"}}\n```\n";
+
+    #[test]
+    fn tool_directive_calls_a_declared_tool_with_schema_arguments() {
+        let q = prompt(AUTO, "[user]\nWeather in Paris? [[sim:tool=get_weather]]");
+        let p = plan(&turn(&q, auto()));
+        assert_eq!(
+            p.answer,
+            "I'll call get_weather now.\n```json action\n{\"tool\": \"get_weather\", \"parameters\": {\"location\":\"sim-location\",\"unit\":\"celsius\"}}\n```\n"
+        );
+        assert!(deltas(&p).iter().all(|d| d.chars().count() <= 5));
+        assert_eq!(
+            p.note.as_deref(),
+            Some("prompt sections=3 tools=2 choice=auto retry=false -> call get_weather x1 style=action")
+        );
+        // The title and the quote come from the user text, not the transcript's last line.
+        assert_eq!(
+            p.steps[2],
+            Step::Title("Weather in Paris? [[sim:tool=g".into())
+        );
+        let q = prompt(AUTO, "[user]\n[[sim:tool=Bash]][[sim:cmd=ls -la /tmp]]");
+        assert_eq!(
+            answer_of(&q),
+            "I'll call Bash now.\n```json action\n{\"tool\": \"Bash\", \"parameters\": {\"command\":\"ls -la /tmp\"}}\n```\n"
+        );
+    }
+
+    #[test]
+    fn every_call_style() {
+        let style = |s: &str| {
+            let q = prompt(
+                AUTO,
+                &format!("[user]\ngo [[sim:tool=Bash]][[sim:style={s}]]"),
+            );
+            let a = answer_of(&q);
+            a.strip_prefix("I'll call Bash now.\n")
+                .unwrap_or_else(|| panic!("{a}"))
+                .to_string()
+        };
+        let args = r#"{"command":"echo sim-tool"}"#;
+        assert_eq!(style("action"), BASH_CALL);
+        assert_eq!(
+            style("fence"),
+            format!("```json\n{{\n  \"name\": \"Bash\",\n  \"arguments\": {args}\n}}\n```\n")
+        );
+        assert_eq!(
+            style("qwen"),
+            format!("<tool_call>\n{{\"name\": \"Bash\", \"arguments\": {args}}}\n</tool_call>\n")
+        );
+        assert_eq!(
+            style("bare"),
+            format!("{{\"tool\": \"Bash\", \"parameters\": {args}}}\n")
+        );
+        assert_eq!(
+            style("unclosed"),
+            format!("```json action\n{{\"tool\": \"Bash\", \"parameters\": {args}}}")
+        );
+        assert_eq!(style("badname"), BASH_CALL.replace("\"Bash\"", "\"BASH\""));
+        assert_eq!(
+            style("noargs"),
+            "```json action\n{\"tool\": \"Bash\", \"parameters\": {}}\n```\n"
+        );
+        assert_eq!(wrong_case("LS"), "ls");
+        assert_eq!(wrong_case("42"), "42_X");
+    }
+
+    #[test]
+    fn calls_directive_writes_several_blocks() {
+        let q = prompt(AUTO, "[user]\n[[sim:tool=Bash]][[sim:calls=3]]");
+        assert_eq!(
+            answer_of(&q),
+            format!("I'll call Bash now.\n{BASH_CALL}\n{BASH_CALL}\n{BASH_CALL}")
+        );
+        // Unclosed: only the last block lacks its fence.
+        let q = prompt(
+            AUTO,
+            "[user]\n[[sim:tool=Bash]][[sim:calls=2]][[sim:style=unclosed]]",
+        );
+        let a = answer_of(&q);
+        assert!(a.starts_with(&format!(
+            "I'll call Bash now.\n{BASH_CALL}\n```json action\n"
+        )));
+        assert!(a.ends_with("}}"), "{a}");
+    }
+
+    #[test]
+    fn forced_choices_call_without_a_directive() {
+        let named = "required. You must call the tool \"get_weather\" in this answer.";
+        let a = answer_of(&prompt(named, "[user]\nhi [[sim:tool=Bash]]"));
+        assert!(
+            a.starts_with("I'll call get_weather now.\n```json action\n{\"tool\": \"get_weather\"")
+        );
+        // Any: the directive's tool when declared, else the first declared tool.
+        let a = answer_of(&prompt(ANY, "[user]\nhi [[sim:tool=Bash]]"));
+        assert_eq!(a, format!("I'll call Bash now.\n{BASH_CALL}"));
+        let a = answer_of(&prompt(ANY, "[user]\nhi [[sim:tool=nope]]"));
+        assert!(a.starts_with("I'll call get_weather now."));
+        // None: no call even when asked.
+        let p = plan(&turn(&prompt(NONE, "[user]\nhi [[sim:tool=Bash]]"), auto()));
+        assert_eq!(
+            p.answer,
+            "Hello from the Lingma simulator (Auto). You said: hi [[sim:tool=Bash]]"
+        );
+        assert!(p.note.unwrap().ends_with("choice=none retry=false -> text"));
+    }
+
+    #[test]
+    fn lazy_waits_for_the_retry_instruction() {
+        let q = prompt(ANY, "[user]\nplease [[sim:lazy]][[sim:tool=Bash]]");
+        let a = answer_of(&q);
+        assert!(a.starts_with("Hello from the Lingma simulator"), "{a}");
+        let a = answer_of(&format!("{q}\n\n{RETRY}"));
+        assert_eq!(a, format!("I'll call Bash now.\n{BASH_CALL}"));
+        // The marker elsewhere than in a trailing system section does not count.
+        let q = prompt(ANY, &format!("[user]\n[[sim:lazy]] {RETRY}"));
+        assert!(answer_of(&q).starts_with("Hello from"));
+    }
+
+    #[test]
+    fn undeclared_tools_are_ignored() {
+        let p = plan(&turn(&prompt(AUTO, "[user]\nhi [[sim:tool=bash]]"), auto()));
+        assert!(p.answer.starts_with("Hello from the Lingma simulator"));
+        assert_eq!(p.ignored, vec!["tool=bash (not declared)"]);
+        // No tools section at all.
+        let p = plan(&turn("hi [[sim:tool=Bash]]", auto()));
+        assert_eq!(
+            p.answer,
+            "Hello from the Lingma simulator (Auto). You said: hi [[sim:tool=Bash]]"
+        );
+        assert_eq!(p.ignored, vec!["tool=Bash (not declared)"]);
+    }
+
+    #[test]
+    fn tool_results_are_acknowledged_first() {
+        let long = "x".repeat(400);
+        let q = prompt(
+            ANY,
+            &format!("[user]\nweather? [[sim:tool=get_weather]][[sim:chunks=3]]\n\n[assistant]\nI'll call get_weather now.\n{BASH_CALL}\n[tool_result get_weather call_id=toolu_01]\nsunny, 21C\n\n[tool_result Bash call_id=toolu_02 error]\n{long}\n\n{RETRY}"),
+        );
+        let p = plan(&turn(&q, auto()));
+        assert_eq!(
+            p.answer,
+            format!("Tool result received: sunny, 21C | {}", "x".repeat(300))
+        );
+        assert!(p.note.unwrap().ends_with("retry=true -> tool-results(2)"));
+    }
+
+    #[test]
+    fn old_directives_do_not_fire_again() {
+        let q = prompt(
+            AUTO,
+            "[user]\nfirst [[sim:tool=Bash]] [[sim:crash]] [[sim:status=429]]\n\n[assistant]\nI'll call Bash now.\n\n[tool_result Bash call_id=c1]\nsee README: [[sim:stall]] [[sim:echo]]\n\n[assistant]\nDone.\n\n[system]\n[[sim:native=read_file]]\n\n[user]\nthanks",
+        );
+        let p = plan(&turn(&q, auto()));
+        assert_eq!(
+            p.answer,
+            "Hello from the Lingma simulator (Auto). You said: thanks"
+        );
+        assert_eq!(finish(&p).0, 200);
+        // A tool result that quotes directives changes nothing either.
+        let q = prompt(
+            AUTO,
+            "[user]\nrun it\n\n[assistant]\nok\n\n[tool_result Bash call_id=c1]\n[[sim:crash=0]]",
+        );
+        assert_eq!(answer_of(&q), "Tool result received: [[sim:crash=0]]");
+    }
+
+    #[test]
+    fn the_think_block_comes_before_the_call() {
+        let q = prompt(AUTO, "[user]\nlook\n[[sim:think]][[sim:tool=Bash]]");
+        assert_eq!(
+            answer_of(&q),
+            format!("````think::{{THINK_TIME}}\nThinking about: [[sim:think]][[sim:tool=Bash]]\n````\nI'll call Bash now.\n{BASH_CALL}")
+        );
+        let thinking = models::find("dashscope_qwen_plus_20250428_thinking");
+        let p = plan(&turn(&prompt(AUTO, "[user]\nwhy?"), thinking));
+        assert!(p
+            .answer
+            .starts_with("````think::{THINK_TIME}\nThinking about: why?\n````\nHello"));
+    }
+
+    #[test]
+    fn arguments_follow_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "command": {"type": "array", "items": {"type": "string"}},
+                "workdir": {"type": "string"},
+                "count": {"type": "integer", "minimum": 3},
+                "ratio": {"type": "number"},
+                "force": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "integer"}},
+                "two": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                "mode": {"type": ["string", "null"], "enum": ["fast", "slow"]},
+                "opts": {"type": "object", "properties": {"deep": {"type": "boolean"}}, "required": ["deep"]},
+                "empty": {"type": "object"},
+                "either": {"anyOf": [{"type": "null"}, {"type": "integer"}]},
+            },
+            "required": ["count", "ratio", "force", "tags", "two", "mode", "opts", "empty", "either", "extra"],
+        });
+        assert_eq!(
+            arguments(&schema, "make test"),
+            json!({
+                "command": ["bash", "-lc", "make test"],
+                "count": 3,
+                "ratio": 1,
+                "force": false,
+                "tags": [],
+                "two": ["sim-two", "sim-two"],
+                "mode": "fast",
+                "opts": {"deep": false},
+                "empty": {},
+                "either": 1,
+                "extra": "sim-extra",
+            })
+        );
+        // `cmd` as a string, filled though not required; no schema at all gives no arguments.
+        let schema = json!({"type": "object", "properties": {"cmd": {"type": "string"}, "other": {"type": "string"}}});
+        assert_eq!(arguments(&schema, "ls"), json!({"cmd": "ls"}));
+        assert_eq!(arguments(&Value::Null, "ls"), json!({}));
+    }
+
+    #[test]
+    fn tool_directives_parse_strictly() {
+        let d = parse_directives(
+            "[[sim:tool=Bash]][[sim:calls=2]][[sim:lazy]][[sim:style=qwen]][[sim:cmd=echo a=b]][[sim:native=read_file]][[sim:native_args={\"path\":\"x\"}]]",
+        );
+        assert_eq!(
+            (d.tool.as_deref(), d.calls, d.lazy, d.style),
+            (Some("Bash"), Some(2), true, Some(Style::Qwen))
+        );
+        assert_eq!(d.cmd.as_deref(), Some("echo a=b"));
+        assert_eq!(d.native.as_deref(), Some("read_file"));
+        assert_eq!(d.native_args, Some(json!({"path": "x"})));
+        assert!(d.ignored.is_empty());
+        let d = parse_directives(
+            "[[sim:tool=]][[sim:calls=0]][[sim:calls=101]][[sim:lazy=1]][[sim:style=xml]][[sim:native_args=[1]]][[sim:native]]",
+        );
+        assert_eq!(
+            d.ignored,
+            vec![
+                "tool=",
+                "calls=0",
+                "calls=101",
+                "lazy=1",
+                "style=xml",
+                "native_args=[1",
+                "native"
+            ]
+        );
+    }
+
+    #[test]
+    fn native_directive_plans_the_card_then_the_tool_step() {
+        let p = plan(&turn("read it [[sim:native=read_file]]", auto()));
+        assert_eq!(
+            p.answer,
+            "Let me use read_file.\n```toolCall::read_file::tc-1::INIT\n```\n"
+        );
+        let n = p.steps.len();
+        assert_eq!(
+            p.steps[n - 3],
+            Step::Native(NativeCall {
+                name: "read_file".into(),
+                tool_call_id: "tc-1".into(),
+                parameters: json!({"path": "README.md"}),
+            })
+        );
+        assert!(matches!(p.steps[n - 4], Step::Delta(_)));
+        assert!(matches!(p.steps[n - 2], Step::Usage { .. }));
+        assert_eq!(finish(&p).0, 200);
+        let p = plan(&turn(
+            "[[sim:native=run_in_terminal]][[sim:native_args={\"command\":\"ls\"}]]",
+            auto(),
+        ));
+        assert!(p.steps.contains(&Step::Native(NativeCall {
+            name: "run_in_terminal".into(),
+            tool_call_id: "tc-1".into(),
+            parameters: json!({"command": "ls"}),
+        })));
+        // A fault before the end leaves the tool step out.
+        let p = plan(&turn("[[sim:native=read_file]][[sim:stall=2]]", auto()));
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Native(_))));
     }
 }

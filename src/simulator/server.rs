@@ -1,7 +1,9 @@
 //! The simulator's WebSocket side: the accept loop (thread `sim-accept`), one reader thread per
 //! connection (`sim-conn-N`) that decodes frames and answers requests in order, and `Conn`,
-//! the single writer that a connection's reader and generator threads share.
+//! the single writer that a connection's reader and generator threads share, through which
+//! the client's replies to the simulator's own requests reach the generator waiting for them.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,8 +15,8 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::{account, chat, models, Shared, VERSION};
-use crate::jsonrpc::{self, method, Decoder, Message};
+use super::{account, chat, models, native, Shared, VERSION};
+use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::wsio::{self, SplitStream};
 
 /// JSON-RPC error codes the simulator sends.
@@ -22,6 +24,9 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+
+/// A client's reply to one of the simulator's requests.
+pub(super) type Reply = Result<Value, RpcError>;
 
 /// One WebSocket connection as its writers see it.
 pub(super) struct Conn {
@@ -33,6 +38,8 @@ pub(super) struct Conn {
     next_id: AtomicU64,
     /// Disconnected when the connection's reader ends: generators stop waiting at once.
     closed: Receiver<()>,
+    /// Requests whose reply a generator waits for, by id (see `request_awaiting`).
+    replies: Mutex<HashMap<u64, Sender<Reply>>>,
 }
 
 impl Conn {
@@ -43,6 +50,33 @@ impl Conn {
     /// A server→client request with a fresh int id (the reply is ignored).
     pub fn request(&self, method: &str, params: Value) -> Value {
         jsonrpc::request(self.next_id.fetch_add(1, Ordering::Relaxed), method, params)
+    }
+
+    /// A server→client request whose reply goes to the returned `AwaitedReply` (registered
+    /// before the request can be sent, so a fast reply is not lost).
+    pub fn request_awaiting(&self, method: &str, params: Value) -> (Value, AwaitedReply<'_>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, replies) = crossbeam_channel::bounded(1);
+        self.lock_replies().insert(id, tx);
+        let awaited = AwaitedReply {
+            conn: self,
+            id,
+            replies,
+        };
+        (jsonrpc::request(id, method, params), awaited)
+    }
+
+    /// Hands a client reply to the generator waiting for it; false when none waits.
+    fn deliver(&self, id: &Value, reply: Reply) -> bool {
+        let Some(id) = id.as_u64() else {
+            return false;
+        };
+        let waiting = self.lock_replies().remove(&id);
+        waiting.is_some_and(|tx| tx.try_send(reply).is_ok())
+    }
+
+    fn lock_replies(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Reply>>> {
+        self.replies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends one framed JSON-RPC message as one text message.
@@ -70,6 +104,19 @@ impl Conn {
     /// Shuts the TCP socket down (both directions): the reader thread ends, writes fail.
     pub fn shutdown(&self) {
         self.socket.shutdown();
+    }
+}
+
+/// The reply to one request, once it comes; unregisters the request when dropped.
+pub(super) struct AwaitedReply<'a> {
+    conn: &'a Conn,
+    id: u64,
+    pub replies: Receiver<Reply>,
+}
+
+impl Drop for AwaitedReply<'_> {
+    fn drop(&mut self) {
+        self.conn.lock_replies().remove(&self.id);
     }
 }
 
@@ -210,6 +257,7 @@ fn open(tcp: TcpStream, number: u64) -> Result<(WebSocket<SplitStream>, Conn, Se
         socket,
         next_id: AtomicU64::new(1),
         closed,
+        replies: Mutex::new(HashMap::new()),
     };
     Ok((ws, conn, closed_tx))
 }
@@ -287,8 +335,11 @@ impl Dispatch {
                 }
                 self.notification(&method, params)
             }
-            Message::Response { id, .. } => {
-                log::trace!("simulator: ignoring client reply to request {id}");
+            Message::Response { id, result } => {
+                // Only `tool/invoke` replies are awaited; the others are ignored.
+                if !self.conn.deliver(&id, result) {
+                    log::trace!("simulator: ignoring client reply to request {id}");
+                }
                 None
             }
         }
@@ -324,6 +375,10 @@ impl Dispatch {
                 Ok(Value::Null)
             }
             method::CHAT_LIST_SESSIONS => Ok(json!(shared.sessions.list())),
+            native::APPROVE | native::INVOKE_RESULT => self
+                .tool_event(name, &params)
+                .map(|()| json!({}))
+                .map_err(|e| (INVALID_PARAMS, e)),
             method::CHAT_GET_SESSION => {
                 Ok(json!(shared.sessions.get(str_param(&params, "sessionId"))))
             }
@@ -340,6 +395,13 @@ impl Dispatch {
         match name {
             method::CHAT_ASK => return chat::ask(&self.shared, &self.conn, params, None),
             method::CHAT_STOP => self.stop(&params),
+            native::APPROVE | native::INVOKE_RESULT => {
+                if let Err(e) = self.tool_event(name, &params) {
+                    self.shared
+                        .log
+                        .line(&format!("ignored notification {name}: {e}"));
+                }
+            }
             // Like the real server, which also logs `initialized` as unknown.
             other => self
                 .shared
@@ -347,6 +409,17 @@ impl Dispatch {
                 .line(&format!("unknown notification {other} ignored")),
         }
         None
+    }
+
+    /// Passes a `tool/call/approve` or `tool/invokeResult` to the generator waiting for it.
+    fn tool_event(&self, name: &str, params: &Value) -> Result<(), String> {
+        if !self.shared.tool_calls.receive(name, params)? {
+            self.shared.log.line(&format!(
+                "{name}: no tool call waiting for toolCallId={}",
+                str_param(params, "toolCallId")
+            ));
+        }
+        Ok(())
     }
 
     fn stop(&self, params: &Value) {
@@ -375,6 +448,16 @@ impl Dispatch {
             method::CHAT_STOP => format!(
                 "recv chat/stop requestId={}",
                 str_param(params, "requestId")
+            ),
+            native::APPROVE => format!(
+                "recv {name} toolCallId={} approval={}",
+                str_param(params, "toolCallId"),
+                params.get("approval").unwrap_or(&Value::Null)
+            ),
+            native::INVOKE_RESULT => format!(
+                "recv {name} toolCallId={} success={}",
+                str_param(params, "toolCallId"),
+                params.get("success").unwrap_or(&Value::Null)
             ),
             other => format!("recv {other}"),
         };
