@@ -479,10 +479,20 @@ impl NativeTools {
         call.output = match &u.results {
             Value::Null => String::new(),
             Value::String(s) => s.clone(),
-            Value::Array(a) if a.is_empty() => String::new(),
+            // Results as tool/invokeResult shapes them: the result, else the error message.
+            Value::Array(items) => items
+                .iter()
+                .map(|r| match (r.get("result"), r.get("errorMessage")) {
+                    (Some(Value::String(s)), _) => s.clone(),
+                    (Some(v), _) if !v.is_null() => v.to_string(),
+                    (_, Some(Value::String(e))) => e.clone(),
+                    _ => r.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
             other => other.to_string(),
         };
-        if call.is_error && !u.error.is_empty() {
+        if call.is_error && !u.error.is_empty() && !call.output.contains(&u.error) {
             if !call.output.is_empty() {
                 call.output.push('\n');
             }
