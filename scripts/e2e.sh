@@ -53,7 +53,8 @@ echo "# gateway on http://$ADDR (simulator, 2 instances)"
 
 # The simulator's plain answers contain "Lingma simulator"; after a tool round trip it answers
 # "Tool result received: <the result>", so EXPECT/EXPECT_TOOL make every check strict.
-# Claude Code cannot force a tool: its prompt carries the simulator's directives, which make
+# Claude Code runs with its own default model name (model_aliases sends claude-* to the
+# default model). It cannot force a tool: its prompt carries the simulator's directives, which make
 # the simulator call Bash with a command whose output (SIM-TOOL-42) proves a shell ran it.
 CC_TOOL_PROMPT='Use the Bash tool to run the command: echo SIM-TOOL-$((6*7)) and then tell me what it printed. [[sim:tool=Bash]] [[sim:cmd=echo SIM-TOOL-$((6*7))]]'
 failed=0
@@ -73,7 +74,7 @@ for client in ${CLIENT_CHECKS:-openai_sdk anthropic_sdk claude_code}; do
           "$CLIENTS/run_anthropic_sdk.sh" || failed=1
       done ;;
     claude_code)
-      BASE_URL="http://$ADDR" API_KEY="$KEY" MODEL="${CLAUDE_MODEL:-auto}" EXPECT="Lingma simulator" \
+      BASE_URL="http://$ADDR" API_KEY="$KEY" MODEL="${CLAUDE_MODEL:-}" EXPECT="Lingma simulator" \
         TOOL_PROMPT="$CC_TOOL_PROMPT" EXPECT_TOOL="SIM-TOOL-42" EXPECT_TOOL_OUTPUT="SIM-TOOL-42" TOOL_STRICT=1 \
         CHECKS="${CLAUDE_CHECKS:-text,tool}" TIMEOUT="${CLAUDE_TIMEOUT:-120}" \
         "$CLIENTS/run_claude_code.sh" || failed=1 ;;

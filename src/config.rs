@@ -70,7 +70,7 @@ keys! {
     ["gateway"] "stream_keepalive_sec" = "15", false, "while Lingma is silent mid-stream, send an SSE keep-alive this often (also detects clients that left)";
     ["gateway"] "shutdown_grace_sec" = "10", false, "on SIGTERM/SIGINT, how long in-flight requests may finish";
     ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
-    ["gateway"] "model_aliases" = "", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix)";
+    ["gateway"] "model_aliases" = "claude-*=default", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix); key `default` = default_model (the default sends Claude Code's own model names to default_model)";
     ["lingma"] "simulator" = "false", false, "true = spawn the bundled Lingma simulator instead of lingma_bin (tests and demos only)";
     ["lingma"] "simulator_first_token_ms" = "0", false, "simulator only: delay before the first answer chunk";
     ["lingma"] "simulator_chunk_ms" = "0", false, "simulator only: delay between answer chunks";
