@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 
-use super::openai::kind_of;
+use super::openai::{body_object, kind_of};
 use super::stream::{Frame, StreamEncoder};
 use crate::error::GatewayError;
 use crate::model::{
@@ -47,15 +47,7 @@ pub fn parse_messages(
     body: &Value,
     for_count: bool,
 ) -> Result<(ChatRequest, MessagesOptions), GatewayError> {
-    let Some(obj) = body.as_object() else {
-        return Err(GatewayError::invalid(
-            "body",
-            format!(
-                "The request body must be a JSON object, not {}.",
-                kind_of(body)
-            ),
-        ));
-    };
+    let obj = body_object(body)?;
     let model = match field(obj, "model") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(type_error("model", "a valid string", other)),

@@ -31,6 +31,19 @@ fn type_error(param: &str, want: &str, got: &Value) -> GatewayError {
     )
 }
 
+/// The body as a JSON object, or the 400 every JSON route answers otherwise.
+pub fn body_object(body: &Value) -> Result<&Map<String, Value>, GatewayError> {
+    body.as_object().ok_or_else(|| {
+        GatewayError::invalid(
+            "body",
+            format!(
+                "The request body must be a JSON object, not {}.",
+                kind_of(body)
+            ),
+        )
+    })
+}
+
 pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -44,15 +57,7 @@ pub fn kind_of(v: &Value) -> &'static str {
 
 /// Parses and validates a `/v1/chat/completions` body.
 pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayError> {
-    let Some(obj) = body.as_object() else {
-        return Err(GatewayError::invalid(
-            "body",
-            format!(
-                "The request body must be a JSON object, not {}.",
-                kind_of(body)
-            ),
-        ));
-    };
+    let obj = body_object(body)?;
     let model = match field(obj, "model") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(type_error("model", "a string", other)),

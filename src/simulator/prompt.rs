@@ -273,17 +273,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const CONTRACT: &str = "You can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:
-
-```json action
-{\"tool\": \"TOOL_NAME\", \"parameters\": {\"PARAMETER\": \"VALUE\"}}
-```
-
-Rules:
-- Use a tool's name exactly as listed below, and give every required parameter.
-- One block per call; write several blocks to call several tools.
-- After your last block, stop. The results come back as [tool_result] sections.
-- Never write a tool result yourself.";
+    /// The gateway's own contract text, so a change of format on either side fails here.
+    const CONTRACT: &str = crate::tools::contract::INTRO;
 
     fn tools_section(choice: &str) -> String {
         format!(

@@ -11,7 +11,8 @@ pub const ACTION_FENCE: &str = "```json action";
 /// Marks the retry instruction; the simulator looks for it.
 pub const RETRY_MARKER: &str = "Your previous answer did not call a tool";
 
-const INTRO: &str = "You can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:
+/// How the contract begins: how to write a call, and the rules.
+pub const INTRO: &str = "You can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:
 
 ```json action
 {\"tool\": \"TOOL_NAME\", \"parameters\": {\"PARAMETER\": \"VALUE\"}}
