@@ -250,10 +250,18 @@ impl ToolScanner {
             return true;
         }
         if self.active && trimmed.starts_with('{') {
-            self.mode = Mode::Bare;
-            self.scanned = 0;
-            self.json = JsonDepth::default();
-            return true;
+            // Only an object whose first key names a tool is held; other braces are prose.
+            let from = line.len() - trimmed.len();
+            match bare_start(&self.buf[from..]) {
+                None if !at_end && self.buf.len() - from <= MAX_OPENER => return false,
+                Some(true) => {
+                    self.mode = Mode::Bare;
+                    self.scanned = 0;
+                    self.json = JsonDepth::default();
+                    return true;
+                }
+                _ => {}
+            }
         }
         self.take_line(out);
         true
@@ -264,7 +272,9 @@ impl ToolScanner {
         if trimmed.is_empty() || "```".starts_with(trimmed) || trimmed.starts_with("```") {
             return true;
         }
-        self.active && (TAG_OPEN.starts_with(trimmed) || trimmed.starts_with('{'))
+        self.active
+            && (TAG_OPEN.starts_with(trimmed)
+                || (trimmed.starts_with('{') && bare_start(trimmed) != Some(false)))
     }
 
     /// Passes text up to and including the next newline (or all of it).
@@ -323,6 +333,26 @@ impl ToolScanner {
         } else {
             out.push(Piece::Text(text));
         }
+    }
+}
+
+/// Keys a bare JSON call may start with.
+const CALL_KEYS: &[&str] = &["tool", "name", "tool_name", "function"];
+
+/// Whether text starting with `{` opens a bare call: `Some(true)` when its first key names a
+/// tool, `Some(false)` when it cannot, `None` while undecided.
+fn bare_start(s: &str) -> Option<bool> {
+    let rest = s.strip_prefix('{').unwrap_or(s).trim_start();
+    if rest.is_empty() {
+        return None;
+    }
+    let Some(key) = rest.strip_prefix('"') else {
+        return Some(false);
+    };
+    match key.find('"') {
+        Some(i) => Some(CALL_KEYS.contains(&&key[..i])),
+        None if key.len() > 16 => Some(false),
+        None => None,
     }
 }
 
@@ -633,6 +663,25 @@ mod tests {
         assert_eq!(
             text, "And then:\n",
             "narration between calls kept, invented results dropped"
+        );
+    }
+
+    #[test]
+    fn braces_in_prose_are_not_held() {
+        let mut s = ToolScanner::new(tools(), true);
+        assert_eq!(s.push("{ x"), vec![Piece::Text("{ x".into())]);
+        let mut s = ToolScanner::new(tools(), true);
+        assert_eq!(
+            s.push("{\"a\": 1, "),
+            vec![Piece::Text("{\"a\": 1, ".into())]
+        );
+        let mut s = ToolScanner::new(tools(), true);
+        assert_eq!(s.push("{\n  \"to"), vec![], "may still open a call");
+        let mut out = s.push("ol\": \"Bash\",\n  \"parameters\": {\"command\": \"ls\"}\n}\n");
+        out.extend(s.finish());
+        assert!(
+            matches!(&out[..], [Piece::Call(c)] if c.name == "Bash"),
+            "{out:?}"
         );
     }
 
