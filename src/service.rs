@@ -189,8 +189,8 @@ pub struct Answer {
     queue: VecDeque<Event>,
     finished: bool,
     saw_text: bool,
-    /// With a forced tool choice, text waits until a call shows up (or the answer ends):
-    /// the text of an attempt that gets retried must not reach the client.
+    /// With a forced tool choice, text and reasoning wait until a call shows up (or the
+    /// answer ends): what an attempt that gets retried said must not reach the client.
     hold_text: bool,
     held: Vec<Event>,
     retry: Option<Retry>,
@@ -342,7 +342,12 @@ impl Answer {
         match seg {
             Segment::Reasoning(r) => {
                 self.usage.output_tokens += estimate_tokens(&r);
-                self.queue.push_back(Event::Reasoning(r));
+                // Held like text: a retried attempt's thinking must not reach the client.
+                if self.hold_text {
+                    self.held.push(Event::Reasoning(r));
+                } else {
+                    self.queue.push_back(Event::Reasoning(r));
+                }
             }
             Segment::Text(t) => {
                 for piece in self.scanner.push(&t) {

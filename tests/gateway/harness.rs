@@ -563,3 +563,16 @@ pub fn stream_body(model: &str, text: &str) -> Value {
 pub fn default_answer(display_name: &str, question: &str) -> String {
     format!("Hello from the Lingma simulator ({display_name}). You said: {question}")
 }
+
+/// An Anthropic Messages body with one user message (`max_tokens` 1024, not streamed).
+pub fn messages_body(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "max_tokens": 1024,
+        "messages": [{"role": "user", "content": text}]})
+}
+
+impl Gateway {
+    /// How many `chat/ask` requests the simulator of `instance` has received so far.
+    pub fn sim_asks(&self, instance: usize) -> usize {
+        self.sim_log(instance).matches("recv chat/ask ").count()
+    }
+}
