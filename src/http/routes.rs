@@ -162,13 +162,8 @@ fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
     let (mut req, opts) = openai::parse_chat(&body)?;
-    apply_tool_policy(app, &mut req)?;
-    ex.model = req.model.clone();
-    ex.stream = req.stream;
-    let mut answer = app.gw.start_chat(&req)?;
-    ex.instance = answer.instance().to_string();
+    let (mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let model = response_model(&req, &answer);
     if !req.stream {
         let events = collect(&mut answer)?;
         ex.json(200, &openai::fold_completion(&id, now(), &model, &events));
@@ -181,18 +176,13 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
     let (mut req, opts) = anthropic::parse_messages(&body, false)?;
-    apply_tool_policy(app, &mut req)?;
     req.affinity = ex
         .header("x-claude-code-session-id")
         .filter(|v| !v.is_empty())
         .map(String::from)
         .or_else(|| opts.user_id.clone());
-    ex.model = req.model.clone();
-    ex.stream = req.stream;
-    let mut answer = app.gw.start_chat(&req)?;
-    ex.instance = answer.instance().to_string();
+    let (mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let model = response_model(&req, &answer);
     if !req.stream {
         let events = collect(&mut answer)?;
         ex.json(200, &anthropic::fold_message(&id, &model, &opts, &events));
@@ -237,13 +227,24 @@ fn apply_tool_policy(app: &App, req: &mut ChatRequest) -> Result<(), GatewayErro
     Ok(())
 }
 
-/// The model name answers carry: the client's, or the Lingma key it resolved to.
-fn response_model(req: &ChatRequest, answer: &Answer) -> String {
-    if req.model.is_empty() {
+/// Applies the tool policy and starts the chat; returns the answer and the model name the
+/// response carries (the client's, or the Lingma key it resolved to).
+fn start(
+    app: &App,
+    ex: &mut Exchange,
+    req: &mut ChatRequest,
+) -> Result<(Answer, String), GatewayError> {
+    apply_tool_policy(app, req)?;
+    ex.model = req.model.clone();
+    ex.stream = req.stream;
+    let answer = app.gw.start_chat(req)?;
+    ex.instance = answer.instance().to_string();
+    let model = if req.model.is_empty() {
         answer.model.key.clone()
     } else {
         req.model.clone()
-    }
+    };
+    Ok((answer, model))
 }
 
 fn now() -> u64 {

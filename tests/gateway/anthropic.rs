@@ -2,8 +2,6 @@
 //! message and event shapes, tools by prompt emulation, thinking blocks, Claude Code's
 //! request shape, and errors in Anthropic's envelope.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -110,14 +108,6 @@ fn assert_error(r: &Resp, status: u16, kind: &str) -> String {
         .as_str()
         .expect("a message")
         .to_string()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 #[test]

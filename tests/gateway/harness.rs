@@ -576,3 +576,12 @@ impl Gateway {
         self.sim_log(instance).matches("recv chat/ask ").count()
     }
 }
+
+/// Polls `f` until it holds, failing the test after `WAIT`.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

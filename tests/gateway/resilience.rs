@@ -1,19 +1,11 @@
 //! Unhappy paths on purpose: Lingma failing, crashing, stalling, closing its socket; clients
 //! going away; load spread over instances.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
 use crate::harness::*;
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 #[test]
 fn lingma_status_codes_become_openai_errors_with_the_right_status() {
