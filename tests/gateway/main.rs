@@ -1,7 +1,9 @@
 //! End-to-end tests: the real gateway binary on an ephemeral port, the bundled simulator
 //! behind it, raw HTTP in front. Each test asserts what a client would see.
 
+mod backpressure;
 mod harness;
+mod observability;
 mod openai_chat;
 mod resilience;
 mod startup;
