@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::ServeArgs;
 use crate::config::{self, Config};
-use crate::http::{auth::ApiKeys, routes::App, Workers};
+use crate::http::{routes::App, Workers};
 use crate::service::Gateway;
 use crate::upstream::pool::{Pool, PoolConfig};
 use crate::upstream::process::LaunchCommand;
@@ -105,6 +105,28 @@ fn warn_posture(cfg: &Config) {
             log::warn!("LISTENING BEYOND LOOPBACK ({}) WITHOUT API KEYS: the Lingma account is open to the network", cfg.host);
         }
     }
+    match (cfg.admin_token.is_some(), cfg.api_keys.is_empty()) {
+        (true, _) => {}
+        (false, false) => log::warn!(
+            "NO ADMIN TOKEN CONFIGURED: /internal/* accepts the client API keys, so every client can read stats, config and recent request bodies (set admin_token)"
+        ),
+        (false, true) if cfg.host.is_loopback() => log::warn!(
+            "NO ADMIN TOKEN AND NO API KEYS: /internal/* and /metrics are open to anyone on this machine (set admin_token)"
+        ),
+        (false, true) => log::warn!(
+            "NO ADMIN TOKEN AND NO API KEYS while listening beyond loopback: /internal/* and /metrics refuse every request (403) until admin_token is set"
+        ),
+    }
+    if cfg.metrics_public {
+        log::warn!("METRICS ARE PUBLIC (metrics_public = true): anyone who can reach this port can read /metrics");
+    }
+    if cfg.max_in_flight >= cfg.max_workers {
+        log::warn!(
+            "gateway_max_in_flight ({}) is not below max_workers ({}): requests beyond max_workers get 503 instead of waiting in the queue",
+            cfg.max_in_flight,
+            cfg.max_workers
+        );
+    }
 }
 
 /// Binds the listener with TCP_NODELAY, which accepted sockets inherit on Linux: without it
@@ -132,7 +154,7 @@ fn listen(
 
 /// Runs the gateway until a signal; returns the process exit code.
 pub fn serve(args: &ServeArgs) -> i32 {
-    let (cfg, _) = match load_config(args) {
+    let (cfg, raw) = match load_config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lingma-gateway: configuration error: {e}");
@@ -165,13 +187,12 @@ pub fn serve(args: &ServeArgs) -> i32 {
     warn_posture(&cfg);
     let pool = Pool::start(pool_config(&cfg, launch));
     let (grace, max_workers) = (cfg.shutdown_grace, cfg.max_workers);
-    let keys = ApiKeys::new(&cfg.api_keys);
     let gw = Arc::new(Gateway {
         cfg,
         pool: Arc::clone(&pool),
         started: SystemTime::now(),
     });
-    let app = Arc::new(App { gw, keys });
+    let app = Arc::new(App::new(gw, &raw));
     let shown = server
         .server_addr()
         .to_ip()

@@ -62,6 +62,11 @@ keys! {
     ["gateway"] "api_keys" = "", true, "comma-separated client keys (Authorization: Bearer or x-api-key); empty = no auth";
     ["gateway"] "log_level" = "info", false, "error | warn | info | debug | trace (trace logs every Lingma frame)";
     ["gateway"] "max_workers" = "256", false, "requests handled at once; more get 503";
+    ["gateway"] "gateway_max_in_flight" = "64", false, "chat requests (chat completions, messages) running at once; more wait in a queue (keep it below max_workers: queued requests hold a worker)";
+    ["gateway"] "gateway_queue_timeout_sec" = "10", false, "how long a chat request waits in that queue before 429 with Retry-After (0 = refuse at once)";
+    ["gateway"] "admin_token" = "", true, "token for /internal/* (Authorization: Bearer); empty = the api_keys (warned); with neither, /internal/* answers only on a loopback host";
+    ["gateway"] "metrics_token" = "", true, "token for GET /metrics (Authorization: Bearer); the admin credential works too";
+    ["gateway"] "metrics_public" = "false", false, "true = GET /metrics needs no credential (warned; for a scraper on a private network)";
     ["gateway"] "client_timeout_sec" = "60", false, "a client socket silent (not sending, or not reading our answer) this long is dropped; also the keep-alive idle limit";
     ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
@@ -98,6 +103,11 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub log_level: log::LevelFilter,
     pub max_workers: usize,
+    pub max_in_flight: usize,
+    pub queue_timeout: Duration,
+    pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
+    pub metrics_public: bool,
     pub client_timeout: Duration,
     pub max_body_bytes: u64,
     pub pool_wait: Duration,
@@ -282,6 +292,10 @@ impl RawConfig {
         self.get(key).0.trim().to_string()
     }
 
+    fn secret(&self, key: &str) -> Option<String> {
+        Some(self.string(key)).filter(|s| !s.is_empty())
+    }
+
     /// Types and validates every value.
     pub fn build(&self) -> Result<Config, ConfigError> {
         let api_keys: Vec<String> = self
@@ -328,6 +342,11 @@ impl RawConfig {
                 }
             })?,
             max_workers: self.uint("max_workers", 1, 100_000)? as usize,
+            max_in_flight: self.uint("gateway_max_in_flight", 1, 100_000)? as usize,
+            queue_timeout: self.secs("gateway_queue_timeout_sec", 0, 3600)?,
+            admin_token: self.secret("admin_token"),
+            metrics_token: self.secret("metrics_token"),
+            metrics_public: self.boolean("metrics_public")?,
             client_timeout: self.secs("client_timeout_sec", 1, 86_400)?,
             max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jsonrpc;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod prompt;

@@ -1,24 +1,29 @@
 //! Redaction of secrets in anything that may reach a log line or a debug endpoint: Lingma's
-//! `auth/status` carries session tokens, later login calls carry passwords. Pure.
+//! `auth/status` carries session tokens, later login calls carry passwords, client request
+//! bodies may carry anything. Pure.
 
 use serde_json::Value;
 
-/// Field names whose values are secrets, compared without case, `_` or `-`.
-const SECRET_FIELDS: &[&str] = &[
+/// Field names whose values are secrets end in one of these, compared without case, `_` or
+/// `-` (`token`, `refresh_token`, `x-api-key`, `client_secret`, `admin_password`, ...).
+const SECRET_SUFFIXES: &[&str] = &[
     "token",
-    "refreshtoken",
-    "accesstoken",
-    "idtoken",
     "password",
     "passwd",
     "secret",
-    "clientsecret",
     "apikey",
+    "apikeys",
     "authorization",
     "cookie",
     "sessionbundle",
     "bundleb64",
+    "privatekey",
 ];
+
+/// Longest string tool argument kept whole in the debug ring.
+pub const MAX_DEBUG_ARGUMENTS: usize = 2048;
+/// Longest other string kept whole in the debug ring (bounds its memory).
+pub const MAX_DEBUG_STRING: usize = 16 * 1024;
 
 pub const REDACTED: &str = "<redacted>";
 
@@ -28,7 +33,76 @@ fn is_secret(name: &str) -> bool {
         .filter(|c| *c != '_' && *c != '-')
         .collect::<String>()
         .to_ascii_lowercase();
-    SECRET_FIELDS.contains(&norm.as_str())
+    SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s)) || norm.contains("sessionbundle")
+}
+
+/// A request body for the debug ring: secret fields redacted as in `redact_json`; `data:`
+/// URLs replaced; tool arguments (`arguments`, `args`, `input` as a string) redacted inside
+/// when they are JSON and cut past `MAX_DEBUG_ARGUMENTS`; any other string cut past
+/// `MAX_DEBUG_STRING`; and every occurrence of a configured secret (`known`) replaced
+/// wherever it appears.
+pub fn redact_debug(v: &mut Value, known: &[String]) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_secret(k) && !val.is_null() && val.as_str() != Some("") {
+                    *val = Value::String(REDACTED.into());
+                } else if matches!(k.as_str(), "arguments" | "args" | "input" | "partial_json")
+                    && val.is_string()
+                {
+                    let Value::String(text) = val else {
+                        unreachable!()
+                    };
+                    let mut text = match serde_json::from_str::<Value>(text) {
+                        Ok(mut inner) => {
+                            redact_debug(&mut inner, known);
+                            inner.to_string()
+                        }
+                        Err(_) => redact_string(text, known),
+                    };
+                    cut(&mut text, MAX_DEBUG_ARGUMENTS);
+                    *val = Value::String(text);
+                } else {
+                    redact_debug(val, known);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_debug(i, known)),
+        Value::String(text) => {
+            let mut out = redact_string(text, known);
+            cut(&mut out, MAX_DEBUG_STRING);
+            *text = out;
+        }
+        _ => {}
+    }
+}
+
+fn redact_string(text: &str, known: &[String]) -> String {
+    let trimmed = text.trim_start();
+    if trimmed.len() >= 5 && trimmed[..5].eq_ignore_ascii_case("data:") {
+        return format!("<redacted data URL, {} bytes>", text.len());
+    }
+    let mut out = text.to_string();
+    for secret in known.iter().filter(|s| !s.is_empty()) {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary), saying how much went.
+fn cut(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max / 2;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dropped = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("... [{dropped} bytes truncated]"));
 }
 
 /// Replaces the value of every secret field, at any depth, with `<redacted>`.
@@ -75,6 +149,35 @@ mod tests {
         }
         assert_eq!(v["result"]["id"], "u1");
         assert_eq!(v["result"]["token2"], "kept");
+    }
+
+    #[test]
+    fn debug_bodies_lose_secrets_data_urls_and_huge_arguments() {
+        let big = "x".repeat(5000);
+        let mut v = json!({
+            "model": "m", "max_tokens": 10, "metadata": {"user_password": "hunter2"},
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+                {"role": "user", "content": "my key is sk-planted, keep it"},
+                {"role": "assistant", "tool_calls": [{"function": {"name": "f",
+                    "arguments": format!("{{\"password\":\"pw-1\",\"blob\":\"{big}\"}}")}}]},
+            ],
+            "headers": {"x-api-key": "sk-other"},
+        });
+        redact_debug(&mut v, &["sk-planted".to_string()]);
+        let s = v.to_string();
+        for secret in ["hunter2", "AAAA", "sk-planted", "pw-1", "sk-other"] {
+            assert!(!s.contains(secret), "{secret} in {s}");
+        }
+        assert_eq!(v["max_tokens"], 10);
+        let args = v["messages"][2]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap();
+        assert!(
+            args.len() < 1200 && args.ends_with("bytes truncated]"),
+            "{args}"
+        );
+        assert!(s.contains("<redacted data URL"));
     }
 
     #[test]

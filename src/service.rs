@@ -5,12 +5,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
+use crate::metrics::AnswerStats;
 use crate::model::{
     estimate_tokens, ChatRequest, Event, NativeTool, StopReason, ToolChoice, Usage,
 };
@@ -20,7 +21,7 @@ use crate::tools::scan::{Piece, ToolScanner};
 use crate::tools::ToolPolicy;
 use crate::upstream::chat::{Ask, ChatEvent, ChatStream, Deadlines, ToolUpdate};
 use crate::upstream::models::{ModelInfo, ModelList};
-use crate::upstream::pool::{Lease, LeaseError, Pool};
+use crate::upstream::pool::{Lease, LeaseError, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
 
 /// The gateway's shared state, one per process.
@@ -138,7 +139,33 @@ impl Gateway {
             retry,
             stops: req.stop.clone(),
             native: NativeTools::new(policy.clone()),
+            upstream_wait: Duration::ZERO,
+            first_output_at: None,
         })
+    }
+
+    /// Lingma's raw `config/queryModels` answer from the named instance (any ready one when
+    /// `None`), secrets redacted: what `/internal/models/raw` shows.
+    pub fn raw_models(&self, instance: Option<&str>) -> Result<(String, Value), GatewayError> {
+        let lease = match instance {
+            None => self.lease_any()?,
+            Some(name) => self.pool.lease_named(name).map_err(|e| match e {
+                NamedLeaseError::Unknown => GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!("There is no Lingma instance named `{name}`; /healthz lists them."),
+                ),
+                NamedLeaseError::NotReady(state) => GatewayError::new(
+                    ErrorKind::Unavailable,
+                    format!("Lingma instance {name} is {state}, not ready."),
+                )
+                .retry_after(5),
+            })?,
+        };
+        let mut raw = lease
+            .raw_models(self.cfg.lingma_rpc_timeout)
+            .map_err(upstream_error)?;
+        crate::redact::redact_json(&mut raw);
+        Ok((lease.name.clone(), raw))
     }
 }
 
@@ -196,12 +223,28 @@ pub struct Answer {
     retry: Option<Retry>,
     stops: Vec<String>,
     native: NativeTools,
+    /// Time spent blocked waiting on Lingma's events (for the gateway-added latency).
+    upstream_wait: Duration,
+    /// When the first text or tool call came out.
+    first_output_at: Option<Instant>,
 }
 
 impl Answer {
     /// The name of the Lingma instance answering.
     pub fn instance(&self) -> &str {
         &self.lease.name
+    }
+
+    /// What this answer measured; `since` is the request's start.
+    pub fn stats(&self, since: Instant) -> AnswerStats {
+        AnswerStats {
+            input_tokens: self.usage.input_tokens,
+            output_tokens: self.usage.output_tokens,
+            upstream_wait: self.upstream_wait,
+            first_token: self
+                .first_output_at
+                .map(|t| t.saturating_duration_since(since)),
+        }
     }
 
     /// The next event, `None` after the finish. An `Err` ends the answer.
@@ -220,6 +263,11 @@ impl Answer {
     pub fn poll(&mut self, slice: Option<Duration>) -> Poll {
         loop {
             if let Some(e) = self.queue.pop_front() {
+                if self.first_output_at.is_none()
+                    && matches!(e, Event::Text(_) | Event::ToolCall(_))
+                {
+                    self.first_output_at = Some(Instant::now());
+                }
                 return Poll::Event(Ok(e));
             }
             if self.finished {
@@ -228,7 +276,9 @@ impl Answer {
             let Some(stream) = self.stream.as_mut() else {
                 return Poll::Done;
             };
+            let waiting = Instant::now();
             let ev = stream.next_event(slice);
+            self.upstream_wait += waiting.elapsed();
             match ev {
                 Ok(None) => return Poll::Idle,
                 Ok(Some(ChatEvent::Text(t))) => {

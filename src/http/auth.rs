@@ -45,6 +45,11 @@ impl ApiKeys {
         if self.is_empty() {
             return Ok(());
         }
+        self.verify(ex)
+    }
+
+    /// Passes only when the request carries one of the keys (none configured: never).
+    fn verify(&self, ex: &Exchange) -> Result<(), GatewayError> {
         let bearer = ex.header("authorization").and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
@@ -65,6 +70,69 @@ impl ApiKeys {
             )
             .with_code("invalid_api_key")),
         }
+    }
+}
+
+/// Who may read `/internal/*` and `/metrics`.
+///
+/// - `/internal/*`: `admin_token`; when it is empty, the API keys.
+/// - `/metrics`: anyone with `metrics_public`; else `metrics_token` or the admin credential.
+///
+/// With no credential configured at all, these routes answer only when the gateway listens
+/// on a loopback address (only local clients can reach it, and the whole gateway is open
+/// anyway, warned at startup); beyond loopback they refuse with 403 until a token is set.
+pub struct OperatorAuth {
+    admin: ApiKeys,
+    metrics: ApiKeys,
+    metrics_public: bool,
+    loopback: bool,
+}
+
+impl OperatorAuth {
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        let admin: Vec<String> = match &cfg.admin_token {
+            Some(t) => vec![t.clone()],
+            None => cfg.api_keys.clone(),
+        };
+        let metrics: Vec<String> = cfg
+            .metrics_token
+            .iter()
+            .cloned()
+            .chain(admin.iter().cloned())
+            .collect();
+        OperatorAuth {
+            admin: ApiKeys::new(&admin),
+            metrics: ApiKeys::new(&metrics),
+            metrics_public: cfg.metrics_public,
+            loopback: cfg.host.is_loopback(),
+        }
+    }
+
+    pub fn check_admin(&self, ex: &Exchange) -> Result<(), GatewayError> {
+        self.check(&self.admin, ex, "admin_token")
+    }
+
+    pub fn check_metrics(&self, ex: &Exchange) -> Result<(), GatewayError> {
+        if self.metrics_public {
+            return Ok(());
+        }
+        self.check(&self.metrics, ex, "metrics_token (or admin_token)")
+    }
+
+    fn check(&self, keys: &ApiKeys, ex: &Exchange, what: &str) -> Result<(), GatewayError> {
+        if !keys.is_empty() {
+            return keys.verify(ex);
+        }
+        if self.loopback {
+            return Ok(());
+        }
+        Err(GatewayError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "This route needs a credential and none is configured: set {what} (or api_keys)."
+            ),
+        )
+        .with_code("no_credential_configured"))
     }
 }
 

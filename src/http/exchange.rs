@@ -10,6 +10,7 @@ use tiny_http::{Header, Request, Response};
 
 use super::openai;
 use crate::error::{ErrorKind, GatewayError};
+use crate::metrics::AnswerStats;
 
 /// Which wire protocol's error shape a route answers in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +76,19 @@ pub struct Exchange {
     pub model: String,
     pub stream: bool,
     pub instance: String,
+    /// What the chat answer measured, for the metrics.
+    pub answer: Option<AnswerStats>,
+    /// The query string, without the `?`.
+    query: String,
 }
 
 impl Exchange {
     pub fn new(request: Request) -> Self {
         let url = request.url();
-        let path = url.split('?').next().unwrap_or("/").to_string();
+        let (path, query) = match url.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (url.to_string(), String::new()),
+        };
         let id = header_of(&request, "x-request-id")
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(String::from)
@@ -95,12 +103,22 @@ impl Exchange {
             model: String::new(),
             stream: false,
             instance: String::new(),
+            answer: None,
+            query,
             request: Some(request),
         }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.request.as_ref().and_then(|r| header_of(r, name))
+    }
+
+    /// A query parameter's value (`+` and `%XX` decoded), if present.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| percent_decode(v))
+        })
     }
 
     pub fn is_http10(&self) -> bool {
@@ -170,6 +188,11 @@ impl Exchange {
         );
     }
 
+    /// Sends a body of some other type (`/metrics`).
+    pub fn text(&mut self, status: u16, content_type: &str, body: String) {
+        self.send(status, content_type, body.into_bytes(), &[]);
+    }
+
     /// Sends an error in the route's protocol shape, with `Retry-After`/`Allow` as needed.
     pub fn error(&mut self, e: &GatewayError) {
         let body = self.protocol.error_body(e).to_string().into_bytes();
@@ -219,6 +242,34 @@ impl Exchange {
             .expect("stream after responding")
             .into_writer()
     }
+}
+
+fn percent_decode(v: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])),
+            _ => None,
+        };
+        match (bytes[i], decoded) {
+            (_, Some((hi, lo))) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn header_of<'a>(r: &'a Request, name: &str) -> Option<&'a str> {

@@ -2,9 +2,11 @@
 //! our worker threads (`workers.rs`) take them from its queue. A panic inside a handler
 //! becomes a 500 in the route's protocol. Every request ends with one access log line.
 
+pub mod admin;
 pub mod anthropic;
 pub mod auth;
 pub mod exchange;
+pub mod gate;
 pub mod openai;
 pub mod routes;
 pub mod sse;
@@ -32,10 +34,23 @@ pub(crate) fn serve_one(app: &App, request: tiny_http::Request) {
             ex.status = 500;
         }
     }
-    access_log(&ex);
+    finish(app, &ex);
 }
 
-pub(crate) fn access_log(ex: &Exchange) {
+/// Every request ends here: its access log line and its metrics.
+pub(crate) fn finish(app: &App, ex: &Exchange) {
+    access_log(ex);
+    let (route, protocol) = routes::labels(&ex.path);
+    app.metrics.record(&crate::metrics::RequestRecord {
+        route,
+        protocol,
+        status: ex.status,
+        total: ex.started.elapsed(),
+        answer: ex.answer,
+    });
+}
+
+fn access_log(ex: &Exchange) {
     log::info!(
         target: "access",
         "{} {} {} {} {}ms model={} stream={} instance={}",

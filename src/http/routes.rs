@@ -6,12 +6,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::admin::{self, DebugRing};
 use super::anthropic::{self, MessagesEncoder};
-use super::auth::ApiKeys;
+use super::auth::{ApiKeys, OperatorAuth};
 use super::exchange::Exchange;
+use super::gate::Gate;
 use super::openai::{self, ChunkEncoder};
 use super::stream::stream_answer;
+use crate::config::RawConfig;
 use crate::error::{ErrorKind, GatewayError};
+use crate::metrics::Metrics;
 use crate::model::{ChatRequest, Event, ToolChoice};
 use crate::prompt;
 use crate::service::{Answer, Gateway};
@@ -19,6 +23,34 @@ use crate::service::{Answer, Gateway};
 pub struct App {
     pub gw: Arc<Gateway>,
     pub keys: ApiKeys,
+    pub operators: OperatorAuth,
+    pub gate: Gate,
+    pub metrics: Metrics,
+    pub debug: DebugRing,
+    /// `(key, value, origin)` with secrets redacted, as `check-config` prints them.
+    pub effective_config: Vec<(String, String, String)>,
+}
+
+impl App {
+    pub fn new(gw: Arc<Gateway>, raw: &RawConfig) -> App {
+        let cfg = &gw.cfg;
+        let known: Vec<String> = cfg
+            .api_keys
+            .iter()
+            .chain(&cfg.admin_token)
+            .chain(&cfg.metrics_token)
+            .cloned()
+            .collect();
+        App {
+            keys: ApiKeys::new(&cfg.api_keys),
+            operators: OperatorAuth::new(cfg),
+            gate: Gate::new(cfg.max_in_flight, cfg.queue_timeout),
+            metrics: Metrics::new(),
+            debug: DebugRing::new(known),
+            effective_config: raw.redacted(),
+            gw,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -29,6 +61,43 @@ enum Route {
     ChatCompletions,
     Messages,
     CountTokens,
+    Metrics,
+    Capabilities,
+    CapabilitiesV1,
+    Stats,
+    EffectiveConfig,
+    DebugRequests,
+    ModelsRaw,
+}
+
+impl Route {
+    /// `(route, protocol)` labels for the metrics: the canonical path, whichever alias was
+    /// used.
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Route::Root => ("/", "gateway"),
+            Route::Health => ("/healthz", "gateway"),
+            Route::Models => ("/v1/models", "openai"),
+            Route::ChatCompletions => ("/v1/chat/completions", "openai"),
+            Route::Messages => ("/v1/messages", "anthropic"),
+            Route::CountTokens => ("/v1/messages/count_tokens", "anthropic"),
+            Route::Metrics => ("/metrics", "gateway"),
+            Route::Capabilities => ("/capabilities", "gateway"),
+            Route::CapabilitiesV1 => ("/v1/capabilities", "gateway"),
+            Route::Stats => ("/internal/stats", "gateway"),
+            Route::EffectiveConfig => ("/internal/effective-config", "gateway"),
+            Route::DebugRequests => ("/internal/debug/requests", "gateway"),
+            Route::ModelsRaw => ("/internal/models/raw", "gateway"),
+        }
+    }
+}
+
+/// The metrics labels of a request path; one label for every unknown path.
+pub fn labels(path: &str) -> (&'static str, &'static str) {
+    ROUTES
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map_or(("unmatched", "gateway"), |(_, _, r)| r.labels())
 }
 
 /// `(path, allowed methods, route)`. `/v1` is optional on the OpenAI paths, as many
@@ -44,6 +113,17 @@ const ROUTES: &[(&str, &[&str], Route)] = &[
     ("/messages", &["POST"], Route::Messages),
     ("/v1/messages/count_tokens", &["POST"], Route::CountTokens),
     ("/messages/count_tokens", &["POST"], Route::CountTokens),
+    ("/metrics", &["GET"], Route::Metrics),
+    ("/capabilities", &["GET"], Route::Capabilities),
+    ("/v1/capabilities", &["GET"], Route::CapabilitiesV1),
+    ("/internal/stats", &["GET"], Route::Stats),
+    (
+        "/internal/effective-config",
+        &["GET"],
+        Route::EffectiveConfig,
+    ),
+    ("/internal/debug/requests", &["GET"], Route::DebugRequests),
+    ("/internal/models/raw", &["GET"], Route::ModelsRaw),
 ];
 
 pub fn handle(app: &App, ex: &mut Exchange) {
@@ -100,6 +180,16 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
             app.keys.check(ex)?;
             count_tokens(app, ex)
         }
+        Route::Metrics => admin::metrics(app, ex),
+        Route::Capabilities => admin::capabilities(app, ex),
+        Route::CapabilitiesV1 => {
+            app.keys.check(ex)?;
+            admin::capabilities(app, ex)
+        }
+        Route::Stats => admin::stats(app, ex),
+        Route::EffectiveConfig => admin::effective_config(app, ex),
+        Route::DebugRequests => admin::debug_requests(app, ex),
+        Route::ModelsRaw => admin::models_raw(app, ex),
     }
 }
 
@@ -161,11 +251,13 @@ fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 
 fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    app.debug.record(ex, &body);
     let (mut req, opts) = openai::parse_chat(&body)?;
-    let (mut answer, model) = start(app, ex, &mut req)?;
+    drop(body);
+    let (_slot, mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if !req.stream {
-        let events = collect(&mut answer)?;
+        let events = collect(ex, &mut answer)?;
         ex.json(200, &openai::fold_completion(&id, now(), &model, &events));
         return Ok(());
     }
@@ -175,16 +267,18 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 
 fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    app.debug.record(ex, &body);
     let (mut req, opts) = anthropic::parse_messages(&body, false)?;
+    drop(body);
     req.affinity = ex
         .header("x-claude-code-session-id")
         .filter(|v| !v.is_empty())
         .map(String::from)
         .or_else(|| opts.user_id.clone());
-    let (mut answer, model) = start(app, ex, &mut req)?;
+    let (_slot, mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if !req.stream {
-        let events = collect(&mut answer)?;
+        let events = collect(ex, &mut answer)?;
         ex.json(200, &anthropic::fold_message(&id, &model, &opts, &events));
         return Ok(());
     }
@@ -227,16 +321,18 @@ fn apply_tool_policy(app: &App, req: &mut ChatRequest) -> Result<(), GatewayErro
     Ok(())
 }
 
-/// Applies the tool policy and starts the chat; returns the answer and the model name the
-/// response carries (the client's, or the Lingma key it resolved to).
-fn start(
-    app: &App,
+/// Applies the tool policy, waits for a slot under `gateway_max_in_flight` and starts the
+/// chat; returns the slot (hold it until the answer is done), the answer and the model name
+/// the response carries (the client's, or the Lingma key it resolved to).
+fn start<'a>(
+    app: &'a App,
     ex: &mut Exchange,
     req: &mut ChatRequest,
-) -> Result<(Answer, String), GatewayError> {
+) -> Result<(super::gate::Permit<'a>, Answer, String), GatewayError> {
     apply_tool_policy(app, req)?;
     ex.model = req.model.clone();
     ex.stream = req.stream;
+    let slot = enter(app)?;
     let answer = app.gw.start_chat(req)?;
     ex.instance = answer.instance().to_string();
     let model = if req.model.is_empty() {
@@ -244,7 +340,7 @@ fn start(
     } else {
         req.model.clone()
     };
-    Ok((answer, model))
+    Ok((slot, answer, model))
 }
 
 fn now() -> u64 {
@@ -254,13 +350,31 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Drains an answer for a non-streaming response.
-fn collect(answer: &mut Answer) -> Result<Vec<Event>, GatewayError> {
+/// A chat slot (backpressure); a refusal is counted.
+fn enter(app: &App) -> Result<super::gate::Permit<'_>, GatewayError> {
+    app.gate
+        .enter()
+        .inspect_err(|_| app.metrics.queue_rejected())
+}
+
+/// Drains an answer for a non-streaming response; notes what it measured.
+fn collect(ex: &mut Exchange, answer: &mut Answer) -> Result<Vec<Event>, GatewayError> {
     let mut events = Vec::new();
+    let mut failed = None;
     while let Some(item) = answer.next_event() {
-        events.push(item?);
+        match item {
+            Ok(ev) => events.push(ev),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
     }
-    Ok(events)
+    ex.answer = Some(answer.stats(ex.started));
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(events),
+    }
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).

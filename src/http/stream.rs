@@ -34,9 +34,21 @@ pub trait StreamEncoder {
     fn error(&mut self, e: &GatewayError) -> Vec<Frame>;
 }
 
+/// Streams the answer, then notes what it measured on the exchange.
 pub fn stream_answer(
     ex: &mut Exchange,
     mut answer: Answer,
+    enc: &mut dyn StreamEncoder,
+    keepalive: std::time::Duration,
+) -> Result<(), GatewayError> {
+    let result = stream(ex, &mut answer, enc, keepalive);
+    ex.answer = Some(answer.stats(ex.started));
+    result
+}
+
+fn stream(
+    ex: &mut Exchange,
+    answer: &mut Answer,
     enc: &mut dyn StreamEncoder,
     keepalive: std::time::Duration,
 ) -> Result<(), GatewayError> {
@@ -90,7 +102,7 @@ pub fn stream_answer(
                 gone.0
             );
             ex.status = 499;
-            return Ok(()); // dropping `answer` sends chat/stop
+            return Ok(()); // the caller drops `answer`, which sends chat/stop
         }
         if last {
             break;

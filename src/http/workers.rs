@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::exchange::Exchange;
 use super::routes::App;
-use super::{access_log, serve_one};
+use super::{finish, serve_one};
 use crate::error::{ErrorKind, GatewayError};
 
 pub const SHUTTING_DOWN: &str = "The gateway is shutting down; retry against another instance.";
@@ -183,7 +183,7 @@ impl Shared {
                         self.max
                     )
                 };
-                refuse(request, &message);
+                refuse(&self.app, request, &message);
                 return;
             }
             *busy += 1;
@@ -198,8 +198,8 @@ impl Shared {
 }
 
 /// Answers 503 at once (no body read, no Lingma involved).
-pub fn refuse(request: tiny_http::Request, message: &str) {
+pub fn refuse(app: &App, request: tiny_http::Request, message: &str) {
     let mut ex = Exchange::new(request);
     ex.error(&GatewayError::new(ErrorKind::Unavailable, message).retry_after(1));
-    access_log(&ex);
+    finish(app, &ex);
 }

@@ -129,7 +129,41 @@ pub enum LeaseError {
     ShuttingDown,
 }
 
+/// Why a named instance could not be leased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedLeaseError {
+    Unknown,
+    /// Carries its state.
+    NotReady(&'static str),
+}
+
 impl Pool {
+    /// Leases the instance called `name` if it is ready, without waiting (admin endpoints).
+    pub fn lease_named(&self, name: &str) -> Result<Lease, NamedLeaseError> {
+        let mut g = self.shared.lock();
+        let i = g
+            .list
+            .iter()
+            .position(|s| s.status.name == name)
+            .ok_or(NamedLeaseError::Unknown)?;
+        let slot = &mut g.list[i];
+        if !slot.usable() {
+            let state = match slot.status.state {
+                State::Ready => State::Reconnecting,
+                s => s,
+            };
+            return Err(NamedLeaseError::NotReady(state.as_str()));
+        }
+        slot.status.in_flight += 1;
+        let conn = Arc::clone(slot.conn.as_ref().expect("a ready slot has a connection"));
+        Ok(Lease {
+            shared: Arc::clone(&self.shared),
+            index: i,
+            name: slot.status.name.clone(),
+            conn,
+        })
+    }
+
     /// Starts one supervisor per instance. Returns at once; instances become ready in the
     /// background.
     pub fn start(cfg: PoolConfig) -> Arc<Pool> {
@@ -301,10 +335,17 @@ impl Lease {
                 return Ok(Arc::clone(list));
             }
         }
-        let raw = self.conn.call(method::QUERY_MODELS, json!({}), timeout)?;
+        let raw = self.raw_models(timeout)?;
         let list = Arc::new(ModelList::from_query(&raw));
         self.shared.lock().list[self.index].models = Some((Instant::now(), Arc::clone(&list)));
         Ok(list)
+    }
+}
+
+impl Lease {
+    /// Asks Lingma for its model catalogue (`config/queryModels`), uncached, unparsed.
+    pub fn raw_models(&self, timeout: Duration) -> Result<serde_json::Value, UpstreamError> {
+        self.conn.call(method::QUERY_MODELS, json!({}), timeout)
     }
 }
 

@@ -2,7 +2,9 @@
 //! behind it, raw HTTP in front. Each test asserts what a client would see.
 
 mod anthropic;
+mod backpressure;
 mod harness;
+mod observability;
 mod openai_chat;
 mod resilience;
 mod startup;

@@ -1,0 +1,249 @@
+//! Operator routes: `/metrics`, `/capabilities`, and `/internal/*` (stats, the effective
+//! configuration, the last request bodies, Lingma's raw model catalogue). Nothing here
+//! shows a secret: configuration comes from the redacted view `check-config` prints,
+//! request bodies go through `redact::redact_debug` before they are stored.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::exchange::Exchange;
+use super::routes::App;
+use crate::error::GatewayError;
+use crate::metrics::Live;
+use crate::redact;
+
+/// Request bodies kept for `/internal/debug/requests`.
+pub const DEBUG_RING: usize = 100;
+/// A stored body larger than this (after redaction) keeps only its beginning.
+const MAX_DEBUG_ENTRY: usize = 256 * 1024;
+
+/// The last `DEBUG_RING` chat request bodies, redacted, newest first.
+pub struct DebugRing {
+    entries: Mutex<VecDeque<Value>>,
+    /// Configured secrets, replaced wherever they show up in a body.
+    known: Vec<String>,
+}
+
+impl DebugRing {
+    pub fn new(known: Vec<String>) -> Self {
+        DebugRing {
+            entries: Mutex::new(VecDeque::with_capacity(DEBUG_RING)),
+            known,
+        }
+    }
+
+    pub fn record(&self, ex: &Exchange, body: &Value) {
+        let mut body = body.clone();
+        redact::redact_debug(&mut body, &self.known);
+        let size = body.to_string().len();
+        if size > MAX_DEBUG_ENTRY {
+            body = json!({"truncated": format!("{size} bytes after redaction; not kept")});
+        }
+        let entry = json!({
+            "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "request_id": ex.id,
+            "protocol": protocol_name(ex),
+            "path": ex.path,
+            "body": body,
+        });
+        let mut g = self.lock();
+        if g.len() >= DEBUG_RING {
+            g.pop_back();
+        }
+        g.push_front(entry);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn latest(&self, n: usize) -> Vec<Value> {
+        self.lock().iter().take(n).cloned().collect()
+    }
+}
+
+fn protocol_name(ex: &Exchange) -> &'static str {
+    match ex.protocol {
+        super::exchange::Protocol::OpenAi => "openai",
+        super::exchange::Protocol::Anthropic => "anthropic",
+    }
+}
+
+pub fn metrics(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_metrics(ex)?;
+    let counts = app.gate.counts();
+    let instances = app.gw.pool.statuses();
+    let text = app.metrics.render(&Live {
+        in_flight: counts.running,
+        queued: counts.queued,
+        instances: &instances,
+    });
+    ex.text(200, "text/plain; version=0.0.4; charset=utf-8", text);
+    Ok(())
+}
+
+pub fn stats(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let m = app.metrics.snapshot();
+    let counts = app.gate.counts();
+    let uptime = app.gw.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+    let instances: Vec<Value> = app
+        .gw
+        .pool
+        .statuses()
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
+                "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    let by_status: serde_json::Map<String, Value> = m
+        .by_status
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    ex.json(
+        200,
+        &json!({
+            "ok": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_sec": uptime,
+            "requests": {"total": m.requests, "by_status": by_status, "by_route": m.by_route},
+            "tokens": {"input": m.input_tokens, "output": m.output_tokens, "estimated": true},
+            "concurrency": {
+                "max_in_flight": app.gate.max(),
+                "in_flight": counts.running,
+                "queued": counts.queued,
+                "queue_timeout_sec": app.gate.timeout().as_secs(),
+                "rejected": m.queue_rejected,
+            },
+            "pool": instances,
+            "debug_requests": app.debug.len(),
+        }),
+    );
+    Ok(())
+}
+
+pub fn effective_config(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let mut settings = serde_json::Map::new();
+    let mut origins = serde_json::Map::new();
+    for (key, value, origin) in &app.effective_config {
+        settings.insert(key.clone(), json!(value));
+        origins.insert(key.clone(), json!(origin));
+    }
+    let source = app.gw.cfg.source.as_ref().map(|p| p.display().to_string());
+    ex.json(
+        200,
+        &json!({"ok": true, "source": source, "settings": settings, "origins": origins}),
+    );
+    Ok(())
+}
+
+pub fn debug_requests(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let limit = match ex.query_param("limit") {
+        None => 20,
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            GatewayError::invalid(
+                "limit",
+                format!("`limit` must be a whole number from 1 to {DEBUG_RING}, got {v:?}."),
+            )
+        })?,
+    }
+    .clamp(1, DEBUG_RING);
+    let items = app.debug.latest(limit);
+    ex.json(
+        200,
+        &json!({"ok": true, "count": items.len(), "items": items}),
+    );
+    Ok(())
+}
+
+pub fn models_raw(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let wanted = ex.query_param("instance").filter(|s| !s.is_empty());
+    let (instance, raw) = app.gw.raw_models(wanted.as_deref())?;
+    ex.instance = instance.clone();
+    let list = crate::upstream::models::ModelList::from_query(&raw);
+    let exposed: Vec<&str> = list.models.iter().map(|m| m.key.as_str()).collect();
+    ex.json(
+        200,
+        &json!({"ok": true, "instance": instance, "raw": raw, "exposed_keys": exposed}),
+    );
+    Ok(())
+}
+
+/// What this gateway speaks and how it is set up (no secrets): `GET /capabilities` (public)
+/// and `GET /v1/capabilities` (behind the API keys).
+pub fn capabilities(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    let cfg = &app.gw.cfg;
+    let tools = &cfg.tools;
+    ex.json(
+        200,
+        &json!({
+            "service": "lingma-gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocols": {
+                "openai": {
+                    "models": true,
+                    "chat_completions": true,
+                    "responses": false,
+                    "streaming": true,
+                    "reasoning_content": true,
+                    "response_tool_calls": true,
+                    "request_tools_forwarded": tools.forward,
+                },
+                "anthropic": {
+                    "messages": true,
+                    "count_tokens": true,
+                    "streaming": true,
+                    "thinking": true,
+                    "response_tool_use": true,
+                    "request_tools_forwarded": tools.forward,
+                },
+            },
+            "features": {
+                "tooling": {
+                    "emulation_bridge_enabled": true,
+                    "forward_enabled": tools.forward,
+                    "allowlist": tools.allowlist,
+                    "auto_approve_native": tools.auto_approve,
+                    "report_native": tools.report_native,
+                },
+                "session_reuse": {"enabled": false},
+                "pool": {
+                    "configured_instance_count": cfg.instance_count,
+                    "default_model": cfg.default_model,
+                    "default_ask_mode": cfg.default_ask_mode.as_str(),
+                    "simulator": cfg.simulator,
+                },
+                "flow_control": {
+                    "max_in_flight": app.gate.max(),
+                    "queue_timeout_sec": app.gate.timeout().as_secs(),
+                },
+                "auth": {
+                    "v1_requires_auth": !cfg.api_keys.is_empty(),
+                    "admin_token_configured": cfg.admin_token.is_some(),
+                    "metrics_token_configured": cfg.metrics_token.is_some(),
+                    "metrics_public": cfg.metrics_public,
+                },
+            },
+        }),
+    );
+    Ok(())
+}
