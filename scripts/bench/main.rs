@@ -317,6 +317,8 @@ fn start_gateway(bin: &Path, dir: &Path) -> (Proc, String) {
         .arg("--work-dir")
         .arg(dir)
         .env("LINGMA_GATEWAY_MAX_WORKERS", "1024")
+        // The memory row holds 256 streams open at once: above the default chat cap.
+        .env("LINGMA_GATEWAY_GATEWAY_MAX_IN_FLIGHT", "512")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
