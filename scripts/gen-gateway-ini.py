@@ -20,4 +20,16 @@ for sec, key, default, _secret, help_ in keys:
         section = sec
     out.append("; " + help_.replace('\\"', '"'))
     out.append(f";{key} = {default}".rstrip())
+out += ["",
+        "; Accounts: one [account.NAME] section each (NAME: lowercase letters, digits, _). An",
+        "; account owns `instances` Lingma instances (in name order; instance_count then follows).",
+        "; Auto-login needs username + password; a session bundle (from POST",
+        "; /internal/session/export) is unpacked into the instances' workDirs at startup instead.",
+        "; Environment: LINGMA_GATEWAY_ACCOUNT_<NAME>_<KEY>, e.g. LINGMA_GATEWAY_ACCOUNT_WORK_PASSWORD.",
+        ";[account.work]",
+        ";username = you@example.com",
+        ";password = (secret: prefer the environment variable)",
+        ";session_bundle =",
+        ";session_bundle_file =",
+        ";instances = 1"]
 (root / "gateway.ini").write_text("\n".join(out) + "\n")

@@ -88,10 +88,57 @@ keys! {
     ["lingma"] "lingma_kill_grace_sec" = "3", false, "seconds between SIGTERM and SIGKILL when stopping Lingma";
     ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
     ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
+    ["login"] "auto_login_enabled" = "false", false, "log a logged-out instance in by itself: a headless Chromium (via chromedriver) fills its account's login page";
+    ["login"] "auto_login_headless" = "true", false, "run that browser headless (false shows a window: needs a display)";
+    ["login"] "auto_login_timeout" = "120", false, "seconds one login attempt may take (browser and confirmation by auth/status)";
+    ["login"] "auto_login_max_retry" = "2", false, "attempts after a failed one, before the instance is reported as failed";
+    ["login"] "dedicated_domain_url" = "", false, "Lingma endpoint to switch to before logging in (config/updateEndpoint), for dedicated-domain accounts";
+    ["login"] "chromium_bin" = "/usr/bin/chromium", false, "the Chromium auto-login drives (Debian package chromium)";
+    ["login"] "chromedriver_bin" = "/usr/bin/chromedriver", false, "its WebDriver server (Debian package chromium-driver)";
     ["tools"] "tool_allowlist" = "", false, "comma-separated tool names that may pass (client tools offered to the model, Lingma's own tool calls reported); empty = every client tool; * = all";
     ["tools"] "tool_forward_enabled" = "false", false, "also send the client's tools and tool_choice in chat/ask (tools, tool_choice) for Lingma builds that read them";
     ["tools"] "tool_auto_approve" = "true", false, "approve Lingma's own pending tool calls (tool/call/approve); false refuses them";
     ["tools"] "tool_report_native" = "false", false, "report Lingma's own tool calls in answers (Anthropic tool_use + tool_result blocks; OpenAI lingma_tool_events)";
+}
+
+/// Keys of an `[account.NAME]` section (NAME: lowercase letters, digits, `_`). From the
+/// environment: `LINGMA_GATEWAY_ACCOUNT_<NAME>_<KEY>`.
+pub const ACCOUNT_KEYS: &[KeySpec] = &[
+    KeySpec { section: "account.NAME", key: "username", default: "", secret: false, help: "the account's user name (for auto-login)" },
+    KeySpec { section: "account.NAME", key: "password", default: "", secret: true, help: "its password (for auto-login; never logged)" },
+    KeySpec { section: "account.NAME", key: "session_bundle", default: "", secret: true, help: "a session bundle (base64 tar.gz of a logged-in workDir, from POST /internal/session/export), unpacked into each of its instances' workDirs at startup" },
+    KeySpec { section: "account.NAME", key: "session_bundle_file", default: "", secret: false, help: "a file holding such a bundle" },
+    KeySpec { section: "account.NAME", key: "instances", default: "1", secret: false, help: "how many Lingma instances this account owns" },
+];
+
+/// One configured account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub username: String,
+    pub password: String,
+    pub session_bundle: Option<String>,
+    pub session_bundle_file: Option<PathBuf>,
+    pub instances: usize,
+}
+
+impl Account {
+    /// Whether auto-login has what it needs.
+    pub fn can_log_in(&self) -> bool {
+        !self.username.is_empty() && !self.password.is_empty()
+    }
+}
+
+/// Auto-login settings.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    pub auto: bool,
+    pub headless: bool,
+    pub timeout: Duration,
+    pub max_retry: u32,
+    pub dedicated_domain_url: Option<String>,
+    pub chromium_bin: PathBuf,
+    pub chromedriver_bin: PathBuf,
 }
 
 /// Typed configuration.
@@ -130,6 +177,19 @@ pub struct Config {
     pub chat_ask_as_request: bool,
     pub default_ask_mode: AskMode,
     pub tools: crate::tools::ToolPolicy,
+    pub login: LoginConfig,
+    /// In name order; instance i belongs to `instance_accounts()[i]`.
+    pub accounts: Vec<Account>,
+}
+
+impl Config {
+    /// The account owning each instance, in instance order (empty without accounts).
+    pub fn instance_accounts(&self) -> Vec<&Account> {
+        self.accounts
+            .iter()
+            .flat_map(|a| std::iter::repeat_n(a, a.instances))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +211,20 @@ impl AskMode {
 #[derive(Debug, Default, Clone)]
 pub struct RawConfig {
     values: BTreeMap<&'static str, (String, Origin)>,
+    /// `[account.NAME]` sections: name → key → value.
+    accounts: BTreeMap<String, BTreeMap<&'static str, (String, Origin)>>,
     source: Option<PathBuf>,
+}
+
+fn account_spec(key: &str) -> Option<&'static KeySpec> {
+    ACCOUNT_KEYS.iter().find(|k| k.key == key)
+}
+
+fn valid_account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn spec(section: Option<&str>, key: &str) -> Option<&'static KeySpec> {
@@ -188,6 +261,16 @@ impl RawConfig {
                     )));
                 };
                 let name = name.trim();
+                if let Some(account) = name.strip_prefix("account.") {
+                    if !valid_account_name(account) {
+                        return Err(ConfigError(format!(
+                            "{origin}: account names use lowercase letters, digits and _ (got [{name}])"
+                        )));
+                    }
+                    self.accounts.entry(account.to_string()).or_default();
+                    section = Some(name.to_string());
+                    continue;
+                }
                 if !KEYS.iter().any(|k| k.section == name) {
                     return Err(ConfigError(format!("{origin}: unknown section [{name}]")));
                 }
@@ -200,6 +283,18 @@ impl RawConfig {
                 )));
             };
             let key = key.trim();
+            if let Some(account) = section.as_deref().and_then(|s| s.strip_prefix("account.")) {
+                let Some(spec) = account_spec(key) else {
+                    return Err(ConfigError(format!(
+                        "{origin}: unknown key `{key}` in [account.{account}] (known: username, password, session_bundle, session_bundle_file, instances)"
+                    )));
+                };
+                self.accounts
+                    .entry(account.to_string())
+                    .or_default()
+                    .insert(spec.key, (strip_inline_comment(value).to_string(), origin));
+                continue;
+            }
             let Some(spec) = spec(section.as_deref(), key) else {
                 let hint = match spec(None, key) {
                     Some(s) => format!(" (it belongs in [{}])", s.section),
@@ -224,6 +319,29 @@ impl RawConfig {
                 continue;
             };
             if rest == "CONFIG" {
+                continue;
+            }
+            if let Some(account_key) = rest.strip_prefix("ACCOUNT_") {
+                // LINGMA_GATEWAY_ACCOUNT_<NAME>_<KEY>; the longest key that fits wins
+                // (SESSION_BUNDLE_FILE before SESSION_BUNDLE).
+                let found = ACCOUNT_KEYS
+                    .iter()
+                    .filter_map(|k| {
+                        let suffix = format!("_{}", k.key.to_ascii_uppercase());
+                        account_key
+                            .strip_suffix(&suffix)
+                            .map(|n| (n.to_ascii_lowercase(), k))
+                    })
+                    .max_by_key(|(_, k)| k.key.len());
+                let Some((account, spec)) = found.filter(|(n, _)| valid_account_name(n)) else {
+                    return Err(ConfigError(format!(
+                        "environment variable {name}: expected LINGMA_GATEWAY_ACCOUNT_<NAME>_<KEY> with KEY one of USERNAME, PASSWORD, SESSION_BUNDLE, SESSION_BUNDLE_FILE, INSTANCES"
+                    )));
+                };
+                self.accounts
+                    .entry(account)
+                    .or_default()
+                    .insert(spec.key, (value, Origin::Env(name.clone())));
                 continue;
             }
             let key = rest.to_ascii_lowercase();
@@ -324,6 +442,19 @@ impl RawConfig {
                 self.get("default_model").1
             )));
         }
+        let accounts = self.accounts()?;
+        let owned: usize = accounts.iter().map(|a| a.instances).sum();
+        let instance_count = if accounts.is_empty() {
+            self.uint("instance_count", 1, 64)? as usize
+        } else {
+            let (v, origin) = self.get("instance_count");
+            if !matches!(origin, Origin::Default) && v.trim() != owned.to_string() {
+                return Err(ConfigError(format!(
+                    "{origin}: `instance_count` is {v} but the accounts own {owned} instances; remove instance_count or make it match"
+                )));
+            }
+            owned
+        };
         Ok(Config {
             source: self.source.clone(),
             host: self.parse("host", "an IP address such as 127.0.0.1 or 0.0.0.0", |s| {
@@ -361,7 +492,7 @@ impl RawConfig {
             simulator_chunk_ms: self.uint("simulator_chunk_ms", 0, 600_000)?,
             lingma_bin,
             lingma_work_dir: PathBuf::from(self.string("lingma_work_dir")),
-            instance_count: self.uint("instance_count", 1, 64)? as usize,
+            instance_count,
             lingma_socket_port: self.uint("lingma_socket_port", 0, 65535)? as u16,
             lingma_startup_timeout: self.secs("lingma_startup_timeout", 1, 3600)?,
             lingma_rpc_timeout: self.secs("lingma_rpc_timeout", 1, 3600)?,
@@ -384,6 +515,17 @@ impl RawConfig {
                 auto_approve: self.boolean("tool_auto_approve")?,
                 report_native: self.boolean("tool_report_native")?,
             },
+            login: LoginConfig {
+                auto: self.boolean("auto_login_enabled")?,
+                headless: self.boolean("auto_login_headless")?,
+                timeout: self.secs("auto_login_timeout", 5, 3600)?,
+                max_retry: self.uint("auto_login_max_retry", 0, 20)? as u32,
+                dedicated_domain_url: Some(self.string("dedicated_domain_url"))
+                    .filter(|s| !s.is_empty()),
+                chromium_bin: PathBuf::from(self.string("chromium_bin")),
+                chromedriver_bin: PathBuf::from(self.string("chromedriver_bin")),
+            },
+            accounts,
         })
     }
 
@@ -407,17 +549,88 @@ impl RawConfig {
 
     /// `key = value` lines for display, secrets replaced.
     pub fn redacted(&self) -> Vec<(String, String, String)> {
-        KEYS.iter()
+        let shown = |k: &KeySpec, v: &str| {
+            if k.secret && !v.is_empty() {
+                "<redacted>".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let mut out: Vec<(String, String, String)> = KEYS
+            .iter()
             .map(|k| {
                 let (v, o) = self.get(k.key);
-                let shown = if k.secret && !v.is_empty() {
-                    "<redacted>".to_string()
-                } else {
-                    v.to_string()
-                };
-                (k.key.to_string(), shown, o.to_string())
+                (k.key.to_string(), shown(k, v), o.to_string())
             })
-            .collect()
+            .collect();
+        for (name, values) in &self.accounts {
+            for k in ACCOUNT_KEYS {
+                let (v, o) = values
+                    .get(k.key)
+                    .map_or((k.default, "default".to_string()), |(v, o)| {
+                        (v.as_str(), o.to_string())
+                    });
+                out.push((format!("account.{name}.{}", k.key), shown(k, v), o));
+            }
+        }
+        out
+    }
+
+    /// The typed `[account.NAME]` sections, in name order.
+    fn accounts(&self) -> Result<Vec<Account>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, values) in &self.accounts {
+            let get = |key: &str| {
+                values
+                    .get(key)
+                    .map(|(v, o)| (v.trim().to_string(), o.to_string()))
+                    .unwrap_or_else(|| (String::new(), format!("[account.{name}]")))
+            };
+            let (instances, origin) = get("instances");
+            let instances = if instances.is_empty() {
+                1
+            } else {
+                instances
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "{origin}: `account.{name}.instances` must be a whole number from 1 to 64, got {instances:?}"
+                        ))
+                    })?
+            };
+            let account = Account {
+                name: name.clone(),
+                username: get("username").0,
+                password: get("password").0,
+                session_bundle: Some(get("session_bundle").0).filter(|s| !s.is_empty()),
+                session_bundle_file: Some(get("session_bundle_file").0)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
+                instances,
+            };
+            if account.username.is_empty() != account.password.is_empty() {
+                return Err(ConfigError(format!(
+                    "[account.{name}]: set both `username` and `password` (auto-login needs the pair), or neither"
+                )));
+            }
+            if !account.can_log_in()
+                && account.session_bundle.is_none()
+                && account.session_bundle_file.is_none()
+            {
+                return Err(ConfigError(format!(
+                    "[account.{name}]: needs `username` and `password`, or `session_bundle` / `session_bundle_file`"
+                )));
+            }
+            if account.session_bundle.is_some() && account.session_bundle_file.is_some() {
+                return Err(ConfigError(format!(
+                    "[account.{name}]: set `session_bundle` or `session_bundle_file`, not both"
+                )));
+            }
+            out.push(account);
+        }
+        Ok(out)
     }
 }
 
@@ -521,6 +734,92 @@ mod tests {
     }
 
     #[test]
+    fn accounts_own_instances_and_take_env_overrides() {
+        let ini = "[lingma]\nsimulator = true\n[account.work]\nusername = alice\npassword = s3cret-pw\ninstances = 2\n[account.backup]\nsession_bundle = QUJD\n";
+        let cfg = build(
+            ini,
+            &[
+                ("LINGMA_GATEWAY_ACCOUNT_WORK_PASSWORD", "from-env-pw"),
+                ("LINGMA_GATEWAY_ACCOUNT_SPARE_SESSION_BUNDLE_FILE", "/b.txt"),
+            ],
+        )
+        .unwrap();
+        let names: Vec<&str> = cfg.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["backup", "spare", "work"]);
+        assert_eq!(cfg.instance_count, 4);
+        let owners: Vec<&str> = cfg
+            .instance_accounts()
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(owners, ["backup", "spare", "work", "work"]);
+        let work = &cfg.accounts[2];
+        assert_eq!(
+            (work.username.as_str(), work.password.as_str()),
+            ("alice", "from-env-pw")
+        );
+        assert_eq!(
+            cfg.accounts[1].session_bundle_file.as_deref(),
+            Some(Path::new("/b.txt"))
+        );
+        let mut raw = RawConfig::defaults();
+        raw.apply_ini(ini, Path::new("g.ini")).unwrap();
+        let shown = raw.redacted();
+        let value = |k: &str| shown.iter().find(|(key, _, _)| key == k).unwrap().1.clone();
+        assert_eq!(value("account.work.password"), "<redacted>");
+        assert_eq!(value("account.backup.session_bundle"), "<redacted>");
+        assert_eq!(value("account.work.username"), "alice");
+    }
+
+    #[test]
+    fn bad_accounts_are_errors_naming_the_account() {
+        for (ini, env, want) in [
+            (
+                "[account.Work]\nusername = a\npassword = b\n",
+                vec![],
+                "lowercase",
+            ),
+            (
+                "[account.w]\nuser = a\n",
+                vec![],
+                "unknown key `user` in [account.w]",
+            ),
+            (
+                "[account.w]\nusername = a\n",
+                vec![],
+                "set both `username` and `password`",
+            ),
+            (
+                "[account.w]\ninstances = 2\n",
+                vec![],
+                "needs `username` and `password`",
+            ),
+            (
+                "[account.w]\nusername = a\npassword = b\ninstances = 0\n",
+                vec![],
+                "account.w.instances",
+            ),
+            (
+                "[lingma]\ninstance_count = 3\n[account.w]\nusername = a\npassword = b\n",
+                vec![],
+                "the accounts own 1 instances",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_ACCOUNT_W_PASSWD", "x")],
+                "LINGMA_GATEWAY_ACCOUNT_<NAME>_<KEY>",
+            ),
+        ] {
+            let ini = format!("[lingma]\nsimulator = true\n{ini}").replace(
+                "[lingma]\nsimulator = true\n[lingma]\n",
+                "[lingma]\nsimulator = true\n",
+            );
+            let err = build(&ini, &env).unwrap_err().0;
+            assert!(err.contains(want), "{ini}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_and_misplaced_keys_are_errors() {
         let err = build("[gateway]\nprot = 1\n", &[]).unwrap_err().0;
         assert!(err.contains("unknown key `prot`"), "{err}");
@@ -566,7 +865,9 @@ mod tests {
         let uncommented: String = shipped
             .lines()
             .map(|l| {
-                if l.starts_with(';') && l.contains(" =") && !l.starts_with("; ") {
+                if (l.starts_with(';') && l.contains(" =") && !l.starts_with("; "))
+                    || l.starts_with(";[")
+                {
                     &l[1..]
                 } else {
                     l
