@@ -50,12 +50,20 @@ impl Sim {
     }
 
     fn start_in(dir: PathBuf, sim_opts: &[&str]) -> Sim {
+        Self::start_env(dir, sim_opts, &[])
+    }
+
+    /// Starts with the simulator's `LINGMA_SIM_*` variables cleared, then `env` set.
+    fn start_env(dir: PathBuf, sim_opts: &[&str], env: &[(&str, &str)]) -> Sim {
         let mut child = Command::new(BIN)
             .arg("simulate")
             .args(sim_opts)
             .args(["start", "--workDir"])
             .arg(&dir)
             .env_remove("LINGMA_SIM_LOGGED_OUT")
+            .env_remove("LINGMA_SIM_LOGIN_USER")
+            .env_remove("LINGMA_SIM_LOGIN_PASSWORD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -80,6 +88,17 @@ impl Sim {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("logs/lingma.log")).unwrap_or_default()
+    }
+
+    /// The HTTP port, from the log's ready line.
+    fn http_port(&self) -> u16 {
+        self.log()
+            .lines()
+            .find_map(|l| {
+                l.split_once("HTTP: ")
+                    .map(|(_, p)| p.trim().parse().unwrap())
+            })
+            .expect("ready line")
     }
 }
 
@@ -1144,4 +1163,390 @@ fn stop_ends_a_native_tool_waiting_for_approval() {
     let fin = finish(&events);
     assert_eq!(fin["reason"], "cancelled");
     assert_eq!(fin["fullAnswer"], json!(text));
+}
+
+/// One HTTP exchange with the simulator's HTTP port.
+struct HttpReply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpReply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is_html(&self) -> bool {
+        self.header("Content-Type") == Some("text/html; charset=utf-8")
+    }
+}
+
+/// A plain HTTP/1.1 request over TCP (`Connection: close`), no redirects followed.
+fn http(port: u16, method: &str, path: &str, form: Option<&str>) -> HttpReply {
+    use std::io::{Read, Write};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let body = form.unwrap_or("");
+    if form.is_some() {
+        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    write!(tcp, "{head}\r\n{body}").unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Percent-encodes a form value the way a browser does (space as `+`).
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn login_form(state: &str, user: &str, password: &str) -> String {
+    format!(
+        "state={}&username={}&password={}",
+        form_encode(state),
+        form_encode(user),
+        form_encode(password)
+    )
+}
+
+/// The query parameters of a URL (the values here need no decoding).
+fn query_params(url: &str) -> std::collections::HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `login/generateUrl`: checks the result's shape, returns the login page's path and state.
+fn generate_url(c: &mut Client, id: i64, http_port: u16, params: Value) -> (String, String) {
+    let r = c.call(id, "login/generateUrl", params)["result"].clone();
+    assert_eq!(
+        (&r["success"], &r["errorCode"], &r["errorMsg"]),
+        (&json!(true), &json!(""), &json!(""))
+    );
+    let url = r["loginUrl"].as_str().unwrap().to_string();
+    let origin = format!("http://127.0.0.1:{http_port}");
+    let path = url.strip_prefix(&origin).expect("a URL on the HTTP port");
+    assert!(path.starts_with("/login?nonce="), "{url}");
+    let q = query_params(&url);
+    assert_eq!(q["port"], http_port.to_string());
+    assert_eq!(q["challenge_method"], "S256");
+    for key in ["nonce", "state", "challenge", "machine_id"] {
+        assert!(!q[key].is_empty(), "{key} empty in {url}");
+    }
+    (path.to_string(), q["state"].clone())
+}
+
+fn ask_status(c: &mut Client, request_id: &str) -> Value {
+    c.notify("chat/ask", ask_params(request_id, "", "hello"));
+    finish(&c.turn(request_id))["statusCode"].clone()
+}
+
+/// The next `auth/report` on `c`, other messages kept for later.
+fn auth_report(c: &mut Client) -> Value {
+    if let Some(pos) = c.queue.iter().position(|m| m["method"] == "auth/report") {
+        return c.queue.remove(pos).unwrap();
+    }
+    loop {
+        let msg = c.read_message();
+        if msg["method"] == "auth/report" {
+            return msg;
+        }
+        c.queue.push_back(msg);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+const TEST_USER: &str = "tester";
+/// Characters a form must encode, so the test also checks the decoding.
+const TEST_PASSWORD: &str = "p@ss w+rd&é=1%";
+
+#[test]
+fn login_page_flow_logs_in_and_logout_logs_out() {
+    let sim = Sim::start(
+        "login",
+        &[
+            "--logged-out",
+            "--login-user",
+            TEST_USER,
+            &format!("--login-password={TEST_PASSWORD}"),
+        ],
+    );
+    let port = sim.http_port();
+    let mut c = sim.connect();
+    let mut other = sim.connect();
+    let auth = c.call(1, "auth/status", json!({}))["result"].clone();
+    assert_eq!((&auth["status"], &auth["id"]), (&json!(1), &json!("")));
+
+    let (path, state) = generate_url(&mut c, 2, port, json!({}));
+    // A second pending login at once, with the other parameter form.
+    let (_, state2) = generate_url(&mut c, 3, port, json!({"loginDedicatedType": ""}));
+    assert_ne!(state, state2);
+
+    // The login page.
+    let page = http(port, "GET", &path, None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.is_html(), "{:?}", page.headers);
+    for part in [
+        "<title>Lingma simulator login</title>",
+        "<form id=\"login-form\" method=\"post\" action=\"/login\">",
+        "<input id=\"username\" name=\"username\" type=\"text\">",
+        "<input id=\"password\" name=\"password\" type=\"password\">",
+        &format!("name=\"state\" type=\"hidden\" value=\"{state}\""),
+        "<button id=\"login-submit\" type=\"submit\">Log in</button>",
+    ] {
+        assert!(
+            page.body.contains(part),
+            "page lacks {part}:\n{}",
+            page.body
+        );
+    }
+    assert!(!page.body.contains("login-error"));
+    let unknown = http(port, "GET", "/login?state=nope", None);
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.is_html() && unknown.body.contains("expired"));
+
+    // Wrong password, then wrong user: the form again with the error, still logged out.
+    for (user, password) in [(TEST_USER, "wrong"), ("intruder", TEST_PASSWORD)] {
+        let r = http(
+            port,
+            "POST",
+            "/login",
+            Some(&login_form(&state, user, password)),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.is_html() && r.header("Location").is_none());
+        assert!(r
+            .body
+            .contains("<p id=\"login-error\" class=\"error\">Wrong user name or password.</p>"));
+        assert!(r.body.contains("id=\"login-form\""));
+        assert!(!r.body.contains(TEST_PASSWORD) && !r.body.contains("wrong"));
+    }
+    let auth = c.call(4, "auth/status", json!({}))["result"].clone();
+    assert_eq!((&auth["status"], &auth["id"]), (&json!(1), &json!("")));
+    // Right credentials for an unknown state do nothing either.
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        Some(&login_form("nope", TEST_USER, TEST_PASSWORD)),
+    );
+    assert_eq!(r.status, 400);
+
+    // Right credentials: redirected to the callback.
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        Some(&login_form(&state, TEST_USER, TEST_PASSWORD)),
+    );
+    assert_eq!(r.status, 302, "{}", r.body);
+    let location = r.header("Location").expect("Location").to_string();
+    let prefix = format!("/auth/callback?state={state}&code=");
+    assert!(location.starts_with(&prefix), "{location}");
+    let code = &location[prefix.len()..];
+    assert!(!code.is_empty());
+    // Not logged in before the callback.
+    assert_eq!(c.call(5, "auth/status", json!({}))["result"]["status"], 1);
+    // A wrong code for the state is refused and does not use the login up.
+    let bad = http(port, "GET", &format!("{prefix}x{code}"), None);
+    assert_eq!(bad.status, 400);
+    assert!(bad.is_html());
+
+    let ok = http(port, "GET", &location, None);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.is_html());
+    assert!(ok.body.contains(&format!(
+        "<p id=\"login-ok\">Logged in as {TEST_USER}. You can close this window.</p>"
+    )));
+    // One use only.
+    assert_eq!(http(port, "GET", &location, None).status, 400);
+
+    // Every connected client got the AuthStatus.
+    for client in [&mut c, &mut other] {
+        let report = auth_report(client);
+        assert!(report.get("id").is_none(), "a notification: {report}");
+        let p = &report["params"];
+        assert_eq!((&p["status"], &p["name"]), (&json!(2), &json!(TEST_USER)));
+        assert!(!p["id"].as_str().unwrap().is_empty());
+        assert!(!p["token"].as_str().unwrap().is_empty());
+    }
+    let auth = c.call(6, "auth/status", json!({}))["result"].clone();
+    assert_eq!(
+        (&auth["status"], &auth["name"]),
+        (&json!(2), &json!(TEST_USER))
+    );
+    let id = auth["id"].as_str().unwrap().to_string();
+    assert!(!id.is_empty());
+    let models = c.call(7, "config/queryModels", json!({}))["result"].clone();
+    assert_eq!(models["chat"][0]["key"], "auto");
+    assert_eq!(ask_status(&mut c, "in-1"), json!(200));
+    // The other pending login is still usable after this one completed.
+    assert_eq!(
+        http(port, "GET", &format!("/login?state={state2}"), None).status,
+        200
+    );
+
+    // A copy of the workDir (as a session bundle moves it) is logged in as the same user.
+    let copy = unique_dir("login-copy");
+    copy_dir(&sim.dir, &copy);
+    let _ = std::fs::remove_file(copy.join(".info")); // stale, as clients remove it
+    let second = Sim::start_in(copy, &[]);
+    let mut c2 = second.connect();
+    let auth2 = c2.call(1, "auth/status", json!({}))["result"].clone();
+    assert_eq!(
+        (&auth2["status"], &auth2["id"], &auth2["name"]),
+        (&json!(2), &json!(id), &json!(TEST_USER))
+    );
+    assert_eq!(ask_status(&mut c2, "copy-1"), json!(200));
+
+    // Logging out.
+    assert_eq!(
+        c.call(8, "auth/logout", json!({}))["result"],
+        json!({"success": true})
+    );
+    let auth = c.call(9, "auth/status", json!({}))["result"].clone();
+    assert_eq!(
+        (&auth["status"], &auth["id"], &auth["token"]),
+        (&json!(1), &json!(""), &json!(""))
+    );
+    assert_eq!(
+        c.call(10, "config/queryModels", json!({}))["result"],
+        json!({})
+    );
+    assert_eq!(ask_status(&mut c, "out-1"), json!(403));
+    // The copy is a login of its own.
+    assert_eq!(c2.call(2, "auth/status", json!({}))["result"]["status"], 2);
+
+    let log = sim.log();
+    for line in [
+        "login/generateUrl: login ",
+        "login page served",
+        &format!("login failed for user {TEST_USER}"),
+        "login failed for user intruder",
+        &format!("login ok for user {TEST_USER}"),
+        &format!("auth/callback: logged in as {TEST_USER}"),
+        "auth/report sent to 2 client(s)",
+        "auth/logout",
+    ] {
+        assert!(log.contains(line), "log lacks {line:?}:\n{log}");
+    }
+    for log in [log, second.log()] {
+        assert!(!log.contains(TEST_PASSWORD), "password in the log:\n{log}");
+        assert!(!log.contains(&form_encode(TEST_PASSWORD)));
+        assert!(!log.contains("p@ss"));
+    }
+}
+
+#[test]
+fn login_credentials_from_the_environment_and_html_pages() {
+    let sim = Sim::start_env(
+        unique_dir("login-env"),
+        &["--logged-out"],
+        &[
+            ("LINGMA_SIM_LOGIN_USER", "env-user"),
+            ("LINGMA_SIM_LOGIN_PASSWORD", "env-pass"),
+        ],
+    );
+    let port = sim.http_port();
+    let mut c = sim.connect();
+    let (_, state) = generate_url(&mut c, 1, port, json!({}));
+    // The defaults no longer work; the environment's do.
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        Some(&login_form(&state, "lingma-test", "lingma-pass")),
+    );
+    assert!(r.body.contains("login-error"));
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        Some(&login_form(&state, "env-user", "env-pass")),
+    );
+    assert_eq!(r.status, 302);
+    let ok = http(port, "GET", r.header("Location").unwrap(), None);
+    assert!(ok.body.contains("Logged in as env-user."), "{}", ok.body);
+    assert_eq!(auth_report(&mut c)["params"]["name"], "env-user");
+    assert_eq!(
+        c.call(2, "auth/status", json!({}))["result"]["name"],
+        "env-user"
+    );
+    let status = run(&[
+        "status",
+        "-o",
+        "json",
+        "--workDir",
+        sim.dir.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (&v["logged_in"], &v["username"]),
+        (&json!(true), &json!("env-user"))
+    );
+
+    // Every page but `/` is HTML; a bad callback and unknown paths are refused.
+    assert_eq!(
+        http(port, "GET", "/", None).header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    for (method, path, status) in [
+        ("GET", "/auth/callback?state=x&code=y", 400),
+        ("GET", "/auth/callback", 400),
+        ("GET", "/login", 400),
+        ("GET", "/nope", 404),
+        ("PUT", "/login", 405),
+    ] {
+        let r = http(port, method, path, None);
+        assert_eq!(r.status, status, "{method} {path}");
+        assert!(r.is_html(), "{method} {path}: {:?}", r.headers);
+    }
+    assert!(!sim.log().contains("env-pass"));
 }

@@ -42,6 +42,19 @@ impl Account {
             org_id: String::new(),
         }
     }
+
+    /// A login made through the login page as user `name`, with fresh ids.
+    pub fn logged_in_as(name: &str) -> Account {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Account {
+            account_id: format!("sim-account-{id}"),
+            id: format!("sim-user-{id}"),
+            name: name.to_string(),
+            user_type: "personal_standard".into(),
+            email: String::new(),
+            org_id: String::new(),
+        }
+    }
 }
 
 pub fn user_file(work_dir: &Path) -> PathBuf {
@@ -174,6 +187,29 @@ mod tests {
             json!({"logged_in": false, "version": "2.11.1"})
         );
         assert_eq!(status_json(Some(&a), "v")["username"], "simulator");
+    }
+
+    #[test]
+    fn page_logins_get_fresh_ids_and_survive_a_copy_of_the_work_dir() {
+        let (a, b) = (
+            Account::logged_in_as("alice"),
+            Account::logged_in_as("alice"),
+        );
+        assert_eq!(a.name, "alice");
+        assert!(a.id.starts_with("sim-user-") && !a.account_id.is_empty());
+        assert_ne!(a.id, b.id);
+        let dir = std::env::temp_dir().join(format!("sim-account-{}", uuid::Uuid::new_v4()));
+        store(&dir, &a).unwrap();
+        assert_eq!(load(&dir), Some(a.clone()));
+        // The login is the file: what a copied workDir holds is the same login.
+        let copy = dir.join("copy");
+        std::fs::create_dir_all(copy.join("cache")).unwrap();
+        std::fs::copy(user_file(&dir), user_file(&copy)).unwrap();
+        assert_eq!(load(&copy), Some(a));
+        remove(&dir).unwrap();
+        remove(&dir).unwrap();
+        assert_eq!(load(&dir), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -16,17 +16,45 @@ SIMOPTS (each also read from the environment):
   --first-token-ms N   delay before the first chat/answer   (LINGMA_SIM_FIRST_TOKEN_MS)
   --chunk-ms N         delay between chat/answer deltas      (LINGMA_SIM_CHUNK_MS)
   --logged-out         start logged out                      (LINGMA_SIM_LOGGED_OUT=1)
+                       (LINGMA_SIM_KEEP_LOGIN=1: neither log out nor create the test
+                        account; the workDir's own login, if any, is used as it is)
+  --login-user NAME    user name the login page accepts      (LINGMA_SIM_LOGIN_USER,
+                       default lingma-test)
+  --login-password PW  password the login page accepts       (LINGMA_SIM_LOGIN_PASSWORD,
+                       default lingma-pass; one starting with - needs --login-password=PW)
+
+Logging in: login/generateUrl returns http://127.0.0.1:<httpPort>/login?state=..., a form
+(#username, #password, #login-submit) whose submit ends at /auth/callback and stores the
+login in <workDir>/cache/user; auth/logout removes it.
 
 Ports default to 0 (ephemeral); the WebSocket port is written to <workDir>/.info.
 ";
 
 pub const DEFAULT_WORK_DIR: &str = "./lingma-sim-work";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SimOptions {
     pub first_token_ms: Option<u64>,
     pub chunk_ms: Option<u64>,
     pub logged_out: bool,
+    pub login_user: Option<String>,
+    pub login_password: Option<String>,
+}
+
+impl std::fmt::Debug for SimOptions {
+    /// Never shows the login password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOptions")
+            .field("first_token_ms", &self.first_token_ms)
+            .field("chunk_ms", &self.chunk_ms)
+            .field("logged_out", &self.logged_out)
+            .field("login_user", &self.login_user)
+            .field(
+                "login_password",
+                &self.login_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,16 +143,23 @@ impl<'a> Args<'a> {
 
     /// Skips an unknown flag, with the value that follows it when there is one (no
     /// subcommand takes positional arguments, so a bare word after it must be its value).
+    /// Values of flags that look like secrets are not repeated (the list goes to the log).
     fn skip(&mut self, flag: &Flag<'a>) -> String {
+        let name = flag.name;
+        let lower = name.to_ascii_lowercase();
+        let secret = ["pass", "secret", "token", "key"]
+            .iter()
+            .any(|s| lower.contains(s));
+        let shown = |v: &'a str| if secret { "<redacted>" } else { v };
         if flag.inline.is_none() {
             if let Some(v) = self.peek().filter(|v| !v.starts_with('-')) {
                 self.pos += 1;
-                return format!("--{} {v}", flag.name);
+                return format!("--{name} {}", shown(v));
             }
         }
         match flag.inline {
-            Some(v) => format!("--{}={v}", flag.name),
-            None => format!("--{}", flag.name),
+            Some(v) => format!("--{name}={}", shown(v)),
+            None => format!("--{name}"),
         }
     }
 }
@@ -226,9 +261,18 @@ fn sim_option<'a>(
                 }
             }
         }
+        "login-user" => sim.login_user = Some(non_empty(flag, a.value(flag)?)?),
+        "login-password" => sim.login_password = Some(non_empty(flag, a.value(flag)?)?),
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+fn non_empty(flag: &Flag, value: &str) -> Result<String, CliError> {
+    if value.is_empty() {
+        return Err(CliError(format!("--{} must not be empty", flag.name)));
+    }
+    Ok(value.to_string())
 }
 
 fn millis(flag: &Flag, value: &str) -> Result<u64, CliError> {
@@ -287,10 +331,49 @@ mod tests {
             SimOptions {
                 first_token_ms: Some(20),
                 chunk_ms: Some(3),
-                logged_out: true
+                logged_out: true,
+                login_user: None,
+                login_password: None,
             }
         );
         assert!(parse_str("--bogus start").is_err());
+    }
+
+    #[test]
+    fn login_credentials_in_both_spellings_and_places() {
+        let cli = parse_str("--login-user alice --login-password=s3cret start").unwrap();
+        assert_eq!(cli.sim.login_user.as_deref(), Some("alice"));
+        assert_eq!(cli.sim.login_password.as_deref(), Some("s3cret"));
+        let cli = parse_str("start --workDir w --login-user=bob --login-password=-dash").unwrap();
+        assert_eq!(cli.sim.login_user.as_deref(), Some("bob"));
+        assert_eq!(cli.sim.login_password.as_deref(), Some("-dash"));
+        assert!(cli.ignored.is_empty());
+        assert_eq!(parse_str("start").unwrap().sim, SimOptions::default());
+        assert!(parse_str("--login-user start").is_err());
+        assert!(parse_str("--login-user= start").is_err());
+        assert!(parse_str("start --login-password").is_err());
+        assert!(parse_str("start --login-password=").is_err());
+        // A password never shows in Debug output.
+        let shown = format!("{:?}", parse_str("--login-password pw123 start").unwrap());
+        assert!(!shown.contains("pw123"), "{shown}");
+    }
+
+    #[test]
+    fn usage_lists_every_option_and_variable() {
+        for word in [
+            "--first-token-ms",
+            "--chunk-ms",
+            "--logged-out",
+            "--login-user",
+            "--login-password",
+            "LINGMA_SIM_LOGGED_OUT",
+            "LINGMA_SIM_LOGIN_USER",
+            "LINGMA_SIM_LOGIN_PASSWORD",
+            "lingma-test",
+            "lingma-pass",
+        ] {
+            assert!(USAGE.contains(word), "usage lacks {word}");
+        }
     }
 
     #[test]
@@ -301,6 +384,16 @@ mod tests {
             vec!["--logLevel debug", "--foo=bar", "--verbose"]
         );
         assert!(matches!(cli.command, Command::Start(ref s) if s.work_dir == Path::new("w")));
+        // Unknown flags that look like secrets are logged without their values.
+        let cli = parse_str("start --apiKey=k1 --userPassword p1 --accessToken t1").unwrap();
+        assert_eq!(
+            cli.ignored,
+            vec![
+                "--apiKey=<redacted>",
+                "--userPassword <redacted>",
+                "--accessToken <redacted>"
+            ]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod account;
 mod chat;
 mod cli;
 mod http;
+mod login;
 mod models;
 mod native;
 mod outbox;
@@ -53,6 +54,14 @@ struct Shared {
     tool_calls: native::Calls,
     /// The login file's modification time and what it said then.
     account_cache: Mutex<Option<(Option<std::time::SystemTime>, Option<account::Account>)>>,
+    /// The HTTP port, where the login page is.
+    http_port: u16,
+    /// What the login page accepts.
+    credentials: login::Credentials,
+    /// Logins started by `login/generateUrl` and not completed yet.
+    logins: login::Logins,
+    /// The open WebSocket connections, for pushing `auth/report`.
+    clients: server::Clients,
 }
 
 impl Shared {
@@ -71,6 +80,27 @@ impl Shared {
                 acct
             }
         }
+    }
+
+    /// Stores a new login as user `name` (what `/auth/callback` does) and returns it.
+    fn log_in(&self, name: &str) -> io::Result<account::Account> {
+        let account = account::Account::logged_in_as(name);
+        account::store(&self.work_dir, &account)?;
+        self.forget_account();
+        Ok(account)
+    }
+
+    /// Removes the login (what `auth/logout` does).
+    fn log_out(&self) -> io::Result<()> {
+        let removed = account::remove(&self.work_dir);
+        self.forget_account();
+        removed
+    }
+
+    /// Makes the next `account()` read the file again: a write within the file system's
+    /// timestamp granularity need not change the modification time.
+    fn forget_account(&self) {
+        *self.account_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -131,6 +161,10 @@ struct Settings {
     first_token_ms: u64,
     chunk_ms: u64,
     logged_out: bool,
+    /// Keep the workDir's login as it is, none included (like the real server): no test
+    /// account is created.
+    keep_login: bool,
+    credentials: login::Credentials,
 }
 
 impl Settings {
@@ -145,8 +179,12 @@ impl Settings {
                 _ => Ok(None),
             }
         }
+        fn env_str(key: &str) -> Option<String> {
+            std::env::var(key).ok().filter(|v| !v.is_empty())
+        }
         let env_logged_out =
             std::env::var("LINGMA_SIM_LOGGED_OUT").is_ok_and(|v| v == "1" || v == "true");
+        let defaults = login::Credentials::default();
         Ok(Settings {
             first_token_ms: sim
                 .first_token_ms
@@ -154,6 +192,18 @@ impl Settings {
                 .unwrap_or(0),
             chunk_ms: sim.chunk_ms.or(env_ms("LINGMA_SIM_CHUNK_MS")?).unwrap_or(0),
             logged_out: sim.logged_out || env_logged_out,
+            keep_login: std::env::var("LINGMA_SIM_KEEP_LOGIN")
+                .is_ok_and(|v| v == "1" || v == "true"),
+            credentials: login::Credentials {
+                user: sim
+                    .login_user
+                    .or_else(|| env_str("LINGMA_SIM_LOGIN_USER"))
+                    .unwrap_or(defaults.user),
+                password: sim
+                    .login_password
+                    .or_else(|| env_str("LINGMA_SIM_LOGIN_PASSWORD"))
+                    .unwrap_or(defaults.password),
+            },
         })
     }
 }
@@ -176,7 +226,9 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
     }
     // Registered before `.info` exists, so a SIGTERM sent right after it appears is not lost.
     let signals = Signals::new([SIGTERM, SIGINT])?;
-    if settings.logged_out {
+    if settings.keep_login {
+        log.line("keeping the workDir's login as it is (LINGMA_SIM_KEEP_LOGIN)");
+    } else if settings.logged_out {
         account::remove(&work_dir)?;
     } else if !account::user_file(&work_dir).exists() {
         account::store(&work_dir, &account::Account::test_account())?;
@@ -187,6 +239,10 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
     // Logged before `.info` appears, so whoever waited for `.info` finds the line too.
     log.line(&format!(
         "Communication servers ready - WebSocket: {ws_port}, HTTP: {http_port}"
+    ));
+    log.line(&format!(
+        "login page: http://127.0.0.1:{http_port}/login (user {})",
+        login::loggable(&settings.credentials.user)
     ));
     let info = format!("{ws_port}\n{pid}\n");
     write_info(&work_dir, &info)?;
@@ -206,6 +262,10 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
         running: chat::Running::default(),
         tool_calls: native::Calls::default(),
         account_cache: Mutex::new(None),
+        http_port,
+        credentials: settings.credentials.clone(),
+        logins: login::Logins::default(),
+        clients: server::Clients::default(),
     });
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<String>(4);
     let services = Services::start(&shared, listener, http_server, signals, parent, stop_tx);
@@ -255,7 +315,7 @@ impl Services {
         })?;
         services.parent = Some((done_tx, thread));
         services.acceptor = Some(server::Acceptor::spawn(listener, Arc::clone(shared))?);
-        services.http = Some(http::HttpServer::spawn(http_server)?);
+        services.http = Some(http::HttpServer::spawn(http_server, Arc::clone(shared))?);
         Ok(services)
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::{account, chat, models, native, Shared, VERSION};
+use super::{account, chat, login, models, native, Shared, VERSION};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::wsio::{self, SplitStream};
 
@@ -24,6 +24,12 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+
+/// Login methods, which `jsonrpc::method` does not name.
+pub(super) const GENERATE_URL: &str = "login/generateUrl";
+pub(super) const LOGOUT: &str = "auth/logout";
+/// Server→client notification: the AuthStatus after a login completed.
+pub(super) const AUTH_REPORT: &str = "auth/report";
 
 /// A client's reply to one of the simulator's requests.
 pub(super) type Reply = Result<Value, RpcError>;
@@ -104,6 +110,46 @@ impl Conn {
     /// Shuts the TCP socket down (both directions): the reader thread ends, writes fail.
     pub fn shutdown(&self) {
         self.socket.shutdown();
+    }
+}
+
+/// The open connections by number, for messages to every client (`auth/report`).
+#[derive(Default)]
+pub(super) struct Clients {
+    conns: Mutex<HashMap<u64, Weak<Conn>>>,
+}
+
+impl Clients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Conn>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, conn: &Arc<Conn>) {
+        self.lock().insert(conn.number, Arc::downgrade(conn));
+    }
+
+    fn remove(&self, number: u64) {
+        self.lock().remove(&number);
+    }
+
+    /// Sends a notification to every open connection (outside the registry's lock);
+    /// returns how many got it.
+    pub fn notify_all(&self, name: &str, params: &Value) -> usize {
+        let conns: Vec<Arc<Conn>> = self.lock().values().filter_map(Weak::upgrade).collect();
+        let msg = jsonrpc::notification(name, params.clone());
+        conns
+            .iter()
+            .filter(|conn| match conn.send(&msg) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::debug!(
+                        "simulator: connection {}: {name} not sent: {e}",
+                        conn.number
+                    );
+                    false
+                }
+            })
+            .count()
     }
 }
 
@@ -209,6 +255,7 @@ fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64) {
         }
     };
     let conn = Arc::new(conn);
+    shared.clients.add(&conn);
     shared
         .log
         .line(&format!("connection {number} opened from {peer}"));
@@ -236,6 +283,7 @@ fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64) {
     }
     // Shutting the socket down first fails any generator blocked in a write; dropping the
     // sender wakes every generator waiting on a delay or a stall.
+    shared.clients.remove(number);
     conn.shutdown();
     drop(closed_tx);
     join_all(generators);
@@ -365,6 +413,8 @@ impl Dispatch {
                 None => Err((INVALID_PARAMS, "endpoint must be a string".into())),
             },
             method::PING => Ok(json!({"success": true})),
+            GENERATE_URL => Ok(self.generate_url()),
+            LOGOUT => Ok(self.logout()),
             method::CHAT_ASK => return chat::ask(shared, &self.conn, params, Some(id)),
             method::CHAT_STOP => {
                 self.stop(&params);
@@ -409,6 +459,40 @@ impl Dispatch {
                 .line(&format!("unknown notification {other} ignored")),
         }
         None
+    }
+
+    /// `login/generateUrl`: starts a login whose page is on the simulator's HTTP port.
+    fn generate_url(&self) -> Value {
+        let shared = &self.shared;
+        let port = shared.http_port;
+        let state = shared.logins.begin();
+        let url = format!(
+            "http://127.0.0.1:{port}/login?nonce={}&port={port}&state={state}\
+             &challenge={}&challenge_method=S256&machine_id={}",
+            login::random_token(),
+            login::random_token(),
+            machine_id(&shared.work_dir),
+        );
+        shared
+            .log
+            .line(&format!("login/generateUrl: login {state} pending"));
+        json!({"loginUrl": url, "success": true, "errorCode": "", "errorMsg": ""})
+    }
+
+    /// `auth/logout`: removes the login from the workDir.
+    fn logout(&self) -> Value {
+        match self.shared.log_out() {
+            Ok(()) => {
+                self.shared.log.line("auth/logout");
+                json!({"success": true})
+            }
+            Err(e) => {
+                self.shared
+                    .log
+                    .line(&format!("auth/logout failed: cannot remove the login: {e}"));
+                json!({"success": false})
+            }
+        }
     }
 
     /// Passes a `tool/call/approve` or `tool/invokeResult` to the generator waiting for it.
@@ -480,6 +564,13 @@ impl Dispatch {
 
 fn str_param<'a>(params: &'a Value, key: &str) -> &'a str {
     params.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A stable id of this "machine": derived from the workDir, so it differs between instances.
+fn machine_id(work_dir: &std::path::Path) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(work_dir.to_string_lossy().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn initialize_result() -> Value {
