@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::accounts::Logins;
 use crate::cli::ServeArgs;
 use crate::config::{self, Config};
 use crate::http::{routes::App, Workers};
@@ -48,10 +49,72 @@ pub fn check_config(args: &ServeArgs) -> i32 {
     }
 }
 
+/// `login-url`: asks the gateway running with this configuration for an instance's login
+/// URL (`GET /internal/login-url`, with the admin token or the first API key) and prints it.
+pub fn login_url(args: &ServeArgs, instance: &str) -> i32 {
+    let cfg = match load_config(args) {
+        Ok((cfg, _)) => cfg,
+        Err(e) => {
+            eprintln!("lingma-gateway: configuration error: {e}");
+            return 2;
+        }
+    };
+    let host = if cfg.host.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        cfg.host.to_string()
+    };
+    let base = format!(
+        "http://{}",
+        SocketAddr::new(host.parse().unwrap_or(cfg.host), cfg.port)
+    );
+    let url = format!("{base}/internal/login-url?instance={instance}");
+    let mut req = ureq::get(&url);
+    if let Some(token) = cfg.admin_token.as_ref().or(cfg.api_keys.first()) {
+        req = req.header("Authorization", &format!("Bearer {token}"));
+    }
+    let answer = req
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .map_err(|e| e.to_string())
+        .and_then(|mut r| {
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.body_mut().read_json().map_err(|e| e.to_string())?;
+            Ok((status, body))
+        });
+    match answer {
+        Ok((200, body)) => {
+            let link = body["login_url"].as_str().unwrap_or("");
+            println!("{link}");
+            eprintln!(
+                "Open this URL in a browser on this machine (Lingma's login callback listens on its \
+                 127.0.0.1; from elsewhere, forward that port). When the page says you are logged in, \
+                 {instance} serves chats."
+            );
+            0
+        }
+        Ok((status, body)) => {
+            let msg = body["error"]["message"].as_str().unwrap_or("no message");
+            eprintln!("lingma-gateway: the gateway at {base} answered {status}: {msg}");
+            1
+        }
+        Err(e) => {
+            eprintln!(
+                "lingma-gateway: no gateway answers at {base} ({e}); start it first (lingma-gateway serve), then run this again"
+            );
+            1
+        }
+    }
+}
+
 fn init_logging(level: log::LevelFilter) {
     let cfg = simplelog::ConfigBuilder::new()
         .set_time_format_rfc3339()
         .set_target_level(log::LevelFilter::Error)
+        // ureq (auto-login's WebDriver client) dumps whole requests at trace: keep it out.
+        .add_filter_ignore_str("ureq")
         .set_thread_level(log::LevelFilter::Off)
         .build();
     let _ = simplelog::WriteLogger::init(level, cfg, std::io::stderr());
@@ -185,11 +248,19 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     warn_posture(&cfg);
-    let pool = Pool::start(pool_config(&cfg, launch));
+    let pool_cfg = pool_config(&cfg, launch);
+    if let Err(e) = crate::accounts::install_bundles(&cfg, &pool_cfg.work_dir) {
+        log::error!("{e}");
+        return 2;
+    }
+    let work_dir = pool_cfg.work_dir.clone();
+    let pool = Pool::start(pool_cfg);
     let (grace, max_workers) = (cfg.shutdown_grace, cfg.max_workers);
+    let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir);
     let gw = Arc::new(Gateway {
         cfg,
         pool: Arc::clone(&pool),
+        logins: Arc::clone(&logins),
         started: SystemTime::now(),
     });
     let app = Arc::new(App::new(gw, &raw));
@@ -215,6 +286,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
         );
     }
     workers.close();
+    logins.shutdown();
     pool.shutdown();
     if left == 0 {
         workers.join();

@@ -1,11 +1,13 @@
 //! Command-line parsing and `--help`. Flags override `gateway.ini` and the environment.
 
-use crate::config::{ConfigError, RawConfig, ENV_PREFIX, KEYS};
+use crate::config::{ConfigError, RawConfig, ACCOUNT_KEYS, ENV_PREFIX, KEYS};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Serve(ServeArgs),
     CheckConfig(ServeArgs),
+    /// Ask the running gateway for an instance's login URL (`--instance`).
+    LoginUrl(ServeArgs, String),
     Simulate(Vec<String>),
     Help,
     Version,
@@ -41,11 +43,17 @@ const FLAG_KEYS: &[(&str, &str, bool)] = &[
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut rest = args;
     let mut check = false;
+    let mut login_url = false;
+    let mut instance = "lingma-0".to_string();
     match args.first().map(String::as_str) {
         Some("simulate") => return Ok(Command::Simulate(args[1..].to_vec())),
         Some("serve") => rest = &args[1..],
         Some("check-config") => {
             check = true;
+            rest = &args[1..];
+        }
+        Some("login-url") => {
+            login_url = true;
             rest = &args[1..];
         }
         _ => {}
@@ -64,6 +72,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--config" | "-c" => {
                 out.config = Some(value(flag, inline, rest, &mut i)?);
             }
+            "--instance" if login_url => instance = value(flag, inline, rest, &mut i)?,
             _ => {
                 let Some((_, key, takes)) = FLAG_KEYS.iter().find(|(f, _, _)| *f == flag) else {
                     return Err(format!("unknown argument `{arg}` (see --help)"));
@@ -78,7 +87,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         i += 1;
     }
-    Ok(if check {
+    Ok(if login_url {
+        Command::LoginUrl(out, instance)
+    } else if check {
         Command::CheckConfig(out)
     } else {
         Command::Serve(out)
@@ -110,6 +121,9 @@ pub fn help() -> String {
         "USAGE:
     lingma-gateway [serve] [OPTIONS]        run the gateway
     lingma-gateway check-config [OPTIONS]   validate the configuration, print it (secrets redacted), exit
+    lingma-gateway login-url [--instance lingma-0] [OPTIONS]
+                                            ask the running gateway (same config) for an instance's
+                                            login URL, for a person to open in a browser
     lingma-gateway simulate --help          the bundled Lingma simulator (for tests and demos)
 
 OPTIONS:
@@ -136,6 +150,15 @@ CONFIGURATION KEYS (environment variable: ",
             section = k.section;
             s.push_str(&format!("  [{section}]\n"));
         }
+        s.push_str(&format!(
+            "    {:<26} {} (default: {:?})\n",
+            k.key, k.help, k.default
+        ));
+    }
+    s.push_str(&format!(
+        "  [account.NAME]   (one section per account; environment: {ENV_PREFIX}ACCOUNT_<NAME>_<KEY>)\n"
+    ));
+    for k in ACCOUNT_KEYS {
         s.push_str(&format!(
             "    {:<26} {} (default: {:?})\n",
             k.key, k.help, k.default

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotFound,
     /// Known route, wrong method (405).
     MethodNotAllowed,
+    /// The request conflicts with the current state, e.g. exporting a logged-out login (409).
+    Conflict,
     /// The client stopped sending its request (408).
     RequestTimeout,
     /// Body over `max_body_bytes` (413).
@@ -39,6 +41,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RateLimited => 429,

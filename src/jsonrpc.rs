@@ -13,6 +13,8 @@ pub mod method {
     pub const GET_ENDPOINT: &str = "config/getEndpoint";
     pub const UPDATE_ENDPOINT: &str = "config/updateEndpoint";
     pub const PING: &str = "ping";
+    pub const LOGIN_GENERATE_URL: &str = "login/generateUrl";
+    pub const AUTH_LOGOUT: &str = "auth/logout";
     pub const CHAT_ASK: &str = "chat/ask";
     pub const CHAT_STOP: &str = "chat/stop";
     pub const CHAT_ANSWER: &str = "chat/answer";

@@ -2,12 +2,15 @@
 //! Tongyi Lingma server, plus a simulator of that server. See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod app;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod jsonrpc;
+pub mod login;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

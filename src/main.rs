@@ -8,6 +8,7 @@ fn main() {
     let code = match cli::parse(&args) {
         Ok(cli::Command::Serve(a)) => app::serve(&a),
         Ok(cli::Command::CheckConfig(a)) => app::check_config(&a),
+        Ok(cli::Command::LoginUrl(a, instance)) => app::login_url(&a, &instance),
         Ok(cli::Command::Simulate(rest)) => simulator::main(&rest),
         Ok(cli::Command::Help) => {
             print!("{}", cli::help());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::accounts::Logins;
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::AnswerStats;
@@ -28,15 +29,21 @@ use crate::upstream::UpstreamError;
 pub struct Gateway {
     pub cfg: Config,
     pub pool: Arc<Pool>,
+    /// The auth gate and auto-login.
+    pub logins: Arc<Logins>,
     pub started: std::time::SystemTime,
 }
 
 impl Gateway {
-    /// Leases an instance for a request that is not a chat (`/v1/models`).
+    /// Leases an instance for a request that is not a chat (`/v1/models`), through the auth
+    /// gate.
     pub fn lease_any(&self) -> Result<Lease, GatewayError> {
-        self.pool
+        let lease = self
+            .pool
             .lease(None, self.cfg.pool_wait)
-            .map_err(lease_error)
+            .map_err(lease_error)?;
+        self.logins.gate(&lease)?;
+        Ok(lease)
     }
 
     /// The leased instance's models. An empty list means Lingma is not logged in, which no
@@ -70,6 +77,7 @@ impl Gateway {
             .pool
             .lease(Some(req.affinity_key()), self.cfg.pool_wait)
             .map_err(lease_error)?;
+        self.logins.gate(&lease)?;
         let models = self.models(&lease)?;
         let model = models.resolve(&req.model, &self.cfg.default_model, &self.cfg.model_aliases).cloned().ok_or_else(|| {
             GatewayError::new(
@@ -161,6 +169,7 @@ impl Gateway {
                 .retry_after(5),
             })?,
         };
+        self.logins.gate(&lease)?;
         let mut raw = lease
             .raw_models(self.cfg.lingma_rpc_timeout)
             .map_err(upstream_error)?;

@@ -188,6 +188,53 @@ pub fn models_raw(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The `instance` query parameter, else the first instance.
+fn instance_param(ex: &Exchange) -> String {
+    ex.query_param("instance")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "lingma-0".to_string())
+}
+
+/// `POST /internal/auto-login/start?instance=`: starts auto-login (it runs in the
+/// background; `/internal/auto-login/status` follows it).
+pub fn auto_login_start(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let name = instance_param(ex);
+    ex.instance = name.clone();
+    let state = app.gw.logins.start_named(&name)?;
+    ex.json(202, &json!({"ok": true, "auto_login": state}));
+    Ok(())
+}
+
+/// `GET /internal/auto-login/status`: where every instance's login stands.
+pub fn auto_login_status(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    ex.json(200, &app.gw.logins.status());
+    Ok(())
+}
+
+/// `POST /internal/session/export?instance=`: a logged-in instance's workDir as a session
+/// bundle (409 when it is not logged in). The bundle is a login: it is never logged.
+pub fn session_export(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let name = instance_param(ex);
+    ex.instance = name.clone();
+    let body = app.gw.logins.export(&name)?;
+    ex.json(200, &body);
+    Ok(())
+}
+
+/// `GET /internal/login-url?instance=`: a login URL for a person to open in a browser that
+/// can reach this machine's 127.0.0.1 (Lingma's login callback listens there).
+pub fn login_url(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    app.operators.check_admin(ex)?;
+    let name = instance_param(ex);
+    ex.instance = name.clone();
+    let url = app.gw.logins.login_url(&name)?;
+    ex.json(200, &json!({"instance": name, "login_url": url}));
+    Ok(())
+}
+
 /// What this gateway speaks and how it is set up (no secrets): `GET /capabilities` (public)
 /// and `GET /v1/capabilities` (behind the API keys).
 pub fn capabilities(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {

@@ -49,9 +49,10 @@ impl Protocol {
 /// `{"type":"error","error":{...}}` with Anthropic's error types.
 pub fn anthropic_error_body(e: &GatewayError) -> Value {
     let kind = match e.kind {
-        ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::RequestTimeout => {
-            "invalid_request_error"
-        }
+        ErrorKind::InvalidRequest
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::Conflict
+        | ErrorKind::RequestTimeout => "invalid_request_error",
         ErrorKind::Authentication => "authentication_error",
         ErrorKind::PermissionDenied => "permission_error",
         ErrorKind::NotFound => "not_found_error",

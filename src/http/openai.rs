@@ -608,6 +608,7 @@ pub fn error_body(e: &GatewayError) -> Value {
         ErrorKind::InvalidRequest
         | ErrorKind::NotFound
         | ErrorKind::MethodNotAllowed
+        | ErrorKind::Conflict
         | ErrorKind::PayloadTooLarge
         | ErrorKind::RequestTimeout => ("invalid_request_error", None),
         ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),

@@ -68,6 +68,10 @@ enum Route {
     EffectiveConfig,
     DebugRequests,
     ModelsRaw,
+    AutoLoginStart,
+    AutoLoginStatus,
+    SessionExport,
+    LoginUrl,
 }
 
 impl Route {
@@ -88,6 +92,10 @@ impl Route {
             Route::EffectiveConfig => ("/internal/effective-config", "gateway"),
             Route::DebugRequests => ("/internal/debug/requests", "gateway"),
             Route::ModelsRaw => ("/internal/models/raw", "gateway"),
+            Route::AutoLoginStart => ("/internal/auto-login/start", "gateway"),
+            Route::AutoLoginStatus => ("/internal/auto-login/status", "gateway"),
+            Route::SessionExport => ("/internal/session/export", "gateway"),
+            Route::LoginUrl => ("/internal/login-url", "gateway"),
         }
     }
 }
@@ -124,6 +132,18 @@ const ROUTES: &[(&str, &[&str], Route)] = &[
     ),
     ("/internal/debug/requests", &["GET"], Route::DebugRequests),
     ("/internal/models/raw", &["GET"], Route::ModelsRaw),
+    (
+        "/internal/auto-login/start",
+        &["POST"],
+        Route::AutoLoginStart,
+    ),
+    (
+        "/internal/auto-login/status",
+        &["GET"],
+        Route::AutoLoginStatus,
+    ),
+    ("/internal/session/export", &["POST"], Route::SessionExport),
+    ("/internal/login-url", &["GET"], Route::LoginUrl),
 ];
 
 pub fn handle(app: &App, ex: &mut Exchange) {
@@ -190,6 +210,10 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         Route::EffectiveConfig => admin::effective_config(app, ex),
         Route::DebugRequests => admin::debug_requests(app, ex),
         Route::ModelsRaw => admin::models_raw(app, ex),
+        Route::AutoLoginStart => admin::auto_login_start(app, ex),
+        Route::AutoLoginStatus => admin::auto_login_status(app, ex),
+        Route::SessionExport => admin::session_export(app, ex),
+        Route::LoginUrl => admin::login_url(app, ex),
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real gateway binary on an ephemeral port, the bundled simulator
 //! behind it, raw HTTP in front. Each test asserts what a client would see.
 
+mod accounts;
 mod anthropic;
 mod backpressure;
 mod harness;
