@@ -22,6 +22,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::jsonrpc::method;
 use crate::login::browser::{self, Selectors};
 use crate::login::webdriver::Chromedriver;
+use crate::sessions::SessionCache;
 use crate::upstream::pool::{Lease, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
 
@@ -73,6 +74,8 @@ pub struct Logins {
     changed: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stopping: AtomicBool,
+    /// Reusable sessions die with a login: a new login starts from scratch.
+    sessions: Option<Arc<SessionCache>>,
 }
 
 fn ms(t: Option<SystemTime>) -> Value {
@@ -92,7 +95,12 @@ fn logged_in(status: &Value) -> bool {
 }
 
 impl Logins {
-    pub fn new(cfg: &Config, pool: Arc<Pool>, work_dir: PathBuf) -> Arc<Logins> {
+    pub fn new(
+        cfg: &Config,
+        pool: Arc<Pool>,
+        work_dir: PathBuf,
+        sessions: Option<Arc<SessionCache>>,
+    ) -> Arc<Logins> {
         let owners: Vec<Option<Account>> = if cfg.accounts.is_empty() {
             vec![None; cfg.instance_count]
         } else {
@@ -119,6 +127,7 @@ impl Logins {
             changed: Condvar::new(),
             threads: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            sessions,
         })
     }
 
@@ -294,6 +303,9 @@ impl Logins {
             match self.attempt(index, &name) {
                 Ok(who) => {
                     log::info!("auto-login {name}: logged in as {who}");
+                    if let Some(cache) = &self.sessions {
+                        cache.forget_instance(&name);
+                    }
                     self.finish(index, Phase::LoggedIn, String::new());
                     return;
                 }

@@ -256,11 +256,18 @@ pub fn serve(args: &ServeArgs) -> i32 {
     let work_dir = pool_cfg.work_dir.clone();
     let pool = Pool::start(pool_cfg);
     let (grace, max_workers) = (cfg.shutdown_grace, cfg.max_workers);
-    let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir);
+    let sessions = cfg.session_reuse.then(|| {
+        Arc::new(crate::sessions::SessionCache::new(
+            cfg.session_cache_max_entries,
+            cfg.session_cache_ttl,
+        ))
+    });
+    let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir, sessions.clone());
     let gw = Arc::new(Gateway {
         cfg,
         pool: Arc::clone(&pool),
         logins: Arc::clone(&logins),
+        sessions,
         started: SystemTime::now(),
     });
     let app = Arc::new(App::new(gw, &raw));

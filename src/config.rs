@@ -74,6 +74,9 @@ keys! {
     ["gateway"] "idle_timeout_sec" = "120", false, "longest silence between two answer events once streaming";
     ["gateway"] "stream_keepalive_sec" = "15", false, "while Lingma is silent mid-stream, send an SSE keep-alive this often (also detects clients that left)";
     ["gateway"] "shutdown_grace_sec" = "10", false, "on SIGTERM/SIGINT, how long in-flight requests may finish";
+    ["gateway"] "session_reuse_enabled" = "true", false, "continue a conversation on the same Lingma session, sending only the new turn (the session keeps the history)";
+    ["gateway"] "session_cache_max_entries" = "10000", false, "conversations remembered for reuse (least recently used dropped first); 0 = none";
+    ["gateway"] "session_cache_ttl_sec" = "3600", false, "how long a conversation is remembered for reuse";
     ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
     ["gateway"] "model_aliases" = "claude-*=default", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix); key `default` = default_model (the default sends Claude Code's own model names to default_model)";
     ["lingma"] "simulator" = "false", false, "true = spawn the bundled Lingma simulator instead of lingma_bin (tests and demos only)";
@@ -177,6 +180,9 @@ pub struct Config {
     pub chat_ask_as_request: bool,
     pub default_ask_mode: AskMode,
     pub tools: crate::tools::ToolPolicy,
+    pub session_reuse: bool,
+    pub session_cache_max_entries: usize,
+    pub session_cache_ttl: Duration,
     pub login: LoginConfig,
     /// In name order; instance i belongs to `instance_accounts()[i]`.
     pub accounts: Vec<Account>,
@@ -515,6 +521,10 @@ impl RawConfig {
                 auto_approve: self.boolean("tool_auto_approve")?,
                 report_native: self.boolean("tool_report_native")?,
             },
+            session_reuse: self.boolean("session_reuse_enabled")?,
+            session_cache_max_entries: self.uint("session_cache_max_entries", 0, 10_000_000)?
+                as usize,
+            session_cache_ttl: self.secs("session_cache_ttl_sec", 1, 30 * 86_400)?,
             login: LoginConfig {
                 auto: self.boolean("auto_login_enabled")?,
                 headless: self.boolean("auto_login_headless")?,

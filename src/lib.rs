@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod prompt;
 pub mod redact;
 pub mod service;
+pub mod sessions;
 pub mod simulator;
 pub mod tools;
 pub mod upstream;

@@ -49,6 +49,8 @@ pub struct Live<'a> {
     pub in_flight: usize,
     pub queued: usize,
     pub instances: &'a [InstanceStatus],
+    /// Session reuse: `(hits, misses, entries)`, when it is on.
+    pub sessions: Option<(u64, u64, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +311,29 @@ impl Metrics {
                 })
                 .collect(),
         );
+        if let Some((hits, misses, size)) = live.sessions {
+            let one = |v: String| vec![(String::new(), v)];
+            family(
+                &mut out,
+                "lingma_gateway_session_cache_hits_total",
+                "counter",
+                "Turns sent to Lingma as only the new text on a reused session.",
+                one(hits.to_string()),
+            );
+            family(
+                &mut out,
+                "lingma_gateway_session_cache_misses_total",
+                "counter",
+                "Continuing turns that found no reusable session (sent whole, on a new one).",
+                one(misses.to_string()),
+            );
+            gauge(
+                &mut out,
+                "lingma_gateway_session_cache_entries",
+                "Conversations remembered for reuse.",
+                &one(size.to_string()),
+            );
+        }
         out
     }
 }
@@ -405,6 +430,7 @@ mod tests {
         m.record(&record("/v1/chat/completions", 200, 700, 690));
         m.record(&record("/v1/chat/completions", 502, 3, 0));
         let text = m.render(&Live {
+            sessions: Some((1, 2, 3)),
             in_flight: 1,
             queued: 2,
             instances: &[],
@@ -413,6 +439,9 @@ mod tests {
             "lingma_gateway_requests_total{route=\"/v1/chat/completions\",protocol=\"openai\",status=\"200\"} 2",
             "lingma_gateway_requests_total{route=\"/v1/chat/completions\",protocol=\"openai\",status=\"502\"} 1",
             "lingma_gateway_input_tokens_total{protocol=\"openai\"} 15",
+            "lingma_gateway_session_cache_hits_total 1",
+            "lingma_gateway_session_cache_misses_total 2",
+            "lingma_gateway_session_cache_entries 3",
             "lingma_gateway_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.05\"} 2",
             "lingma_gateway_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"1\"} 3",
             "lingma_gateway_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"+Inf\"} 3",

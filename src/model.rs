@@ -121,6 +121,9 @@ pub struct ChatRequest {
     /// Tools the client declares (after the allowlist).
     pub tools: Vec<ToolSpec>,
     pub tool_choice: ToolChoice,
+    /// Whose conversation this is (a digest of the client's API key): session reuse never
+    /// crosses it.
+    pub scope: String,
 }
 
 impl ChatRequest {

@@ -8,6 +8,30 @@ use std::collections::HashMap;
 use crate::model::{ChatRequest, Message, Role, ToolChoice};
 use crate::tools::contract;
 
+/// Only the turn that continues a reused Lingma session (which holds the system text, the
+/// tool contract and the history): the messages from `start` on. Tool results are named
+/// after the calls earlier in the conversation.
+pub fn question_from(req: &ChatRequest, start: usize) -> String {
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    for m in &req.messages[..start] {
+        for c in &m.tool_calls {
+            names.insert(&c.id, &c.name);
+        }
+    }
+    let new: Vec<&Message> = req.messages[start..]
+        .iter()
+        .filter(|m| !m.is_empty())
+        .collect();
+    if let [only] = new.as_slice() {
+        if only.role == Role::User && only.tool_results.is_empty() {
+            return only.text.clone();
+        }
+    }
+    let mut out = Sections::default();
+    turns(&mut out, &new, &mut names);
+    out.0
+}
+
 /// The question for a request.
 pub fn question(req: &ChatRequest) -> String {
     let messages: Vec<&Message> = req.messages.iter().filter(|m| !m.is_empty()).collect();
@@ -31,7 +55,13 @@ pub fn question(req: &ChatRequest) -> String {
         out.section("[tools]", &contract::render(&req.tools, &req.tool_choice));
     }
     let mut names: HashMap<&str, &str> = HashMap::new();
-    for m in &messages[lead..] {
+    turns(&mut out, &messages[lead..], &mut names);
+    out.0
+}
+
+/// The conversation's sections; `names` maps call ids to tool names as calls go by.
+fn turns<'a>(out: &mut Sections, messages: &[&'a Message], names: &mut HashMap<&'a str, &'a str>) {
+    for m in messages {
         for r in &m.tool_results {
             let name = if r.name.is_empty() {
                 names.get(r.call_id.as_str()).copied().unwrap_or("tool")
@@ -60,7 +90,6 @@ pub fn question(req: &ChatRequest) -> String {
             }
         }
     }
-    out.0
 }
 
 /// The question of the one retry a forced tool choice gets when the answer called no tool.

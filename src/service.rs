@@ -18,6 +18,7 @@ use crate::model::{
 };
 use crate::pipeline::{Segment, StopFilter, ThinkSplitter};
 use crate::prompt;
+use crate::sessions::{self, Conversation, Place, SessionCache};
 use crate::tools::scan::{Piece, ToolScanner};
 use crate::tools::ToolPolicy;
 use crate::upstream::chat::{Ask, ChatEvent, ChatStream, Deadlines, ToolUpdate};
@@ -31,6 +32,8 @@ pub struct Gateway {
     pub pool: Arc<Pool>,
     /// The auth gate and auto-login.
     pub logins: Arc<Logins>,
+    /// Conversations to continue on their Lingma session (`None`: reuse is off).
+    pub sessions: Option<Arc<SessionCache>>,
     pub started: std::time::SystemTime,
 }
 
@@ -66,18 +69,35 @@ impl Gateway {
 
     /// Starts a chat. Errors here happen before any byte reaches the client.
     pub fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
-        let question = prompt::question(req);
-        if question.trim().is_empty() {
+        let full_question = prompt::question(req);
+        if full_question.trim().is_empty() {
             return Err(GatewayError::invalid(
                 "messages",
                 "messages contain no text to send",
             ));
         }
-        let lease = self
-            .pool
-            .lease(Some(req.affinity_key()), self.cfg.pool_wait)
-            .map_err(lease_error)?;
+        let (lease, reused) = match self.continue_session(req) {
+            Some((lease, place, start)) => (lease, Some((place, start))),
+            None => {
+                let lease = self
+                    .pool
+                    .lease(Some(req.affinity_key()), self.cfg.pool_wait)
+                    .map_err(lease_error)?;
+                (lease, None)
+            }
+        };
         self.logins.gate(&lease)?;
+        let (question, session_id) = match &reused {
+            Some((place, start)) => {
+                log::debug!(
+                    "session reuse: continuing {} on {} with the new turn only",
+                    place.session_id,
+                    lease.name
+                );
+                (prompt::question_from(req, *start), place.session_id.clone())
+            }
+            None => (full_question.clone(), String::new()),
+        };
         let models = self.models(&lease)?;
         let model = models.resolve(&req.model, &self.cfg.default_model, &self.cfg.model_aliases).cloned().ok_or_else(|| {
             GatewayError::new(
@@ -89,10 +109,10 @@ impl Gateway {
         let policy = &self.cfg.tools;
         let forward_tools = (policy.forward && !req.tools.is_empty()).then(|| forwarded_tools(req));
         let ask = Ask {
-            session_id: String::new(),
+            session_id,
             question: question.clone(),
             model_key: model.key.clone(),
-            is_reply: false,
+            is_reply: reused.is_some(),
             mode: self.cfg.default_ask_mode,
             forward_tools,
             approve_tools: policy.auto_approve,
@@ -120,11 +140,27 @@ impl Gateway {
         // answer calls no tool.
         let retry = (req.tools_active() && req.tool_choice.is_forced()).then(|| {
             let mut ask = ask.clone();
-            ask.question = prompt::with_retry_instruction(&question, &req.tool_choice);
+            // A new session, with the whole conversation.
+            ask.session_id = String::new();
+            ask.is_reply = false;
+            ask.question = prompt::with_retry_instruction(&full_question, &req.tool_choice);
             Retry {
                 ask,
                 as_request: self.cfg.chat_ask_as_request,
                 deadlines,
+            }
+        });
+        let remember = self.sessions.as_ref().map(|cache| {
+            let mut conv = Conversation::new(&req.scope, req);
+            for m in &req.messages {
+                conv.push(m);
+            }
+            Remember {
+                cache: Arc::clone(cache),
+                conv,
+                restarts: self.pool.restarts(&lease.name).unwrap_or(0),
+                text: String::new(),
+                calls: Vec::new(),
             }
         });
         Ok(Answer {
@@ -149,7 +185,25 @@ impl Gateway {
             native: NativeTools::new(policy.clone()),
             upstream_wait: Duration::ZERO,
             first_output_at: None,
+            remember,
+            session_id: String::new(),
         })
+    }
+
+    /// A reused session for this conversation, if the cache has one and its instance is
+    /// ready: the lease, where the session lives, and where the new part starts.
+    fn continue_session(&self, req: &ChatRequest) -> Option<(Lease, Place, usize)> {
+        let cache = self.sessions.as_ref()?;
+        let start = sessions::new_part(&req.messages)?;
+        let mut prefix = Conversation::new(&req.scope, req);
+        for m in &req.messages[..start] {
+            prefix.push(m);
+        }
+        let place = cache.take(&prefix.key(), |p| {
+            self.pool.restarts(&p.instance) == Some(p.restarts)
+        })?;
+        let lease = self.pool.lease_named(&place.instance).ok()?;
+        Some((lease, place, start))
     }
 
     /// Lingma's raw `config/queryModels` answer from the named instance (any ready one when
@@ -236,6 +290,20 @@ pub struct Answer {
     upstream_wait: Duration,
     /// When the first text or tool call came out.
     first_output_at: Option<Instant>,
+    /// What to store for session reuse once the answer is complete.
+    remember: Option<Remember>,
+    /// The Lingma session the answer ran on (from `chat/finish`).
+    session_id: String,
+}
+
+/// The answer as the client will echo it back, gathered as it goes out, to store the
+/// conversation's new key for session reuse.
+struct Remember {
+    cache: Arc<SessionCache>,
+    conv: Conversation,
+    restarts: u64,
+    text: String,
+    calls: Vec<crate::model::ToolCall>,
 }
 
 impl Answer {
@@ -277,6 +345,7 @@ impl Answer {
                 {
                     self.first_output_at = Some(Instant::now());
                 }
+                self.remember(&e);
                 return Poll::Event(Ok(e));
             }
             if self.finished {
@@ -302,6 +371,7 @@ impl Answer {
                     }
                 }
                 Ok(Some(ChatEvent::Finish(f))) => {
+                    self.session_id = f.session_id.clone();
                     let reason = match f.status_code {
                         200 => StopReason::EndTurn,
                         406 | 601 => StopReason::ContentFilter,
@@ -392,6 +462,35 @@ impl Answer {
 
     fn scanner_tools(&self) -> Vec<crate::model::ToolSpec> {
         self.scanner.tools().to_vec()
+    }
+
+    /// Notes what the client gets; at a complete finish, stores where the conversation (now
+    /// including this answer) lives, for its next turn.
+    fn remember(&mut self, e: &Event) {
+        let Some(r) = self.remember.as_mut() else {
+            return;
+        };
+        match e {
+            Event::Text(t) => r.text.push_str(t),
+            Event::ToolCall(c) => r.calls.push(c.clone()),
+            // A cut answer (stop sequence, length) differs from what Lingma's session holds.
+            Event::Finish {
+                reason: StopReason::EndTurn | StopReason::ToolUse,
+                ..
+            } if !self.session_id.is_empty() => {
+                let mut r = self.remember.take().expect("checked above");
+                r.conv.push_answer(&r.text, &r.calls);
+                r.cache.insert(
+                    r.conv.key(),
+                    Place {
+                        instance: self.lease.name.clone(),
+                        session_id: self.session_id.clone(),
+                        restarts: r.restarts,
+                    },
+                );
+            }
+            _ => {}
+        }
     }
 
     fn emit(&mut self, seg: Segment) {

@@ -84,7 +84,15 @@ pub fn metrics(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     app.operators.check_metrics(ex)?;
     let counts = app.gate.counts();
     let instances = app.gw.pool.statuses();
+    let sessions = app.gw.sessions.as_ref().map(|c| {
+        (
+            c.hits.load(std::sync::atomic::Ordering::Relaxed),
+            c.misses.load(std::sync::atomic::Ordering::Relaxed),
+            c.len(),
+        )
+    });
     let text = app.metrics.render(&Live {
+        sessions,
         in_flight: counts.running,
         queued: counts.queued,
         instances: &instances,

@@ -150,6 +150,7 @@ pub fn parse_messages(
         affinity: None,
         tools,
         tool_choice,
+        scope: String::new(),
     };
     Ok((req, opts))
 }

@@ -50,14 +50,7 @@ impl ApiKeys {
 
     /// Passes only when the request carries one of the keys (none configured: never).
     fn verify(&self, ex: &Exchange) -> Result<(), GatewayError> {
-        let bearer = ex.header("authorization").and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        });
-        let presented = bearer
-            .or_else(|| ex.header("x-api-key").map(str::trim))
-            .filter(|k| !k.is_empty());
-        match presented {
+        match presented(ex) {
             None => Err(GatewayError::new(
                 ErrorKind::Authentication,
                 "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
@@ -71,6 +64,26 @@ impl ApiKeys {
             .with_code("invalid_api_key")),
         }
     }
+}
+
+/// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`.
+pub fn presented(ex: &Exchange) -> Option<&str> {
+    let bearer = ex.header("authorization").and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    bearer
+        .or_else(|| ex.header("x-api-key").map(str::trim))
+        .filter(|k| !k.is_empty())
+}
+
+/// Whose conversations a request belongs to, for session reuse: a digest of its key (never
+/// the key itself).
+pub fn scope(ex: &Exchange) -> String {
+    digest(presented(ex).unwrap_or(""))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Who may read `/internal/*` and `/metrics`.

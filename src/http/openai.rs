@@ -15,6 +15,8 @@ use crate::model::{
 #[derive(Debug, Clone, Default)]
 pub struct ChatOptions {
     pub include_usage: bool,
+    /// `prompt_cache_key`, an affinity hint after `user`.
+    pub prompt_cache_key: Option<String>,
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -165,8 +167,20 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         affinity,
         tools,
         tool_choice,
+        scope: String::new(),
     };
-    Ok((req, ChatOptions { include_usage }))
+    let prompt_cache_key = match field(obj, "prompt_cache_key") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(_)) | None => None,
+        Some(other) => return Err(type_error("prompt_cache_key", "a string", other)),
+    };
+    Ok((
+        req,
+        ChatOptions {
+            include_usage,
+            prompt_cache_key,
+        },
+    ))
 }
 
 fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, GatewayError> {
@@ -710,6 +724,7 @@ mod tests {
             "m".into(),
             &ChatOptions {
                 include_usage: true,
+                prompt_cache_key: None,
             },
         );
         let first = enc.payloads(&Event::Text("Hi".into()));

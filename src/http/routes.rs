@@ -278,6 +278,8 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     app.debug.record(ex, &body);
     let (mut req, opts) = openai::parse_chat(&body)?;
     drop(body);
+    let user = req.affinity.take();
+    req.affinity = affinity_hint(ex, None, [user, opts.prompt_cache_key.clone()]);
     let (_slot, mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if !req.stream {
@@ -294,11 +296,7 @@ fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     app.debug.record(ex, &body);
     let (mut req, opts) = anthropic::parse_messages(&body, false)?;
     drop(body);
-    req.affinity = ex
-        .header("x-claude-code-session-id")
-        .filter(|v| !v.is_empty())
-        .map(String::from)
-        .or_else(|| opts.user_id.clone());
+    req.affinity = affinity_hint(ex, opts.user_id.clone(), [None, None]);
     let (_slot, mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if !req.stream {
@@ -321,6 +319,29 @@ fn count_tokens(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         &json!({"input_tokens": anthropic::count_tokens(&question, &opts)}),
     );
     Ok(())
+}
+
+/// The key that keeps a conversation on one instance, from the client's session hints in
+/// this order: `X-Claude-Code-Session-Id`, Anthropic `metadata.user_id`, Codex's `session_id`
+/// / `Session-Id` headers, `X-Session-Affinity`, OpenAI `user`, `prompt_cache_key`. Without
+/// any, the request is placed by a hash of its system prompt or first message.
+fn affinity_hint(
+    ex: &Exchange,
+    metadata_user_id: Option<String>,
+    after_headers: [Option<String>; 2],
+) -> Option<String> {
+    let header = |name: &str| {
+        ex.header(name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
+    header("x-claude-code-session-id")
+        .or(metadata_user_id)
+        .or_else(|| header("session_id"))
+        .or_else(|| header("session-id"))
+        .or_else(|| header("x-session-affinity"))
+        .or_else(|| after_headers.into_iter().flatten().next())
 }
 
 /// Drops client tools the operator's allowlist does not name; a forced choice of a dropped
@@ -354,6 +375,7 @@ fn start<'a>(
     req: &mut ChatRequest,
 ) -> Result<(super::gate::Permit<'a>, Answer, String), GatewayError> {
     apply_tool_policy(app, req)?;
+    req.scope = super::auth::scope(ex);
     ex.model = req.model.clone();
     ex.stream = req.stream;
     let slot = enter(app)?;

@@ -218,6 +218,16 @@ impl Pool {
         })
     }
 
+    /// How often the instance called `name` was re-established (its generation).
+    pub fn restarts(&self, name: &str) -> Option<u64> {
+        self.shared
+            .lock()
+            .list
+            .iter()
+            .find(|s| s.status.name == name)
+            .map(|s| s.status.restarts)
+    }
+
     pub fn statuses(&self) -> Vec<InstanceStatus> {
         self.shared
             .lock()

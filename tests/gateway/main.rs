@@ -8,5 +8,6 @@ mod harness;
 mod observability;
 mod openai_chat;
 mod resilience;
+mod sessions;
 mod startup;
 mod tools;

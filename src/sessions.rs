@@ -1,0 +1,287 @@
+//! Session reuse. Lingma keeps a conversation's history per `sessionId` (and its KV cache
+//! stays warm), so when a conversation goes on, the gateway sends only the new turn on the
+//! same upstream session instead of the whole transcript again.
+//!
+//! Key: a digest of the API key, the model, the system text and tools, and the conversation
+//! *prefix* — every message up to and including the last assistant message. After each
+//! answer, the key of the conversation *including* that answer is stored with the instance
+//! and the session Lingma reported, so the client's next turn (which echoes the answer back)
+//! finds it. A hit takes the entry out (two requests never continue one session at once);
+//! entries expire (`session_cache_ttl_sec`), are evicted least-recently-used beyond
+//! `session_cache_max_entries`, and die with their instance (a restart changes its restart
+//! count). A miss is never an error: the request goes as a whole on a new session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha1::{Digest, Sha1};
+
+use crate::model::{ChatRequest, Message, Role, ToolCall};
+
+pub type Key = [u8; 20];
+
+/// Where a conversation lives upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub instance: String,
+    pub session_id: String,
+    /// The instance's restart count when the entry was stored.
+    pub restarts: u64,
+}
+
+struct Entry {
+    place: Place,
+    stored: Instant,
+    used: u64,
+}
+
+pub struct SessionCache {
+    max: usize,
+    ttl: Duration,
+    map: Mutex<HashMap<Key, Entry>>,
+    tick: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl SessionCache {
+    pub fn new(max: usize, ttl: Duration) -> Self {
+        SessionCache {
+            max,
+            ttl,
+            map: Mutex::new(HashMap::new()),
+            tick: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the entry for `key` if it is fresh and `alive` says its instance is still the
+    /// one that stored it. Counts a hit or a miss.
+    pub fn take(&self, key: &Key, alive: impl FnOnce(&Place) -> bool) -> Option<Place> {
+        let found = self
+            .lock()
+            .remove(key)
+            .filter(|e| e.stored.elapsed() < self.ttl)
+            .map(|e| e.place)
+            .filter(alive);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    pub fn insert(&self, key: Key, place: Place) {
+        if self.max == 0 {
+            return;
+        }
+        let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.lock();
+        if map.len() >= self.max && !map.contains_key(&key) {
+            map.retain(|_, e| e.stored.elapsed() < self.ttl);
+            if map.len() >= self.max {
+                if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.insert(
+            key,
+            Entry {
+                place,
+                stored: Instant::now(),
+                used,
+            },
+        );
+    }
+
+    /// Forgets every entry of an instance (it restarted or logged in anew).
+    pub fn forget_instance(&self, instance: &str) {
+        self.lock().retain(|_, e| e.place.instance != instance);
+    }
+}
+
+/// A running digest of a conversation, in the canonical form both the request that stores a
+/// key and the request that looks it up produce.
+#[derive(Clone)]
+pub struct Conversation(Sha1);
+
+impl Conversation {
+    /// Starts with what scopes a conversation: the client's key, the model, the system text
+    /// and the tools.
+    pub fn new(scope: &str, req: &ChatRequest) -> Self {
+        let mut h = Sha1::new();
+        field(&mut h, b"scope", scope.as_bytes());
+        field(&mut h, b"model", req.model.as_bytes());
+        for t in &req.tools {
+            field(&mut h, b"tool", t.name.as_bytes());
+            field(&mut h, b"desc", t.description.as_bytes());
+            field(&mut h, b"schema", t.schema.to_string().as_bytes());
+        }
+        Conversation(h)
+    }
+
+    pub fn push(&mut self, m: &Message) {
+        let h = &mut self.0;
+        field(h, b"role", m.role.as_str().as_bytes());
+        field(h, b"text", m.text.trim().as_bytes());
+        for c in &m.tool_calls {
+            call(h, c);
+        }
+        for r in &m.tool_results {
+            field(h, b"result", r.content.as_bytes());
+            field(h, b"error", &[r.is_error as u8]);
+        }
+    }
+
+    /// The answer as the client will send it back: an assistant message with its text and
+    /// calls.
+    pub fn push_answer(&mut self, text: &str, calls: &[ToolCall]) {
+        let mut m = Message::new(Role::Assistant, text);
+        m.tool_calls = calls.to_vec();
+        self.push(&m);
+    }
+
+    pub fn key(&self) -> Key {
+        self.0.clone().finalize().into()
+    }
+}
+
+fn field(h: &mut Sha1, tag: &[u8], value: &[u8]) {
+    h.update(tag);
+    h.update((value.len() as u64).to_le_bytes());
+    h.update(value);
+}
+
+fn call(h: &mut Sha1, c: &ToolCall) {
+    field(h, b"call", c.name.as_bytes());
+    field(h, b"args", c.arguments.to_string().as_bytes());
+}
+
+/// Where the conversation's new part starts: right after its last assistant message. `None`
+/// for a first turn (nothing to continue).
+pub fn new_part(messages: &[Message]) -> Option<usize> {
+    let last = messages.iter().rposition(|m| m.role == Role::Assistant)?;
+    let rest = &messages[last + 1..];
+    (!rest.is_empty() && rest.iter().all(|m| m.role != Role::Assistant)).then_some(last + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(role: Role, text: &str) -> Message {
+        Message::new(role, text)
+    }
+
+    fn req(messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            model: "auto".into(),
+            messages,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_stored_answer_key_is_the_next_turns_prefix_key() {
+        let turn1 = req(vec![msg(Role::System, "S"), msg(Role::User, "hi")]);
+        let mut after = Conversation::new("k", &turn1);
+        for m in &turn1.messages {
+            after.push(m);
+        }
+        let call = ToolCall {
+            id: "call_x".into(),
+            name: "Bash".into(),
+            arguments: json!({"command": "ls"}),
+        };
+        after.push_answer("Hello ", std::slice::from_ref(&call));
+        let mut echoed = msg(Role::Assistant, "Hello");
+        echoed.tool_calls.push(ToolCall {
+            id: "call_other_id".into(),
+            ..call
+        });
+        let turn2 = req(vec![
+            msg(Role::System, "S"),
+            msg(Role::User, "hi"),
+            echoed,
+            msg(Role::User, "more"),
+        ]);
+        let start = new_part(&turn2.messages).unwrap();
+        assert_eq!(start, 3);
+        let mut prefix = Conversation::new("k", &turn2);
+        for m in &turn2.messages[..start] {
+            prefix.push(m);
+        }
+        assert_eq!(
+            prefix.key(),
+            after.key(),
+            "ids and surrounding blanks do not matter"
+        );
+        let mut other_key = Conversation::new("other", &turn2);
+        for m in &turn2.messages[..start] {
+            other_key.push(m);
+        }
+        assert_ne!(
+            other_key.key(),
+            after.key(),
+            "another API key never matches"
+        );
+        let mut edited = Conversation::new("k", &turn2);
+        edited.push(&msg(Role::System, "S"));
+        edited.push(&msg(Role::User, "hi (edited)"));
+        assert_ne!(edited.key(), after.key());
+    }
+
+    #[test]
+    fn first_turns_have_no_prefix() {
+        assert_eq!(new_part(&[msg(Role::User, "a")]), None);
+        assert_eq!(
+            new_part(&[msg(Role::User, "a"), msg(Role::Assistant, "b")]),
+            None
+        );
+    }
+
+    #[test]
+    fn hits_are_taken_entries_expire_and_die_with_their_instance() {
+        let c = SessionCache::new(2, Duration::from_secs(60));
+        let place = |i: &str| Place {
+            instance: i.into(),
+            session_id: "s".into(),
+            restarts: 0,
+        };
+        c.insert([1; 20], place("lingma-0"));
+        assert_eq!(c.take(&[1; 20], |_| true), Some(place("lingma-0")));
+        assert_eq!(c.take(&[1; 20], |_| true), None, "taken");
+        c.insert([2; 20], place("lingma-0"));
+        assert_eq!(c.take(&[2; 20], |p| p.restarts == 1), None, "restarted");
+        c.insert([3; 20], place("a"));
+        c.insert([4; 20], place("b"));
+        c.insert([5; 20], place("c"));
+        assert_eq!(c.len(), 2, "least recently used evicted");
+        assert!(c.take(&[3; 20], |_| true).is_none());
+        c.forget_instance("c");
+        assert!(c.take(&[5; 20], |_| true).is_none());
+        assert_eq!(c.hits.load(Ordering::Relaxed), 1);
+        let expired = SessionCache::new(10, Duration::ZERO);
+        expired.insert([9; 20], place("x"));
+        assert!(expired.take(&[9; 20], |_| true).is_none());
+    }
+}
