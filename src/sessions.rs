@@ -95,10 +95,17 @@ impl SessionCache {
         let used = self.tick.fetch_add(1, Ordering::Relaxed);
         let mut map = self.lock();
         if map.len() >= self.max && !map.contains_key(&key) {
+            // Make room for a tenth of the cache at once, so a full cache costs one scan per
+            // max/10 inserts, not one per insert: expired entries first, then the least
+            // recently used.
             map.retain(|_, e| e.stored.elapsed() < self.ttl);
-            if map.len() >= self.max {
-                if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| *k) {
-                    map.remove(&oldest);
+            let target = self.max - (self.max / 10).max(1);
+            if map.len() > target {
+                let mut by_age: Vec<(u64, Key)> = map.iter().map(|(k, e)| (e.used, *k)).collect();
+                let drop = map.len() - target;
+                by_age.select_nth_unstable(drop - 1);
+                for (_, k) in &by_age[..drop] {
+                    map.remove(k);
                 }
             }
         }
@@ -277,6 +284,16 @@ mod tests {
         c.insert([5; 20], place("c"));
         assert_eq!(c.len(), 2, "least recently used evicted");
         assert!(c.take(&[3; 20], |_| true).is_none());
+        let big = SessionCache::new(100, Duration::from_secs(60));
+        for i in 0..=100u8 {
+            big.insert([i; 20], place("x"));
+        }
+        assert_eq!(big.len(), 91, "a tenth made room at once");
+        assert!(big.take(&[0; 20], |_| true).is_none(), "the oldest went");
+        assert!(
+            big.take(&[100; 20], |_| true).is_some(),
+            "the newest stayed"
+        );
         c.forget_instance("c");
         assert!(c.take(&[5; 20], |_| true).is_none());
         assert_eq!(c.hits.load(Ordering::Relaxed), 1);
