@@ -22,6 +22,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::jsonrpc::method;
 use crate::login::browser::{self, Selectors};
 use crate::login::webdriver::Chromedriver;
+use crate::service::lease_named;
 use crate::sessions::SessionCache;
 use crate::upstream::pool::{Lease, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
@@ -456,20 +457,6 @@ impl Logins {
             let _ = t.join();
         }
     }
-}
-
-fn lease_named(pool: &Pool, name: &str) -> Result<Lease, GatewayError> {
-    pool.lease_named(name).map_err(|e| match e {
-        NamedLeaseError::Unknown => GatewayError::new(
-            ErrorKind::NotFound,
-            format!("There is no Lingma instance named `{name}`; /healthz lists them."),
-        ),
-        NamedLeaseError::NotReady(state) => GatewayError::new(
-            ErrorKind::Unavailable,
-            format!("Lingma instance {name} is {state}, not ready."),
-        )
-        .retry_after(5),
-    })
 }
 
 fn unready(name: &str, e: &UpstreamError) -> GatewayError {

@@ -211,17 +211,7 @@ impl Gateway {
     pub fn raw_models(&self, instance: Option<&str>) -> Result<(String, Value), GatewayError> {
         let lease = match instance {
             None => self.lease_any()?,
-            Some(name) => self.pool.lease_named(name).map_err(|e| match e {
-                NamedLeaseError::Unknown => GatewayError::new(
-                    ErrorKind::NotFound,
-                    format!("There is no Lingma instance named `{name}`; /healthz lists them."),
-                ),
-                NamedLeaseError::NotReady(state) => GatewayError::new(
-                    ErrorKind::Unavailable,
-                    format!("Lingma instance {name} is {state}, not ready."),
-                )
-                .retry_after(5),
-            })?,
+            Some(name) => lease_named(&self.pool, name)?,
         };
         self.logins.gate(&lease)?;
         let mut raw = lease
@@ -686,6 +676,21 @@ impl NativeTools {
             log::info!("Lingma's tool {} ({}) was left {}", c.name, c.id, c.status);
         }
     }
+}
+
+/// Leases the instance called `name` if it is ready (operator routes, session reuse).
+pub fn lease_named(pool: &Pool, name: &str) -> Result<Lease, GatewayError> {
+    pool.lease_named(name).map_err(|e| match e {
+        NamedLeaseError::Unknown => GatewayError::new(
+            ErrorKind::NotFound,
+            format!("There is no Lingma instance named `{name}`; /healthz lists them."),
+        ),
+        NamedLeaseError::NotReady(state) => GatewayError::new(
+            ErrorKind::Unavailable,
+            format!("Lingma instance {name} is {state}, not ready."),
+        )
+        .retry_after(5),
+    })
 }
 
 fn lease_error(e: LeaseError) -> GatewayError {

@@ -111,13 +111,7 @@ pub fn stats(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         .pool
         .statuses()
         .iter()
-        .map(|s| {
-            json!({
-                "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
-                "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
-                "last_error": s.last_error,
-            })
-        })
+        .map(super::routes::instance_json)
         .collect();
     let by_status: serde_json::Map<String, Value> = m
         .by_status

@@ -223,16 +223,7 @@ fn health(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         .iter()
         .filter(|s| s.state.as_str() == "ready")
         .count();
-    let instances: Vec<Value> = statuses
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
-                "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
-                "last_error": s.last_error,
-            })
-        })
-        .collect();
+    let instances: Vec<Value> = statuses.iter().map(instance_json).collect();
     let body = json!({
         "status": if ready > 0 { "ok" } else { "unavailable" },
         "ready": ready,
@@ -241,6 +232,15 @@ fn health(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     });
     ex.json(if ready > 0 { 200 } else { 503 }, &body);
     Ok(())
+}
+
+/// One instance as `/healthz` and `/internal/stats` show it.
+pub(super) fn instance_json(s: &crate::upstream::pool::InstanceStatus) -> Value {
+    json!({
+        "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
+        "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
+        "last_error": s.last_error,
+    })
 }
 
 fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
