@@ -38,7 +38,7 @@ impl DebugRing {
     pub fn record(&self, ex: &Exchange, body: &Value) {
         let mut body = body.clone();
         redact::redact_debug(&mut body, &self.known);
-        let size = body.to_string().len();
+        let size = approx_size(&body);
         if size > MAX_DEBUG_ENTRY {
             body = json!({"truncated": format!("{size} bytes after redaction; not kept")});
         }
@@ -70,6 +70,22 @@ impl DebugRing {
 
     fn latest(&self, n: usize) -> Vec<Value> {
         self.lock().iter().take(n).cloned().collect()
+    }
+}
+
+/// About how many bytes a value takes as JSON (strings and keys counted, a little for the
+/// rest), without serializing it.
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(approx_size).sum::<usize>() + a.len(),
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, v)| k.len() + 4 + approx_size(v))
+                .sum::<usize>()
+        }
+        _ => 8,
     }
 }
 

@@ -80,10 +80,12 @@ pub fn presented(ex: &Exchange) -> Option<&str> {
 /// Whose conversations a request belongs to, for session reuse: a digest of its key (never
 /// the key itself).
 pub fn scope(ex: &Exchange) -> String {
-    digest(presented(ex).unwrap_or(""))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(40);
+    for b in digest(presented(ex).unwrap_or("")) {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Who may read `/internal/*` and `/metrics`.

@@ -84,6 +84,23 @@ impl ToolScanner {
     }
 
     pub fn push(&mut self, delta: &str) -> Vec<Piece> {
+        // Without client tools only Lingma's tool cards (a fence) are looked for: text with
+        // no backtick, arriving at no held state, passes as it is.
+        if !self.active
+            && self.mode == Mode::Text
+            && self.buf.is_empty()
+            && self.calls == 0
+            && !delta.contains('`')
+        {
+            if !delta.is_empty() {
+                self.line_start = delta.ends_with('\n');
+            }
+            return if delta.is_empty() {
+                Vec::new()
+            } else {
+                vec![Piece::Text(delta.to_string())]
+            };
+        }
         self.buf.push_str(delta);
         let mut out = Vec::new();
         while !self.buf.is_empty() && self.step(&mut out, false) {}
