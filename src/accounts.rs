@@ -20,7 +20,7 @@ use crate::bundle;
 use crate::config::{Account, Config, LoginConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::jsonrpc::method;
-use crate::login::browser::{self, Selectors};
+use crate::login::browser;
 use crate::login::webdriver::Chromedriver;
 use crate::service::lease_named;
 use crate::sessions::SessionCache;
@@ -364,7 +364,7 @@ impl Logins {
             &url,
             &account.username,
             &account.password,
-            &Selectors::default(),
+            &self.cfg.selectors,
             self.cfg.timeout,
         )
         .map_err(|e| e.to_string())?;

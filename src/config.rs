@@ -96,6 +96,10 @@ keys! {
     ["login"] "auto_login_timeout" = "120", false, "seconds one login attempt may take (browser and confirmation by auth/status)";
     ["login"] "auto_login_max_retry" = "2", false, "attempts after a failed one, before the instance is reported as failed";
     ["login"] "dedicated_domain_url" = "", false, "Lingma endpoint to switch to before logging in (config/updateEndpoint), for dedicated-domain accounts";
+    ["login"] "auto_login_username_selector" = "", false, "CSS selector of the login page's user name field (empty = built-in list fitting the simulator and common forms)";
+    ["login"] "auto_login_password_selector" = "", false, "CSS selector of its password field (empty = built-in)";
+    ["login"] "auto_login_submit_selector" = "", false, "CSS selector of its submit button (empty = built-in; none found: Enter in the password field)";
+    ["login"] "auto_login_error_selector" = "", false, "CSS selector of the element that shows a refused login (empty = built-in)";
     ["login"] "chromium_bin" = "/usr/bin/chromium", false, "the Chromium auto-login drives (Debian package chromium)";
     ["login"] "chromedriver_bin" = "/usr/bin/chromedriver", false, "its WebDriver server (Debian package chromium-driver)";
     ["tools"] "tool_allowlist" = "", false, "comma-separated tool names that may pass (client tools offered to the model, Lingma's own tool calls reported); empty = every client tool; * = all";
@@ -142,6 +146,8 @@ pub struct LoginConfig {
     pub dedicated_domain_url: Option<String>,
     pub chromium_bin: PathBuf,
     pub chromedriver_bin: PathBuf,
+    /// The login form's fields, for pages that differ from the built-in guesses.
+    pub selectors: crate::login::browser::Selectors,
 }
 
 /// Typed configuration.
@@ -534,6 +540,20 @@ impl RawConfig {
                     .filter(|s| !s.is_empty()),
                 chromium_bin: PathBuf::from(self.string("chromium_bin")),
                 chromedriver_bin: PathBuf::from(self.string("chromedriver_bin")),
+                selectors: {
+                    let builtin = crate::login::browser::Selectors::default();
+                    let pick = |key: &str, fallback: String| {
+                        Some(self.string(key))
+                            .filter(|v| !v.is_empty())
+                            .unwrap_or(fallback)
+                    };
+                    crate::login::browser::Selectors {
+                        username: pick("auto_login_username_selector", builtin.username),
+                        password: pick("auto_login_password_selector", builtin.password),
+                        submit: pick("auto_login_submit_selector", builtin.submit),
+                        error: pick("auto_login_error_selector", builtin.error),
+                    }
+                },
             },
             accounts,
         })

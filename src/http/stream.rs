@@ -107,7 +107,17 @@ fn stream(
         if last {
             break;
         }
-        next = answer.poll(Some(keepalive));
+        // A bug below must not end a stream silently once its head is out: it becomes the
+        // protocol's error event (and dropping the answer stops Lingma).
+        next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            answer.poll(Some(keepalive))
+        }))
+        .unwrap_or_else(|_| {
+            Poll::Event(Err(GatewayError::new(
+                ErrorKind::Internal,
+                "the gateway failed while streaming this answer",
+            )))
+        });
     }
     let _ = sse.finish();
     Ok(())
