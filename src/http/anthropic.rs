@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 
-use super::openai::{body_object, kind_of};
+use super::openai::{body_object, field, kind_of};
 use super::stream::{Frame, StreamEncoder};
 use crate::error::GatewayError;
 use crate::model::{
@@ -24,10 +24,6 @@ pub struct MessagesOptions {
     pub history_thinking_tokens: u64,
     /// `metadata.user_id`, an affinity hint.
     pub user_id: Option<String>,
-}
-
-fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).filter(|v| !v.is_null())
 }
 
 fn type_error(param: &str, want: &str, got: &Value) -> GatewayError {

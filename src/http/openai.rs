@@ -19,7 +19,8 @@ pub struct ChatOptions {
     pub prompt_cache_key: Option<String>,
 }
 
-fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+/// A body field, `null` counting as absent (both APIs read fields so).
+pub fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).filter(|v| !v.is_null())
 }
 
