@@ -1,6 +1,6 @@
 //! Accounts and logins. Every chat, model list and raw model query passes the auth gate: the
 //! leased instance's `auth/status` must show a logged-in account (a non-empty `id`; a
-//! positive answer is trusted for `AUTH_TTL`). A logged-out instance is logged in by
+//! positive answer is trusted for `auth_recheck_sec`). A logged-out instance is logged in by
 //! auto-login when it is enabled and its account has a user name and password: one login
 //! thread per instance at a time drives a headless Chromium through Lingma's login page
 //! (`login::browser`), then waits for `auth/status` to confirm; failures are retried
@@ -27,8 +27,6 @@ use crate::sessions::SessionCache;
 use crate::upstream::pool::{Lease, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
 
-/// How long a positive `auth/status` is trusted before it is asked again.
-const AUTH_TTL: Duration = Duration::from_secs(10);
 /// How often auto-login asks `auth/status` after the browser is done.
 const CONFIRM_POLL: Duration = Duration::from_millis(300);
 
@@ -148,7 +146,7 @@ impl Logins {
         };
         if self.lock()[index]
             .confirmed
-            .is_some_and(|at| at.elapsed() < AUTH_TTL)
+            .is_some_and(|at| at.elapsed() < self.cfg.recheck)
         {
             return Ok(());
         }
@@ -160,7 +158,13 @@ impl Logins {
             self.confirm(index);
             return Ok(());
         }
-        self.lock()[index].confirmed = None;
+        {
+            let mut t = self.lock();
+            t[index].confirmed = None;
+            if t[index].phase == Phase::LoggedIn {
+                t[index].phase = Phase::Idle;
+            }
+        }
         let name = &lease.name;
         if !self.cfg.auto {
             return Err(not_logged_in(
@@ -188,6 +192,16 @@ impl Logins {
                 Err(not_logged_in(name, &format!("auto-login failed: {why}")))
             }
         }
+    }
+
+    /// Instances whose login was confirmed and not found gone since.
+    pub fn logged_in_instances(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.phase == Phase::LoggedIn)
+            .map(|(i, _)| format!("lingma-{i}"))
+            .collect()
     }
 
     fn confirm(&self, index: usize) {

@@ -91,6 +91,7 @@ keys! {
     ["lingma"] "lingma_kill_grace_sec" = "3", false, "seconds between SIGTERM and SIGKILL when stopping Lingma";
     ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
     ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
+    ["login"] "auth_recheck_sec" = "10", false, "how long a positive auth/status is trusted before the gate asks Lingma again";
     ["login"] "auto_login_enabled" = "false", false, "log a logged-out instance in by itself: a headless Chromium (via chromedriver) fills its account's login page";
     ["login"] "auto_login_headless" = "true", false, "run that browser headless (false shows a window: needs a display)";
     ["login"] "auto_login_timeout" = "120", false, "seconds one login attempt may take (browser and confirmation by auth/status)";
@@ -139,6 +140,8 @@ impl Account {
 /// Auto-login settings.
 #[derive(Debug, Clone)]
 pub struct LoginConfig {
+    /// How long a positive `auth/status` is trusted.
+    pub recheck: Duration,
     pub auto: bool,
     pub headless: bool,
     pub timeout: Duration,
@@ -532,6 +535,7 @@ impl RawConfig {
                 as usize,
             session_cache_ttl: self.secs("session_cache_ttl_sec", 1, 30 * 86_400)?,
             login: LoginConfig {
+                recheck: self.secs("auth_recheck_sec", 0, 3600)?,
                 auto: self.boolean("auto_login_enabled")?,
                 headless: self.boolean("auto_login_headless")?,
                 timeout: self.secs("auto_login_timeout", 5, 3600)?,

@@ -45,8 +45,37 @@ impl Gateway {
             .pool
             .lease(None, self.cfg.pool_wait)
             .map_err(lease_error)?;
-        self.logins.gate(&lease)?;
-        Ok(lease)
+        self.through_gate(lease)
+    }
+
+    /// The auth gate on a leased instance. One that is not logged in (and cannot be logged
+    /// in now) is traded for another ready instance known to be logged in, when there is
+    /// one; else the gate's error stands.
+    fn through_gate(&self, lease: Lease) -> Result<Lease, GatewayError> {
+        let Err(e) = self.logins.gate(&lease) else {
+            return Ok(lease);
+        };
+        if e.kind != ErrorKind::Authentication {
+            return Err(e);
+        }
+        let other = self
+            .logins
+            .logged_in_instances()
+            .into_iter()
+            .filter(|name| *name != lease.name)
+            .filter_map(|name| self.pool.lease_named(&name).ok())
+            .find(|other| self.logins.gate(other).is_ok());
+        match other {
+            Some(other) => {
+                log::info!(
+                    "{} is not logged in; serving from {} instead",
+                    lease.name,
+                    other.name
+                );
+                Ok(other)
+            }
+            None => Err(e),
+        }
     }
 
     /// The leased instance's models. An empty list means Lingma is not logged in, which no
@@ -76,7 +105,7 @@ impl Gateway {
                 "messages contain no text to send",
             ));
         }
-        let (lease, reused) = match self.continue_session(req) {
+        let (lease, mut reused) = match self.continue_session(req) {
             Some((lease, place, start)) => (lease, Some((place, start))),
             None => {
                 let lease = self
@@ -86,7 +115,11 @@ impl Gateway {
                 (lease, None)
             }
         };
-        self.logins.gate(&lease)?;
+        let first = lease.name.clone();
+        let lease = self.through_gate(lease)?;
+        if lease.name != first {
+            reused = None; // the session lives on the other instance: send the whole conversation
+        }
         let (question, session_id) = match &reused {
             Some((place, start)) => {
                 log::debug!(
@@ -211,9 +244,13 @@ impl Gateway {
     pub fn raw_models(&self, instance: Option<&str>) -> Result<(String, Value), GatewayError> {
         let lease = match instance {
             None => self.lease_any()?,
-            Some(name) => lease_named(&self.pool, name)?,
+            Some(name) => {
+                // The instance asked for, or its error: never another one.
+                let lease = lease_named(&self.pool, name)?;
+                self.logins.gate(&lease)?;
+                lease
+            }
         };
-        self.logins.gate(&lease)?;
         let mut raw = lease
             .raw_models(self.cfg.lingma_rpc_timeout)
             .map_err(upstream_error)?;

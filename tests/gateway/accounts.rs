@@ -298,3 +298,68 @@ fn malicious_bundles_stop_startup_and_write_nothing_outside() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Logs instance `n` out behind the gateway's back, over its own WebSocket (as if its login
+/// expired).
+fn log_out_directly(gw: &Gateway, n: usize) {
+    let info = std::fs::read_to_string(gw.dir.join(format!("work/instance-{n}/.info"))).unwrap();
+    let port: u16 = info.lines().next().unwrap().trim().parse().unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://127.0.0.1:{port}/"), tcp).expect("handshake");
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "auth/logout", "params": {}}).to_string();
+    let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    ws.send(tungstenite::Message::text(frame)).unwrap();
+    loop {
+        let msg = ws.read().unwrap().into_text().unwrap();
+        if msg.contains("\"id\":1") {
+            assert!(msg.contains("success"), "{msg}");
+            break;
+        }
+    }
+}
+
+#[test]
+fn requests_go_to_a_logged_in_instance_when_another_lost_its_login() {
+    let gw = Gateway::start_with(
+        Options {
+            instances: 2,
+            wait_ready: 2,
+            ..Options::default()
+        }
+        .env("auth_recheck_sec", "1"),
+    );
+    let whoami = |hint: &str| {
+        let mut body = chat_body("auto", "who? [[sim:whoami]]");
+        body["user"] = json!(hint);
+        let r = gw.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    // Both serve while both are logged in.
+    let mut seen: Vec<String> = (0..6).map(|i| whoami(&format!("u{i}"))).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["instance-0", "instance-1"]);
+    log_out_directly(&gw, 1);
+    // Once the gate's trust runs out (auth_recheck_sec), instance-1's requests move to
+    // instance-0 instead of failing.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for i in 0..6 {
+        assert_eq!(whoami(&format!("u{i}")), "instance-0");
+    }
+    assert!(gw
+        .log_text()
+        .contains("lingma-1 is not logged in; serving from lingma-0 instead"));
+    // /v1/models too.
+    for _ in 0..4 {
+        assert_eq!(gw.get("/v1/models").status, 200);
+    }
+}
