@@ -105,7 +105,11 @@ impl Gateway {
                 "messages contain no text to send",
             ));
         }
-        let (lease, mut reused) = match self.continue_session(req) {
+        // One pass over the conversation gives both the key of its prefix (to continue a
+        // session) and the digest of the whole (to store once the answer is in).
+        let digests = self.sessions.as_ref().map(|_| digest_conversation(req));
+        let prefix = digests.as_ref().and_then(|(_, prefix)| *prefix);
+        let (lease, mut reused) = match prefix.and_then(|p| self.continue_session(p)) {
             Some((lease, place, start)) => (lease, Some((place, start))),
             None => {
                 let lease = self
@@ -183,19 +187,17 @@ impl Gateway {
                 deadlines,
             }
         });
-        let remember = self.sessions.as_ref().map(|cache| {
-            let mut conv = Conversation::new(&req.scope, req);
-            for m in &req.messages {
-                conv.push(m);
-            }
-            Remember {
+        let remember = self
+            .sessions
+            .as_ref()
+            .zip(digests)
+            .map(|(cache, (conv, _))| Remember {
                 cache: Arc::clone(cache),
                 conv,
                 restarts: self.pool.restarts(&lease.name).unwrap_or(0),
                 text: String::new(),
                 calls: Vec::new(),
-            }
-        });
+            });
         Ok(Answer {
             stream: Some(stream),
             lease,
@@ -225,14 +227,12 @@ impl Gateway {
 
     /// A reused session for this conversation, if the cache has one and its instance is
     /// ready: the lease, where the session lives, and where the new part starts.
-    fn continue_session(&self, req: &ChatRequest) -> Option<(Lease, Place, usize)> {
+    fn continue_session(
+        &self,
+        (key, start): (sessions::Key, usize),
+    ) -> Option<(Lease, Place, usize)> {
         let cache = self.sessions.as_ref()?;
-        let start = sessions::new_part(&req.messages)?;
-        let mut prefix = Conversation::new(&req.scope, req);
-        for m in &req.messages[..start] {
-            prefix.push(m);
-        }
-        let place = cache.take(&prefix.key(), |p| {
+        let place = cache.take(&key, |p| {
             self.pool.restarts(&p.instance) == Some(p.restarts)
         })?;
         let lease = self.pool.lease_named(&place.instance).ok()?;
@@ -713,6 +713,22 @@ impl NativeTools {
             log::info!("Lingma's tool {} ({}) was left {}", c.name, c.id, c.status);
         }
     }
+}
+
+/// The digest of the whole conversation, and the key of its prefix (everything up to its
+/// last assistant message) with where the new part starts, when it has one.
+fn digest_conversation(req: &ChatRequest) -> (Conversation, Option<(sessions::Key, usize)>) {
+    let mut conv = Conversation::new(&req.scope, req);
+    let start = sessions::new_part(&req.messages);
+    let split = start.unwrap_or(0);
+    for m in &req.messages[..split] {
+        conv.push(m);
+    }
+    let prefix = start.map(|start| (conv.key(), start));
+    for m in &req.messages[split..] {
+        conv.push(m);
+    }
+    (conv, prefix)
 }
 
 /// Leases the instance called `name` if it is ready (operator routes, session reuse).
