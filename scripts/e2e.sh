@@ -5,8 +5,8 @@
 #   scripts/e2e.sh [path/to/lingma-gateway]      (default: target/debug/lingma-gateway)
 #
 # Env: SHARED (default ../shared), CLIENT_CHECKS (default "openai_sdk anthropic_sdk
-# claude_code"), OPENAI_CHECKS / ANTHROPIC_CHECKS / CLAUDE_CHECKS (each script's CHECKS),
-# KEEP_LOGS=1.
+# claude_code codex codex_chat"), OPENAI_CHECKS / ANTHROPIC_CHECKS / CLAUDE_CHECKS /
+# CODEX_CHECKS (each script's CHECKS), KEEP_LOGS=1.
 # Starts the gateway on a free port with an API key, waits for /healthz, runs each client
 # script, then stops the gateway with SIGTERM and checks it exited cleanly. Exit status is
 # non-zero if any client check failed.
@@ -57,14 +57,23 @@ echo "# gateway on http://$ADDR (simulator, 2 instances)"
 # default model). It cannot force a tool: its prompt carries the simulator's directives, which make
 # the simulator call Bash with a command whose output (SIM-TOOL-42) proves a shell ran it.
 CC_TOOL_PROMPT='Use the Bash tool to run the command: echo SIM-TOOL-$((6*7)) and then tell me what it printed. [[sim:tool=Bash]] [[sim:cmd=echo SIM-TOOL-$((6*7))]]'
+# Codex likewise: its shell tool is exec_command on the Responses wire (Codex 0.169) and
+# shell (command as an argv array) on the legacy chat wire (Codex 0.94).
+codex_prompt() { echo "Run the shell command: echo SIM-TOOL-\$((6*7)) and tell me what it printed. [[sim:tool=$1]] [[sim:cmd=echo SIM-TOOL-\$((6*7))]]"; }
+run_codex() {  # $1 = wire api, $2 = shell tool name
+  BASE_URL="http://$ADDR" API_KEY="$KEY" MODEL="${MODEL:-auto}" WIRE_API="$1" EXPECT="Lingma simulator" \
+    TOOL_PROMPT="$(codex_prompt "$2")" EXPECT_TOOL="SIM-TOOL-42" EXPECT_TOOL_OUTPUT="SIM-TOOL-42" TOOL_STRICT=1 \
+    CHECKS="${CODEX_CHECKS:-text,tool}" TIMEOUT="${CODEX_TIMEOUT:-120}" \
+    "$CLIENTS/run_codex.sh"
+}
 failed=0
-for client in ${CLIENT_CHECKS:-openai_sdk anthropic_sdk claude_code}; do
+for client in ${CLIENT_CHECKS:-openai_sdk anthropic_sdk claude_code codex codex_chat}; do
   echo "# --- $client"
   case "$client" in
     openai_sdk)
       BASE_URL="http://$ADDR" API_KEY="$KEY" MODEL="${MODEL:-auto}" EXPECT="Lingma simulator" \
         EXPECT_TOOL="sunny, 21C" \
-        CHECKS="${OPENAI_CHECKS:-models,chat,chat_stream,chat_tools,chat_tools_stream}" \
+        CHECKS="${OPENAI_CHECKS:-models,chat,chat_stream,chat_tools,chat_tools_stream,responses,responses_stream,responses_tools}" \
         "$CLIENTS/run_openai_sdk.sh" || failed=1 ;;
     anthropic_sdk)
       for auth in sdk x-api-key; do
@@ -78,6 +87,8 @@ for client in ${CLIENT_CHECKS:-openai_sdk anthropic_sdk claude_code}; do
         TOOL_PROMPT="$CC_TOOL_PROMPT" EXPECT_TOOL="SIM-TOOL-42" EXPECT_TOOL_OUTPUT="SIM-TOOL-42" TOOL_STRICT=1 \
         CHECKS="${CLAUDE_CHECKS:-text,tool}" TIMEOUT="${CLAUDE_TIMEOUT:-120}" \
         "$CLIENTS/run_claude_code.sh" || failed=1 ;;
+    codex) run_codex responses exec_command || failed=1 ;;
+    codex_chat) run_codex chat shell || failed=1 ;;
     *) echo "unknown client $client"; failed=1 ;;
   esac
 done

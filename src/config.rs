@@ -62,7 +62,7 @@ keys! {
     ["gateway"] "api_keys" = "", true, "comma-separated client keys (Authorization: Bearer or x-api-key); empty = no auth";
     ["gateway"] "log_level" = "info", false, "error | warn | info | debug | trace (trace logs every Lingma frame)";
     ["gateway"] "max_workers" = "256", false, "requests handled at once; more get 503";
-    ["gateway"] "gateway_max_in_flight" = "64", false, "chat requests (chat completions, messages) running at once; more wait in a queue (keep it below max_workers: queued requests hold a worker)";
+    ["gateway"] "gateway_max_in_flight" = "64", false, "chat requests (chat completions, responses, messages) running at once; more wait in a queue (keep it below max_workers: queued requests hold a worker)";
     ["gateway"] "gateway_queue_timeout_sec" = "10", false, "how long a chat request waits in that queue before 429 with Retry-After (0 = refuse at once)";
     ["gateway"] "admin_token" = "", true, "token for /internal/* (Authorization: Bearer); empty = the api_keys (warned); with neither, /internal/* answers only on a loopback host";
     ["gateway"] "metrics_token" = "", true, "token for GET /metrics (Authorization: Bearer); the admin credential works too";
@@ -77,6 +77,8 @@ keys! {
     ["gateway"] "session_reuse_enabled" = "true", false, "continue a conversation on the same Lingma session, sending only the new turn (the session keeps the history)";
     ["gateway"] "session_cache_max_entries" = "10000", false, "conversations remembered for reuse (least recently used dropped first); 0 = none";
     ["gateway"] "session_cache_ttl_sec" = "3600", false, "how long a conversation is remembered for reuse";
+    ["gateway"] "responses_store_max_entries" = "1000", false, "/v1/responses answers kept for previous_response_id (least recently used dropped first; a conversation's turns are shared, not copied); 0 = none";
+    ["gateway"] "responses_store_ttl_sec" = "3600", false, "how long a /v1/responses answer can be continued with previous_response_id";
     ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
     ["gateway"] "model_aliases" = "claude-*=default", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix); key `default` = default_model (the default sends Claude Code's own model names to default_model)";
     ["lingma"] "simulator" = "false", false, "true = spawn the bundled Lingma simulator instead of lingma_bin (tests and demos only)";
@@ -192,6 +194,8 @@ pub struct Config {
     pub session_reuse: bool,
     pub session_cache_max_entries: usize,
     pub session_cache_ttl: Duration,
+    pub responses_store_max_entries: usize,
+    pub responses_store_ttl: Duration,
     pub login: LoginConfig,
     /// In name order; instance i belongs to `instance_accounts()[i]`.
     pub accounts: Vec<Account>,
@@ -534,6 +538,9 @@ impl RawConfig {
             session_cache_max_entries: self.uint("session_cache_max_entries", 0, 10_000_000)?
                 as usize,
             session_cache_ttl: self.secs("session_cache_ttl_sec", 1, 30 * 86_400)?,
+            responses_store_max_entries: self.uint("responses_store_max_entries", 0, 10_000_000)?
+                as usize,
+            responses_store_ttl: self.secs("responses_store_ttl_sec", 1, 30 * 86_400)?,
             login: LoginConfig {
                 recheck: self.secs("auth_recheck_sec", 0, 3600)?,
                 auto: self.boolean("auto_login_enabled")?,

@@ -105,6 +105,28 @@ impl Message {
     }
 }
 
+/// Joins assistant messages that follow each other into one: some clients echo one answer
+/// as several (Codex 0.94 sends its calls and its text as two), and one answer is one
+/// message everywhere else (prompt turns, session-reuse keys).
+pub fn join_assistant_runs(messages: Vec<Message>) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::with_capacity(messages.len());
+    for m in messages {
+        match out.last_mut() {
+            Some(prev) if prev.role == Role::Assistant && m.role == Role::Assistant => {
+                if !m.text.is_empty() {
+                    if !prev.text.is_empty() {
+                        prev.text.push('\n');
+                    }
+                    prev.text.push_str(&m.text);
+                }
+                prev.tool_calls.extend(m.tool_calls);
+            }
+            _ => out.push(m),
+        }
+    }
+    out
+}
+
 /// A chat request in protocol-neutral form.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -121,6 +143,9 @@ pub struct ChatRequest {
     /// Tools the client declares (after the allowlist).
     pub tools: Vec<ToolSpec>,
     pub tool_choice: ToolChoice,
+    /// `parallel_tool_calls: false`: an answer carries at most one tool call (later ones are
+    /// dropped).
+    pub one_tool_call: bool,
     /// Whose conversation this is (a digest of the client's API key): session reuse never
     /// crosses it.
     pub scope: String,
@@ -224,6 +249,27 @@ pub fn estimate_tokens(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_echoed_as_two_assistant_messages_is_one() {
+        let mut calls = Message::new(Role::Assistant, "");
+        calls.tool_calls.push(ToolCall {
+            id: "c".into(),
+            name: "shell".into(),
+            arguments: serde_json::json!({}),
+        });
+        let joined = join_assistant_runs(vec![
+            Message::new(Role::User, "u"),
+            calls,
+            Message::new(Role::Assistant, "I'll call shell now."),
+            Message::new(Role::Tool, ""),
+            Message::new(Role::Assistant, "a"),
+        ]);
+        assert_eq!(joined.len(), 4);
+        assert_eq!(joined[1].text, "I'll call shell now.");
+        assert_eq!(joined[1].tool_calls.len(), 1);
+        assert_eq!(joined[3].text, "a");
+    }
 
     fn msg(role: Role, text: &str) -> Message {
         Message::new(role, text)

@@ -222,6 +222,8 @@ impl Gateway {
             first_output_at: None,
             remember,
             session_id: String::new(),
+            one_tool_call: req.one_tool_call,
+            calls_out: 0,
         })
     }
 
@@ -321,6 +323,9 @@ pub struct Answer {
     remember: Option<Remember>,
     /// The Lingma session the answer ran on (from `chat/finish`).
     session_id: String,
+    /// At most one tool call goes out (`parallel_tool_calls: false`).
+    one_tool_call: bool,
+    calls_out: usize,
 }
 
 /// The answer as the client will echo it back, gathered as it goes out, to store the
@@ -557,6 +562,15 @@ impl Answer {
                 }
             }
             Piece::Call(call) => {
+                if self.one_tool_call && self.calls_out > 0 {
+                    log::info!(
+                        "{}: dropped a further call of {} (parallel_tool_calls is false)",
+                        self.lease.name,
+                        call.name
+                    );
+                    return;
+                }
+                self.calls_out += 1;
                 let rest = self.stop.finish();
                 self.push_text(rest);
                 self.release_held();

@@ -11,13 +11,12 @@
 //! `session_cache_max_entries`, and die with their instance (a restart changes its restart
 //! count). A miss is never an error: the request goes as a whole on a new session.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 
+use crate::lru::TtlLru;
 use crate::model::{ChatRequest, Message, Role, ToolCall};
 
 pub type Key = [u8; 20];
@@ -31,17 +30,8 @@ pub struct Place {
     pub restarts: u64,
 }
 
-struct Entry {
-    place: Place,
-    stored: Instant,
-    used: u64,
-}
-
 pub struct SessionCache {
-    max: usize,
-    ttl: Duration,
-    map: Mutex<HashMap<Key, Entry>>,
-    tick: AtomicU64,
+    entries: TtlLru<Key, Place>,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
@@ -49,36 +39,24 @@ pub struct SessionCache {
 impl SessionCache {
     pub fn new(max: usize, ttl: Duration) -> Self {
         SessionCache {
-            max,
-            ttl,
-            map: Mutex::new(HashMap::new()),
-            tick: AtomicU64::new(0),
+            entries: TtlLru::new(max, ttl),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 
     /// Takes the entry for `key` if it is fresh and `alive` says its instance is still the
     /// one that stored it. Counts a hit or a miss.
     pub fn take(&self, key: &Key, alive: impl FnOnce(&Place) -> bool) -> Option<Place> {
-        let found = self
-            .lock()
-            .remove(key)
-            .filter(|e| e.stored.elapsed() < self.ttl)
-            .map(|e| e.place)
-            .filter(alive);
+        let found = self.entries.take(key).filter(alive);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -89,39 +67,12 @@ impl SessionCache {
     }
 
     pub fn insert(&self, key: Key, place: Place) {
-        if self.max == 0 {
-            return;
-        }
-        let used = self.tick.fetch_add(1, Ordering::Relaxed);
-        let mut map = self.lock();
-        if map.len() >= self.max && !map.contains_key(&key) {
-            // Make room for a tenth of the cache at once, so a full cache costs one scan per
-            // max/10 inserts, not one per insert: expired entries first, then the least
-            // recently used.
-            map.retain(|_, e| e.stored.elapsed() < self.ttl);
-            let target = self.max - (self.max / 10).max(1);
-            if map.len() > target {
-                let mut by_age: Vec<(u64, Key)> = map.iter().map(|(k, e)| (e.used, *k)).collect();
-                let drop = map.len() - target;
-                by_age.select_nth_unstable(drop - 1);
-                for (_, k) in &by_age[..drop] {
-                    map.remove(k);
-                }
-            }
-        }
-        map.insert(
-            key,
-            Entry {
-                place,
-                stored: Instant::now(),
-                used,
-            },
-        );
+        self.entries.insert(key, place);
     }
 
     /// Forgets every entry of an instance (it restarted or logged in anew).
     pub fn forget_instance(&self, instance: &str) {
-        self.lock().retain(|_, e| e.place.instance != instance);
+        self.entries.retain(|p| p.instance != instance);
     }
 }
 

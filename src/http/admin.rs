@@ -267,7 +267,8 @@ pub fn capabilities(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
                 "openai": {
                     "models": true,
                     "chat_completions": true,
-                    "responses": false,
+                    "responses": true,
+                    "responses_previous_response_id": cfg.responses_store_max_entries > 0,
                     "streaming": true,
                     "reasoning_content": true,
                     "response_tool_calls": true,
@@ -290,7 +291,15 @@ pub fn capabilities(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
                     "auto_approve_native": tools.auto_approve,
                     "report_native": tools.report_native,
                 },
-                "session_reuse": {"enabled": false},
+                "session_reuse": {
+                    "enabled": cfg.session_reuse,
+                    "max_entries": cfg.session_cache_max_entries,
+                    "ttl_sec": cfg.session_cache_ttl.as_secs(),
+                },
+                "responses_store": {
+                    "max_entries": cfg.responses_store_max_entries,
+                    "ttl_sec": cfg.responses_store_ttl.as_secs(),
+                },
                 "pool": {
                     "configured_instance_count": cfg.instance_count,
                     "default_model": cfg.default_model,

@@ -139,13 +139,18 @@ pub fn parse_messages(
     let tool_choice = parse_tool_choice(obj, &tools)?;
     let req = ChatRequest {
         model,
-        messages,
+        messages: crate::model::join_assistant_runs(messages),
         stream,
         stop,
         max_tokens,
         affinity: None,
         tools,
         tool_choice,
+        one_tool_call: obj
+            .get("tool_choice")
+            .and_then(|c| c.get("disable_parallel_tool_use"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         scope: String::new(),
     };
     Ok((req, opts))

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod exchange;
 pub mod gate;
 pub mod openai;
+pub mod responses;
 pub mod routes;
 pub mod sse;
 pub mod stream;

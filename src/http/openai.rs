@@ -24,7 +24,7 @@ pub fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).filter(|v| !v.is_null())
 }
 
-fn type_error(param: &str, want: &str, got: &Value) -> GatewayError {
+pub(super) fn type_error(param: &str, want: &str, got: &Value) -> GatewayError {
     GatewayError::invalid(
         param,
         format!(
@@ -47,6 +47,18 @@ pub fn body_object(body: &Value) -> Result<&Map<String, Value>, GatewayError> {
     })
 }
 
+/// The required `model` string of an OpenAI body.
+pub(super) fn model_field(obj: &Map<String, Value>) -> Result<String, GatewayError> {
+    match field(obj, "model") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(type_error("model", "a string", other)),
+        None => Err(GatewayError::invalid(
+            "model",
+            "you must provide a model parameter",
+        )),
+    }
+}
+
 pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -61,16 +73,7 @@ pub fn kind_of(v: &Value) -> &'static str {
 /// Parses and validates a `/v1/chat/completions` body.
 pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayError> {
     let obj = body_object(body)?;
-    let model = match field(obj, "model") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(type_error("model", "a string", other)),
-        None => {
-            return Err(GatewayError::invalid(
-                "model",
-                "you must provide a model parameter",
-            ))
-        }
-    };
+    let model = model_field(obj)?;
     let messages = match field(obj, "messages") {
         Some(Value::Array(a)) if a.is_empty() => {
             return Err(GatewayError::invalid(
@@ -78,11 +81,12 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
                 "'messages' must contain at least one message.",
             ))
         }
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, m)| parse_message(i, m))
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(a)) => crate::model::join_assistant_runs(
+            a.iter()
+                .enumerate()
+                .map(|(i, m)| parse_message(i, m))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
         Some(other) => return Err(type_error("messages", "an array", other)),
         None => {
             return Err(GatewayError::invalid(
@@ -159,6 +163,7 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
     };
     let tools = parse_tools(obj)?;
     let tool_choice = parse_tool_choice(obj, &tools)?;
+    let one_tool_call = !opt_bool(obj, "parallel_tool_calls")?.unwrap_or(true);
     let req = ChatRequest {
         model,
         messages,
@@ -168,6 +173,7 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         affinity,
         tools,
         tool_choice,
+        one_tool_call,
         scope: String::new(),
     };
     let prompt_cache_key = match field(obj, "prompt_cache_key") {
@@ -184,7 +190,7 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
     ))
 }
 
-fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, GatewayError> {
+pub(super) fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, GatewayError> {
     match field(obj, name) {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(other) => Err(type_error(name, "a boolean", other)),
@@ -412,7 +418,7 @@ fn parse_tool_choice(
 }
 
 /// A message's text: a string, or text parts joined. Other part types are refused.
-fn content_text(at: &str, content: Option<&Value>) -> Result<String, GatewayError> {
+pub(super) fn content_text(at: &str, content: Option<&Value>) -> Result<String, GatewayError> {
     match content {
         None => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -431,7 +437,16 @@ fn content_text(at: &str, content: Option<&Value>) -> Result<String, GatewayErro
                         }
                         other => return Err(type_error(&format!("{pat}.text"), "a string", other.unwrap_or(&Value::Null))),
                     },
-                    "image_url" | "input_image" | "input_audio" | "file" => {
+                    // An assistant's refusal, echoed back: its text is what was said.
+                    "refusal" => {
+                        if let Some(Value::String(t)) = part.get("refusal") {
+                            if !out.is_empty() {
+                                out.push('\n');
+                            }
+                            out.push_str(t);
+                        }
+                    }
+                    "image_url" | "input_image" | "input_audio" | "file" | "input_file" => {
                         return Err(GatewayError::invalid(
                             pat,
                             format!("Content parts of type '{kind}' are not supported: Lingma's chat takes text only."),

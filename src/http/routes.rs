@@ -12,12 +12,14 @@ use super::auth::{ApiKeys, OperatorAuth};
 use super::exchange::Exchange;
 use super::gate::Gate;
 use super::openai::{self, ChunkEncoder};
+use super::responses::{self, ResponsesEncoder};
 use super::stream::stream_answer;
 use crate::config::RawConfig;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::Metrics;
-use crate::model::{ChatRequest, Event, ToolChoice};
+use crate::model::{ChatRequest, Event, Message, Role, ToolChoice};
 use crate::prompt;
+use crate::response_store::ResponseStore;
 use crate::service::{Answer, Gateway};
 
 pub struct App {
@@ -27,6 +29,8 @@ pub struct App {
     pub gate: Gate,
     pub metrics: Metrics,
     pub debug: DebugRing,
+    /// Recent `/v1/responses` answers, for `previous_response_id`.
+    pub responses: Arc<ResponseStore>,
     /// `(key, value, origin)` with secrets redacted, as `check-config` prints them.
     pub effective_config: Vec<(String, String, String)>,
 }
@@ -47,6 +51,10 @@ impl App {
             gate: Gate::new(cfg.max_in_flight, cfg.queue_timeout),
             metrics: Metrics::new(),
             debug: DebugRing::new(known),
+            responses: Arc::new(ResponseStore::new(
+                cfg.responses_store_max_entries,
+                cfg.responses_store_ttl,
+            )),
             effective_config: raw.redacted(),
             gw,
         }
@@ -59,6 +67,7 @@ enum Route {
     Health,
     Models,
     ChatCompletions,
+    Responses,
     Messages,
     CountTokens,
     Metrics,
@@ -83,6 +92,7 @@ impl Route {
             Route::Health => ("/healthz", "gateway"),
             Route::Models => ("/v1/models", "openai"),
             Route::ChatCompletions => ("/v1/chat/completions", "openai"),
+            Route::Responses => ("/v1/responses", "openai"),
             Route::Messages => ("/v1/messages", "anthropic"),
             Route::CountTokens => ("/v1/messages/count_tokens", "anthropic"),
             Route::Metrics => ("/metrics", "gateway"),
@@ -117,6 +127,8 @@ const ROUTES: &[(&str, &[&str], Route)] = &[
     ("/models", &["GET"], Route::Models),
     ("/v1/chat/completions", &["POST"], Route::ChatCompletions),
     ("/chat/completions", &["POST"], Route::ChatCompletions),
+    ("/v1/responses", &["POST"], Route::Responses),
+    ("/responses", &["POST"], Route::Responses),
     ("/v1/messages", &["POST"], Route::Messages),
     ("/messages", &["POST"], Route::Messages),
     ("/v1/messages/count_tokens", &["POST"], Route::CountTokens),
@@ -191,6 +203,10 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         Route::ChatCompletions => {
             app.keys.check(ex)?;
             chat_completions(app, ex)
+        }
+        Route::Responses => {
+            app.keys.check(ex)?;
+            responses(app, ex)
         }
         Route::Messages => {
             app.keys.check(ex)?;
@@ -288,6 +304,55 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         return Ok(());
     }
     let mut enc = ChunkEncoder::new(id, now(), model, &opts);
+    stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
+}
+
+fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    app.debug.record(ex, &body);
+    let (mut req, opts) = responses::parse_responses(&body)?;
+    drop(body);
+    // A previous response's conversation goes between the instructions (never carried
+    // over) and the new input.
+    let scope = super::auth::scope(ex);
+    let previous = match &opts.previous_response_id {
+        Some(id) => Some(
+            app.responses
+                .get(&scope, id)
+                .ok_or_else(|| responses::unknown_previous(id))?,
+        ),
+        None => None,
+    };
+    let input = std::mem::take(&mut req.messages);
+    let instructions = opts.instructions.iter().filter(|i| !i.trim().is_empty());
+    req.messages = instructions
+        .map(|i| Message::new(Role::System, i.clone()))
+        .chain(previous.iter().flat_map(|p| p.messages().cloned()))
+        .chain(input.iter().cloned())
+        .collect();
+    if req.messages.iter().all(Message::is_empty) {
+        return Err(GatewayError::invalid(
+            "input",
+            "The input contains no text to send.",
+        ));
+    }
+    req.affinity = affinity_hint(ex, None, opts.hints.clone());
+    let (_slot, mut answer, model) = start(app, ex, &mut req)?;
+    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    let mut enc = ResponsesEncoder::new(id.clone(), now(), model, &opts);
+    if opts.store {
+        let store = Arc::clone(&app.responses);
+        enc.on_finish(move |answer| {
+            let mut turn = input;
+            turn.push(answer.clone());
+            store.insert(&scope, &id, previous.as_deref(), turn);
+        });
+    }
+    if !req.stream {
+        let events = collect(ex, &mut answer)?;
+        ex.json(200, &responses::fold_response(&mut enc, &events));
+        return Ok(());
+    }
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
 }
 

@@ -31,7 +31,7 @@ const DIRECTIVE_CLOSE: &str = "]]";
 /// The command of `[[sim:cmd=...]]` when there is none.
 pub const DEFAULT_COMMAND: &str = "echo sim-tool";
 /// How much of each tool result the answer to a tool-result turn quotes.
-const RESULT_CHARS: usize = 300;
+const RESULT_CHARS: usize = 2000;
 /// The most calls one `[[sim:calls=N]]` answer holds.
 const MAX_CALLS: usize = 100;
 
@@ -440,7 +440,7 @@ fn tool_to_call(prompt: &Prompt, d: &Directives) -> Option<(String, Value)> {
     Some((tool.name.clone(), tool.schema.clone()))
 }
 
-/// `Tool result received: ` and the first 300 characters of each result, joined by ` | `.
+/// `Tool result received: ` and the first 2000 characters of each result, joined by ` | `.
 fn tool_results_answer(prompt: &Prompt) -> String {
     let parts: Vec<String> = prompt
         .results
@@ -1206,7 +1206,7 @@ mod tests {
 
     #[test]
     fn tool_results_are_acknowledged_first() {
-        let long = "x".repeat(400);
+        let long = "x".repeat(2100);
         let q = prompt(
             ANY,
             &format!("[user]\nweather? [[sim:tool=get_weather]][[sim:chunks=3]]\n\n[assistant]\nI'll call get_weather now.\n{BASH_CALL}\n[tool_result get_weather call_id=toolu_01]\nsunny, 21C\n\n[tool_result Bash call_id=toolu_02 error]\n{long}\n\n{RETRY}"),
@@ -1214,7 +1214,7 @@ mod tests {
         let p = plan(&turn(&q, auto()));
         assert_eq!(
             p.answer,
-            format!("Tool result received: sunny, 21C | {}", "x".repeat(300))
+            format!("Tool result received: sunny, 21C | {}", "x".repeat(2000))
         );
         assert!(p.note.unwrap().ends_with("retry=true -> tool-results(2)"));
     }

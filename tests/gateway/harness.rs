@@ -208,6 +208,17 @@ impl Gateway {
         )
     }
 
+    /// A POST with `key` as the Bearer credential (for gateways with several API keys).
+    pub fn post_as(&self, key: &str, path: &str, body: &Value) -> Resp {
+        request(
+            &self.addr,
+            "POST",
+            path,
+            &[("Authorization", &format!("Bearer {key}"))],
+            Some(body.to_string().as_bytes()),
+        )
+    }
+
     /// Starts a streaming POST and returns once the response head is in.
     pub fn post_stream(&self, path: &str, body: &Value) -> Stream {
         let h = self.auth();
@@ -584,4 +595,13 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// The simulator's `[[sim:turn]]` answer, `turn N of session S`, as (N, S).
+pub fn turn(answer: &str) -> (u32, String) {
+    let rest = answer
+        .strip_prefix("turn ")
+        .unwrap_or_else(|| panic!("not a turn answer: {answer}"));
+    let (n, session) = rest.split_once(" of session ").unwrap();
+    (n.parse().unwrap(), session.trim().to_string())
 }

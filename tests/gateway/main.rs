@@ -8,6 +8,7 @@ mod harness;
 mod observability;
 mod openai_chat;
 mod resilience;
+mod responses;
 mod sessions;
 mod startup;
 mod tools;

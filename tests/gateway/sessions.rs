@@ -22,15 +22,6 @@ fn anthropic_text(v: &Value) -> String {
         .collect()
 }
 
-/// `turn N of session S` → (N, S).
-fn turn(answer: &str) -> (u32, String) {
-    let rest = answer
-        .strip_prefix("turn ")
-        .unwrap_or_else(|| panic!("not a turn answer: {answer}"));
-    let (n, session) = rest.split_once(" of session ").unwrap();
-    (n.parse().unwrap(), session.trim().to_string())
-}
-
 #[test]
 fn openai_turn_two_goes_as_only_the_new_text_on_the_same_session() {
     let gw = Gateway::start_with(Options {
@@ -108,16 +99,10 @@ fn another_api_key_never_continues_someone_elses_session() {
         ..Options::default()
     });
     let ask = |key: &str, messages: &Value| {
-        request(
-            &gw.addr,
-            "POST",
+        gw.post_as(
+            key,
             "/v1/chat/completions",
-            &[("Authorization", &format!("Bearer {key}"))],
-            Some(
-                json!({"model": "auto", "messages": messages})
-                    .to_string()
-                    .as_bytes(),
-            ),
+            &json!({"model": "auto", "messages": messages}),
         )
         .json()
     };
