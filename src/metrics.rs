@@ -51,6 +51,8 @@ pub struct Live<'a> {
     pub instances: &'a [InstanceStatus],
     /// Session reuse: `(hits, misses, entries)`, when it is on.
     pub sessions: Option<(u64, u64, usize)>,
+    /// `/v1/responses` answers kept for `previous_response_id`.
+    pub responses_stored: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -334,6 +336,12 @@ impl Metrics {
                 &one(size.to_string()),
             );
         }
+        gauge(
+            &mut out,
+            "lingma_gateway_responses_stored",
+            "Responses kept for previous_response_id.",
+            &[(String::new(), live.responses_stored.to_string())],
+        );
         out
     }
 }
@@ -431,6 +439,7 @@ mod tests {
         m.record(&record("/v1/chat/completions", 502, 3, 0));
         let text = m.render(&Live {
             sessions: Some((1, 2, 3)),
+            responses_stored: 4,
             in_flight: 1,
             queued: 2,
             instances: &[],
@@ -442,6 +451,7 @@ mod tests {
             "lingma_gateway_session_cache_hits_total 1",
             "lingma_gateway_session_cache_misses_total 2",
             "lingma_gateway_session_cache_entries 3",
+            "lingma_gateway_responses_stored 4",
             "lingma_gateway_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.05\"} 2",
             "lingma_gateway_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"1\"} 3",
             "lingma_gateway_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"+Inf\"} 3",

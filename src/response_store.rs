@@ -15,6 +15,8 @@ use crate::model::Message;
 #[derive(Debug, Default)]
 pub struct Stored {
     segments: Vec<Arc<Vec<Message>>>,
+    /// The response object, as `GET /v1/responses/{id}` returns it.
+    pub response: serde_json::Value,
 }
 
 impl Stored {
@@ -41,15 +43,29 @@ impl ResponseStore {
         self.entries.get(&(scope.to_string(), id.to_string()))
     }
 
-    /// Remembers response `id`: the conversation of `previous` (if any), then `turn` (this
-    /// request's new input and the answer).
-    pub fn insert(&self, scope: &str, id: &str, previous: Option<&Stored>, turn: Vec<Message>) {
+    /// Remembers response `id` (its object is `response`): the conversation of `previous`
+    /// (if any), then `turn` (this request's new input and the answer).
+    pub fn insert(
+        &self,
+        scope: &str,
+        id: &str,
+        previous: Option<&Stored>,
+        turn: Vec<Message>,
+        response: serde_json::Value,
+    ) {
         let mut segments = previous.map(|p| p.segments.clone()).unwrap_or_default();
         segments.push(Arc::new(turn));
         self.entries.insert(
             (scope.to_string(), id.to_string()),
-            Arc::new(Stored { segments }),
+            Arc::new(Stored { segments, response }),
         );
+    }
+
+    /// Forgets response `id`; whether this API key had it.
+    pub fn remove(&self, scope: &str, id: &str) -> bool {
+        self.entries
+            .remove(&(scope.to_string(), id.to_string()))
+            .is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -65,6 +81,7 @@ impl ResponseStore {
 mod tests {
     use super::*;
     use crate::model::Role;
+    use serde_json::{json, Value};
 
     fn texts(s: &Stored) -> Vec<&str> {
         s.messages().map(|m| m.text.as_str()).collect()
@@ -79,9 +96,15 @@ mod tests {
                 Message::new(Role::Assistant, a),
             ]
         };
-        store.insert("k", "resp_1", None, turn("hi", "hello"));
+        store.insert("k", "resp_1", None, turn("hi", "hello"), Value::Null);
         let first = store.get("k", "resp_1").unwrap();
-        store.insert("k", "resp_2", Some(&first), turn("more", "sure"));
+        store.insert(
+            "k",
+            "resp_2",
+            Some(&first),
+            turn("more", "sure"),
+            json!({"id": "resp_2"}),
+        );
         let second = store.get("k", "resp_2").unwrap();
         assert_eq!(texts(&second), ["hi", "hello", "more", "sure"]);
         assert_eq!(
@@ -95,5 +118,9 @@ mod tests {
         );
         assert!(store.get("k", "resp_3").is_none());
         assert_eq!(store.len(), 2);
+        assert_eq!(second.response["id"], "resp_2");
+        assert!(!store.remove("other-key", "resp_2"));
+        assert!(store.remove("k", "resp_2"));
+        assert!(store.get("k", "resp_2").is_none());
     }
 }

@@ -98,8 +98,7 @@ impl Gateway {
 
     /// Starts a chat. Errors here happen before any byte reaches the client.
     pub fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
-        let full_question = prompt::question(req);
-        if full_question.trim().is_empty() {
+        if req.messages.iter().all(crate::model::Message::is_empty) {
             return Err(GatewayError::invalid(
                 "messages",
                 "messages contain no text to send",
@@ -133,7 +132,9 @@ impl Gateway {
                 );
                 (prompt::question_from(req, *start), place.session_id.clone())
             }
-            None => (full_question.clone(), String::new()),
+            // Rendered only here: a continued session never needs the whole prompt (unless
+            // a forced tool choice has to retry, below).
+            None => (prompt::question(req), String::new()),
         };
         let models = self.models(&lease)?;
         let model = models.resolve(&req.model, &self.cfg.default_model, &self.cfg.model_aliases).cloned().ok_or_else(|| {
@@ -180,7 +181,11 @@ impl Gateway {
             // A new session, with the whole conversation.
             ask.session_id = String::new();
             ask.is_reply = false;
-            ask.question = prompt::with_retry_instruction(&full_question, &req.tool_choice);
+            let full = match reused {
+                Some(_) => prompt::question(req),
+                None => question.clone(),
+            };
+            ask.question = prompt::with_retry_instruction(&full, &req.tool_choice);
             Retry {
                 ask,
                 as_request: self.cfg.chat_ask_as_request,

@@ -109,6 +109,7 @@ pub fn metrics(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     });
     let text = app.metrics.render(&Live {
         sessions,
+        responses_stored: app.responses.len(),
         in_flight: counts.running,
         queued: counts.queued,
         instances: &instances,
@@ -150,6 +151,13 @@ pub fn stats(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
                 "rejected": m.queue_rejected,
             },
             "pool": instances,
+            "session_cache": app.gw.sessions.as_ref().map_or(json!({"enabled": false}), |c| json!({
+                "enabled": true,
+                "entries": c.len(),
+                "hits": c.hits.load(std::sync::atomic::Ordering::Relaxed),
+                "misses": c.misses.load(std::sync::atomic::Ordering::Relaxed),
+            })),
+            "responses_store": {"entries": app.responses.len()},
             "debug_requests": app.debug.len(),
         }),
     );

@@ -582,7 +582,7 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-type OnFinish = Box<dyn FnOnce(&Message) + Send>;
+type OnFinish = Box<dyn FnOnce(&Message, &Value) + Send>;
 
 /// Turns internal events into Responses stream events, and keeps the response object they
 /// add up to (the `response.completed` payload, and the non-stream body).
@@ -622,8 +622,8 @@ impl ResponsesEncoder {
         }
     }
 
-    /// Sets what runs with the answer when the response finishes.
-    pub fn on_finish(&mut self, f: impl FnOnce(&Message) + Send + 'static) {
+    /// Sets what runs with the answer and the finished response object.
+    pub fn on_finish(&mut self, f: impl FnOnce(&Message, &Value) + Send + 'static) {
         self.on_finish = Some(Box::new(f));
     }
 
@@ -863,10 +863,10 @@ impl StreamEncoder for ResponsesEncoder {
                 };
                 self.close(status, &mut out);
                 self.end = Some((reason.clone(), *usage));
-                if let Some(f) = self.on_finish.take() {
-                    f(&self.answer);
-                }
                 let r = self.response(None);
+                if let Some(f) = self.on_finish.take() {
+                    f(&self.answer, &r);
+                }
                 let name = if status == "completed" {
                     ev::COMPLETED
                 } else {

@@ -112,6 +112,9 @@ impl Route {
 
 /// The metrics labels of a request path; one label for every unknown path.
 pub fn labels(path: &str) -> (&'static str, &'static str) {
+    if stored_response_id(path).is_some() {
+        return ("/v1/responses/{id}", "openai");
+    }
     ROUTES
         .iter()
         .find(|(p, _, _)| *p == path)
@@ -166,7 +169,18 @@ pub fn handle(app: &App, ex: &mut Exchange) {
     }
 }
 
+/// `/v1/responses/{id}` (or `/responses/{id}`): the id, when the path is one.
+fn stored_response_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/responses/")
+        .or_else(|| path.strip_prefix("/responses/"))
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
 fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    if let Some(id) = stored_response_id(&ex.path).map(String::from) {
+        app.keys.check(ex)?;
+        return stored_response(app, ex, &id);
+    }
     let Some((_, methods, route)) = ROUTES.iter().find(|(p, _, _)| *p == ex.path) else {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
@@ -342,10 +356,10 @@ fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let mut enc = ResponsesEncoder::new(id.clone(), now(), model, &opts);
     if opts.store {
         let store = Arc::clone(&app.responses);
-        enc.on_finish(move |answer| {
+        enc.on_finish(move |answer, response| {
             let mut turn = input;
             turn.push(answer.clone());
-            store.insert(&scope, &id, previous.as_deref(), turn);
+            store.insert(&scope, &id, previous.as_deref(), turn, response.clone());
         });
     }
     if !req.stream {
@@ -354,6 +368,45 @@ fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         return Ok(());
     }
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
+}
+
+/// `GET` a stored response object, or `DELETE` it (this API key's only).
+fn stored_response(app: &App, ex: &mut Exchange, id: &str) -> Result<(), GatewayError> {
+    let scope = super::auth::scope(ex);
+    let not_found = || {
+        GatewayError::new(
+            ErrorKind::NotFound,
+            format!("Response with id '{id}' not found."),
+        )
+    };
+    match ex.method.as_str() {
+        "GET" => {
+            let stored = app.responses.get(&scope, id).ok_or_else(not_found)?;
+            ex.json(200, &stored.response);
+            Ok(())
+        }
+        "DELETE" => {
+            if !app.responses.remove(&scope, id) {
+                return Err(not_found());
+            }
+            ex.json(
+                200,
+                &json!({"id": id, "object": "response.deleted", "deleted": true}),
+            );
+            Ok(())
+        }
+        _ => {
+            let mut e = GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!(
+                    "Method {} is not allowed on {}; use GET, DELETE.",
+                    ex.method, ex.path
+                ),
+            );
+            e.param = Some("GET, DELETE".into());
+            Err(e)
+        }
+    }
 }
 
 fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {

@@ -78,8 +78,18 @@ fn stream(
                 false
             }
             Poll::Event(Ok(ev)) => {
-                frames.extend(enc.encode(&ev));
-                false
+                // An encoder bug must not cut the stream silently either.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| enc.encode(&ev))) {
+                    Ok(more) => {
+                        frames.extend(more);
+                        false
+                    }
+                    Err(_) => {
+                        log::error!("{} the stream encoder failed on {ev:?}", ex.id);
+                        frames.extend(enc.error(&internal_failure()));
+                        true
+                    }
+                }
             }
             Poll::Event(Err(e)) => {
                 log::warn!(
@@ -112,13 +122,15 @@ fn stream(
         next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             answer.poll(Some(keepalive))
         }))
-        .unwrap_or_else(|_| {
-            Poll::Event(Err(GatewayError::new(
-                ErrorKind::Internal,
-                "the gateway failed while streaming this answer",
-            )))
-        });
+        .unwrap_or_else(|_| Poll::Event(Err(internal_failure())));
     }
     let _ = sse.finish();
     Ok(())
+}
+
+fn internal_failure() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Internal,
+        "the gateway failed while streaming this answer",
+    )
 }

@@ -367,6 +367,45 @@ fn previous_response_id_continues_the_same_lingma_session() {
         assert_eq!(e["type"], "invalid_request_error");
         assert!(e["message"].as_str().unwrap().contains(id), "{e}");
     }
+    // A stored response can be retrieved and deleted, by its own API key only.
+    let auth = |key: &str| format!("Bearer {key}");
+    let path = format!("/v1/responses/{id1}");
+    let got = request(
+        &gw.addr,
+        "GET",
+        &path,
+        &[("Authorization", &auth("sk-r1"))],
+        None,
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json(), r1, "the same object as when it was made");
+    let other = request(
+        &gw.addr,
+        "GET",
+        &path,
+        &[("Authorization", &auth("sk-r2"))],
+        None,
+    );
+    assert_eq!(other.status, 404);
+    assert_eq!(other.json()["error"]["type"], "invalid_request_error");
+    let deleted = request(
+        &gw.addr,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth("sk-r1"))],
+        None,
+    );
+    assert_eq!(
+        deleted.json(),
+        json!({"id": id1, "object": "response.deleted", "deleted": true})
+    );
+    let r = post(
+        "sk-r1",
+        &json!({"model": "auto", "previous_response_id": id1, "input": "x"}),
+    );
+    assert_eq!(r.status, 400, "a deleted response cannot be continued");
+    assert_eq!(request(&gw.addr, "GET", &path, &[], None).status, 401);
+
     let unstored = post(
         "sk-r1",
         &json!({"model": "auto", "store": false, "input": "x"}),
