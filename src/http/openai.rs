@@ -156,11 +156,7 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
             }
         }
     }
-    let affinity = match field(obj, "user") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::String(_)) | None => None,
-        Some(other) => return Err(type_error("user", "a string", other)),
-    };
+    let affinity = opt_string(obj, "user")?.filter(|s| !s.is_empty());
     let tools = parse_tools(obj)?;
     let tool_choice = parse_tool_choice(obj, &tools)?;
     let one_tool_call = !opt_bool(obj, "parallel_tool_calls")?.unwrap_or(true);
@@ -176,11 +172,7 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         one_tool_call,
         scope: String::new(),
     };
-    let prompt_cache_key = match field(obj, "prompt_cache_key") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::String(_)) | None => None,
-        Some(other) => return Err(type_error("prompt_cache_key", "a string", other)),
-    };
+    let prompt_cache_key = opt_string(obj, "prompt_cache_key")?.filter(|s| !s.is_empty());
     Ok((
         req,
         ChatOptions {
@@ -188,6 +180,17 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
             prompt_cache_key,
         },
     ))
+}
+
+pub(super) fn opt_string(
+    obj: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, GatewayError> {
+    match field(obj, name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(type_error(name, "a string", other)),
+        None => Ok(None),
+    }
 }
 
 pub(super) fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, GatewayError> {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::openai::{body_object, content_text, field, model_field, opt_bool, type_error};
+use super::openai::{
+    body_object, content_text, field, model_field, opt_bool, opt_string, type_error,
+};
 use super::stream::{Frame, StreamEncoder};
 use crate::error::{ErrorKind, GatewayError};
 use crate::model::{
@@ -153,14 +155,6 @@ pub fn parse_responses(body: &Value) -> Result<(ChatRequest, ResponsesOptions), 
         scope: String::new(),
     };
     Ok((req, opts))
-}
-
-fn opt_string(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, GatewayError> {
-    match field(obj, name) {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(type_error(name, "a string", other)),
-        None => Ok(None),
-    }
 }
 
 /// The request fields a response object carries, with the API's defaults.

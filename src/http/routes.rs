@@ -169,6 +169,20 @@ pub fn handle(app: &App, ex: &mut Exchange) {
     }
 }
 
+/// The 405 for a method `path` does not take (`param` carries the `Allow` list).
+fn method_not_allowed(ex: &Exchange, methods: &[&str]) -> GatewayError {
+    let allowed = methods.join(", ");
+    let mut e = GatewayError::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "Method {} is not allowed on {}; use {allowed}.",
+            ex.method, ex.path
+        ),
+    );
+    e.param = Some(allowed);
+    e
+}
+
 /// `/v1/responses/{id}` (or `/responses/{id}`): the id, when the path is one.
 fn stored_response_id(path: &str) -> Option<&str> {
     path.strip_prefix("/v1/responses/")
@@ -189,17 +203,7 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
         .with_code("unknown_url"));
     };
     if !methods.contains(&ex.method.as_str()) {
-        let mut e = GatewayError::new(
-            ErrorKind::MethodNotAllowed,
-            format!(
-                "Method {} is not allowed on {}; use {}.",
-                ex.method,
-                ex.path,
-                methods.join(", ")
-            ),
-        );
-        e.param = Some(methods.join(", "));
-        return Err(e);
+        return Err(method_not_allowed(ex, methods));
     }
     match route {
         Route::Root => {
@@ -395,17 +399,7 @@ fn stored_response(app: &App, ex: &mut Exchange, id: &str) -> Result<(), Gateway
             );
             Ok(())
         }
-        _ => {
-            let mut e = GatewayError::new(
-                ErrorKind::MethodNotAllowed,
-                format!(
-                    "Method {} is not allowed on {}; use GET, DELETE.",
-                    ex.method, ex.path
-                ),
-            );
-            e.param = Some("GET, DELETE".into());
-            Err(e)
-        }
+        _ => Err(method_not_allowed(ex, &["GET", "DELETE"])),
     }
 }
 

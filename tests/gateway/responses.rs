@@ -658,4 +658,10 @@ fn bad_requests_get_openai_errors_naming_the_parameter() {
     assert_eq!(r.json()["error"]["code"], "model_not_found");
     let r = request(&gw.addr, "GET", "/v1/responses", &[], None);
     assert_eq!(r.status, 405);
+    let r = request(&gw.addr, "PUT", "/v1/responses/resp_1", &[], None);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, DELETE"));
+    let r = request(&gw.addr, "GET", "/v1/responses/resp_1", &[], None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
 }
