@@ -105,6 +105,18 @@ impl Message {
     }
 }
 
+/// The shape of answer a client asks for instead of free text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Any one JSON object.
+    JsonObject,
+    /// One JSON value matching `schema`.
+    JsonSchema {
+        name: String,
+        schema: serde_json::Value,
+    },
+}
+
 /// Joins assistant messages that follow each other into one: some clients echo one answer
 /// as several (Codex 0.94 sends its calls and its text as two), and one answer is one
 /// message everywhere else (prompt turns, session-reuse keys).
@@ -146,6 +158,9 @@ pub struct ChatRequest {
     /// `parallel_tool_calls: false`: an answer carries at most one tool call (later ones are
     /// dropped).
     pub one_tool_call: bool,
+    /// A structured answer the client asks for (OpenAI `response_format` / `text.format`,
+    /// Anthropic `output_format`), asked of the model in the prompt.
+    pub output_format: Option<OutputFormat>,
     /// Whose conversation this is (a digest of the client's API key): session reuse never
     /// crosses it.
     pub scope: String,

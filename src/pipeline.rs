@@ -1,6 +1,7 @@
 //! Pure stream transforms applied to Lingma's answer deltas, in order: split think blocks out
-//! as reasoning, then cut at the request's stop sequences. Each holds back only the few
-//! characters that might start a marker, so text still streams as it arrives.
+//! as reasoning, then (after the tool scanner) cut at the request's stop sequences, then,
+//! when a JSON answer was asked for, take off a wrapping code fence. Each holds back only the
+//! few characters that might start a marker, so text still streams as it arrives.
 
 /// A piece of answer after think-splitting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,9 +208,138 @@ impl StopFilter {
     }
 }
 
+/// With a JSON answer format: takes off the code fence models like to wrap their JSON in
+/// (```` ```json ```` … ```` ``` ````), which the client's JSON parser would choke on. Holds
+/// back only the opener line at the start and what may be the closer at the end; an answer
+/// that does not open with a fence passes untouched.
+#[derive(Debug, Default)]
+pub struct Unfence {
+    state: FenceState,
+    buf: String,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum FenceState {
+    #[default]
+    Start,
+    Fenced,
+    Plain,
+}
+
+/// Longest opener line (```` ```json ````, ```` ```JSON5 ````, …) waited for.
+const MAX_OPENER: usize = 64;
+
+impl Unfence {
+    pub fn push(&mut self, text: &str) -> String {
+        match self.state {
+            FenceState::Plain => text.to_string(),
+            FenceState::Fenced => self.body(text),
+            FenceState::Start => {
+                self.buf.push_str(text);
+                let t = self.buf.trim_start();
+                if t.is_empty() {
+                    return String::new();
+                }
+                let head = &t.as_bytes()[..t.len().min(3)];
+                if !b"```".starts_with(head) {
+                    self.state = FenceState::Plain;
+                    return std::mem::take(&mut self.buf);
+                }
+                match t.find('\n') {
+                    Some(i) if head == b"```" => {
+                        let rest = t[i + 1..].to_string();
+                        self.buf.clear();
+                        self.state = FenceState::Fenced;
+                        self.body(&rest)
+                    }
+                    None if t.len() <= MAX_OPENER => String::new(),
+                    _ => {
+                        self.state = FenceState::Plain;
+                        std::mem::take(&mut self.buf)
+                    }
+                }
+            }
+        }
+    }
+
+    fn body(&mut self, text: &str) -> String {
+        self.buf.push_str(text);
+        let keep = closer_start(&self.buf);
+        self.buf.drain(..keep).collect()
+    }
+
+    /// The rest, without the closing fence; later text passes untouched.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.buf);
+        let fenced = self.state == FenceState::Fenced;
+        self.state = FenceState::Plain;
+        if !fenced {
+            return rest;
+        }
+        let t = rest.trim_end();
+        match t.strip_suffix("```") {
+            Some(before) => before.trim_end_matches(['\n', '\r']).to_string(),
+            None => rest,
+        }
+    }
+}
+
+/// Where a possible closing fence (a line break, up to three backticks, blanks) starts at
+/// the end of `s`.
+fn closer_start(s: &str) -> usize {
+    let t = s.trim_end();
+    let ticks = t.trim_end_matches('`');
+    if t.len() - ticks.len() > 3 {
+        return t.len();
+    }
+    let line = ticks.strip_suffix('\n').unwrap_or(ticks);
+    line.strip_suffix('\r').unwrap_or(line).len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unfenced(pieces: &[&str]) -> String {
+        let mut u = Unfence::default();
+        let mut out: String = pieces.iter().map(|p| u.push(p)).collect();
+        out.push_str(&u.finish());
+        out
+    }
+
+    #[test]
+    fn a_fenced_json_answer_loses_its_fence_however_it_is_split() {
+        let answer = "```json\n{\"a\": 1}\n```\n";
+        let chars: Vec<String> = answer.chars().map(String::from).collect();
+        let refs: Vec<&str> = chars.iter().map(String::as_str).collect();
+        assert_eq!(unfenced(&refs), "{\"a\": 1}");
+        assert_eq!(unfenced(&[answer]), "{\"a\": 1}");
+        assert_eq!(unfenced(&["  ```\n[1,", " 2]\n``", "`"]), "[1, 2]");
+        // Streams while it goes: only the possible closer is held.
+        let mut u = Unfence::default();
+        assert_eq!(u.push("```json\n{\"a\":"), "{\"a\":");
+        assert_eq!(u.push(" 1}\n`"), " 1}");
+        assert_eq!(u.push("``"), "");
+        assert_eq!(u.finish(), "");
+    }
+
+    #[test]
+    fn unfenced_answers_and_inner_backticks_pass_untouched() {
+        assert_eq!(unfenced(&["{\"a\": \"x``", "`y\"}"]), "{\"a\": \"x```y\"}");
+        assert_eq!(unfenced(&["`{}`"]), "`{}`");
+        assert_eq!(unfenced(&["``", "x"]), "``x");
+        assert_eq!(
+            unfenced(&["```json\n{\"code\": \"````\"}\n```"]),
+            "{\"code\": \"````\"}"
+        );
+        let long = format!("```{}", "x".repeat(100));
+        assert_eq!(unfenced(&[&long]), long, "no opener line: not a fence");
+        assert_eq!(
+            unfenced(&["```json\n{\"a\": 1}"]),
+            "{\"a\": 1}",
+            "an unclosed fence"
+        );
+    }
 
     fn run(deltas: &[&str]) -> Vec<Segment> {
         let mut s = ThinkSplitter::default();

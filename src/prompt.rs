@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{ChatRequest, Message, Role, ToolChoice};
+use crate::model::{ChatRequest, Message, OutputFormat, Role, ToolChoice};
 use crate::tools::contract;
 
 /// Only the turn that continues a reused Lingma session (which holds the system text, the
@@ -23,19 +23,20 @@ pub fn question_from(req: &ChatRequest, start: usize) -> String {
         .filter(|m| !m.is_empty())
         .collect();
     if let [only] = new.as_slice() {
-        if only.role == Role::User && only.tool_results.is_empty() {
+        if only.role == Role::User && only.tool_results.is_empty() && req.output_format.is_none() {
             return only.text.clone();
         }
     }
     let mut out = Sections::default();
     turns(&mut out, &new, &mut names);
+    format_section(&mut out, req);
     out.0
 }
 
 /// The question for a request.
 pub fn question(req: &ChatRequest) -> String {
     let messages: Vec<&Message> = req.messages.iter().filter(|m| !m.is_empty()).collect();
-    if req.tools.is_empty() {
+    if req.tools.is_empty() && req.output_format.is_none() {
         if let [only] = messages.as_slice() {
             if only.role == Role::User && only.tool_results.is_empty() {
                 return only.text.clone();
@@ -56,7 +57,30 @@ pub fn question(req: &ChatRequest) -> String {
     }
     let mut names: HashMap<&str, &str> = HashMap::new();
     turns(&mut out, &messages[lead..], &mut names);
+    format_section(&mut out, req);
     out.0
+}
+
+/// How the answer-format instruction starts (the simulator looks for it).
+pub const FORMAT_MARKER: &str = "Answer format: one JSON value";
+/// The line before the schema in that instruction.
+pub const FORMAT_SCHEMA_LINE: &str = "JSON schema: ";
+
+/// The answer-format instruction, last, so it is the last thing the model reads every turn
+/// (a continued session gets it again with the new turn).
+fn format_section(out: &mut Sections, req: &ChatRequest) {
+    let Some(format) = &req.output_format else {
+        return;
+    };
+    let text = match format {
+        OutputFormat::JsonObject => format!(
+            "{FORMAT_MARKER}. Answer with one JSON object and nothing else: no prose before or after it, no code fence."
+        ),
+        OutputFormat::JsonSchema { name, schema } => format!(
+            "{FORMAT_MARKER}. Answer with one JSON value that matches the schema below (\"{name}\") and nothing else: no prose before or after it, no code fence.\n{FORMAT_SCHEMA_LINE}{schema}"
+        ),
+    };
+    out.section("[system]", &text);
 }
 
 /// The conversation's sections; `names` maps call ids to tool names as calls go by.

@@ -16,7 +16,7 @@ use crate::metrics::AnswerStats;
 use crate::model::{
     estimate_tokens, ChatRequest, Event, NativeTool, StopReason, ToolChoice, Usage,
 };
-use crate::pipeline::{Segment, StopFilter, ThinkSplitter};
+use crate::pipeline::{Segment, StopFilter, ThinkSplitter, Unfence};
 use crate::prompt;
 use crate::sessions::{self, Conversation, Place, SessionCache};
 use crate::tools::scan::{Piece, ToolScanner};
@@ -229,6 +229,7 @@ impl Gateway {
             session_id: String::new(),
             one_tool_call: req.one_tool_call,
             calls_out: 0,
+            unfence: req.output_format.as_ref().map(|_| Unfence::default()),
         })
     }
 
@@ -331,6 +332,8 @@ pub struct Answer {
     /// At most one tool call goes out (`parallel_tool_calls: false`).
     one_tool_call: bool,
     calls_out: usize,
+    /// With a JSON answer format: the fence around the JSON comes off.
+    unfence: Option<Unfence>,
 }
 
 /// The answer as the client will echo it back, gathered as it goes out, to store the
@@ -578,6 +581,7 @@ impl Answer {
                 self.calls_out += 1;
                 let rest = self.stop.finish();
                 self.push_text(rest);
+                self.flush_unfence();
                 self.release_held();
                 self.hold_text = false;
                 self.usage.output_tokens += estimate_tokens(&call.arguments.to_string());
@@ -597,6 +601,10 @@ impl Answer {
     }
 
     fn push_text(&mut self, text: String) {
+        let text = match self.unfence.as_mut() {
+            Some(u) => u.push(&text),
+            None => text,
+        };
         if text.is_empty() {
             return;
         }
@@ -612,7 +620,16 @@ impl Answer {
         self.queue.extend(self.held.drain(..));
     }
 
+    /// What the fence remover still holds (it passes everything after this).
+    fn flush_unfence(&mut self) {
+        if let Some(rest) = self.unfence.as_mut().map(Unfence::finish) {
+            self.push_text(rest);
+        }
+    }
+
     fn finish(&mut self, reason: StopReason) {
+        self.flush_unfence();
+        self.release_held();
         self.finished = true;
         self.queue.push_back(Event::Finish {
             reason,

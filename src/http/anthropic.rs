@@ -151,6 +151,11 @@ pub fn parse_messages(
             .and_then(|c| c.get("disable_parallel_tool_use"))
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        // The structured-outputs beta's `output_format`.
+        output_format: match field(obj, "output_format") {
+            Some(v) => super::openai::output_format("output_format", v)?,
+            None => None,
+        },
         scope: String::new(),
     };
     Ok((req, opts))

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 use super::stream::{Frame, StreamEncoder};
 use crate::error::{ErrorKind, GatewayError};
 use crate::model::{
-    ChatRequest, Event, Message, NativeTool, Role, StopReason, ToolCall, ToolChoice, ToolResult,
-    ToolSpec, Usage,
+    ChatRequest, Event, Message, NativeTool, OutputFormat, Role, StopReason, ToolCall, ToolChoice,
+    ToolResult, ToolSpec, Usage,
 };
 
 /// Per-request options that only matter to the OpenAI encoder.
@@ -170,6 +170,10 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
         tools,
         tool_choice,
         one_tool_call,
+        output_format: match field(obj, "response_format") {
+            Some(v) => output_format("response_format", v)?,
+            None => None,
+        },
         scope: String::new(),
     };
     let prompt_cache_key = opt_string(obj, "prompt_cache_key")?.filter(|s| !s.is_empty());
@@ -180,6 +184,47 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
             prompt_cache_key,
         },
     ))
+}
+
+/// A structured-output request, in any of its shapes: chat `response_format`
+/// (`{"type": "json_schema", "json_schema": {"name", "schema"}}`), Responses `text.format`
+/// (`{"type": "json_schema", "name", "schema"}`) and Anthropic `output_format`
+/// (`{"type": "json_schema", "schema"}`); `{"type": "json_object"}`; `{"type": "text"}` is
+/// plain text.
+pub(super) fn output_format(param: &str, v: &Value) -> Result<Option<OutputFormat>, GatewayError> {
+    let Some(o) = v.as_object() else {
+        return Err(type_error(param, "an object", v));
+    };
+    match o.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(OutputFormat::JsonObject)),
+        Some("json_schema") => {
+            let inner = o.get("json_schema").and_then(Value::as_object).unwrap_or(o);
+            let schema = match inner.get("schema") {
+                Some(s @ Value::Object(_)) => s.clone(),
+                Some(other) => return Err(type_error(&format!("{param}.schema"), "an object", other)),
+                None => {
+                    return Err(GatewayError::invalid(
+                        format!("{param}.schema"),
+                        format!("Missing required parameter: '{param}.schema'."),
+                    ))
+                }
+            };
+            let name = inner.get("name").and_then(Value::as_str).unwrap_or("response");
+            Ok(Some(OutputFormat::JsonSchema {
+                name: name.to_string(),
+                schema,
+            }))
+        }
+        Some(other) => Err(GatewayError::invalid(
+            format!("{param}.type"),
+            format!("Invalid value: '{other}'. Supported values are: 'text', 'json_object' and 'json_schema'."),
+        )),
+        None => Err(GatewayError::invalid(
+            format!("{param}.type"),
+            format!("Missing required parameter: '{param}.type'."),
+        )),
+    }
 }
 
 pub(super) fn opt_string(

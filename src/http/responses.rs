@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::openai::{
-    body_object, content_text, field, model_field, opt_bool, opt_string, type_error,
+    body_object, content_text, field, model_field, opt_bool, opt_string, output_format, type_error,
 };
 use super::stream::{Frame, StreamEncoder};
 use crate::error::{ErrorKind, GatewayError};
@@ -152,6 +152,10 @@ pub fn parse_responses(body: &Value) -> Result<(ChatRequest, ResponsesOptions), 
         tools,
         tool_choice,
         one_tool_call: !parallel,
+        output_format: match field(obj, "text").and_then(|t| t.get("format")) {
+            Some(v) if !v.is_null() => output_format("text.format", v)?,
+            _ => None,
+        },
         scope: String::new(),
     };
     Ok((req, opts))

@@ -9,6 +9,10 @@ use serde_json::Value;
 /// The phrase that marks the gateway's retry instruction for a forced tool call.
 pub const RETRY_MARKER: &str = "Your previous answer did not call a tool";
 
+/// How the gateway's answer-format instruction starts, and the line with its schema.
+pub const FORMAT_MARKER: &str = "Answer format: one JSON value";
+const FORMAT_SCHEMA_LINE: &str = "JSON schema: ";
+
 const TOOL_HEADING: &str = "## Tool: ";
 const SCHEMA_LINE: &str = "Parameters (JSON schema): ";
 const CHOICE_LINE: &str = "Tool choice: ";
@@ -214,6 +218,9 @@ pub struct Prompt<'a> {
     pub retry: bool,
     /// How many sections the question has (1 for a question without headers).
     pub sections: usize,
+    /// The latest turn asks for a JSON answer: `Some(schema)`, the schema `Null` when any
+    /// JSON object will do.
+    pub json_format: Option<Value>,
 }
 
 impl Prompt<'_> {
@@ -259,12 +266,23 @@ pub fn read(question: &str) -> Prompt<'_> {
     let retry = sections
         .last()
         .is_some_and(|s| s.kind == Kind::System && s.text.contains(RETRY_MARKER));
+    let json_format = latest
+        .iter()
+        .rfind(|s| s.kind == Kind::System && s.text.starts_with(FORMAT_MARKER))
+        .map(|s| {
+            s.text
+                .lines()
+                .find_map(|l| l.strip_prefix(FORMAT_SCHEMA_LINE))
+                .and_then(|schema| serde_json::from_str(schema).ok())
+                .unwrap_or(Value::Null)
+        });
     Prompt {
         tools,
         user,
         results,
         retry,
         sections: sections.len(),
+        json_format,
     }
 }
 
@@ -275,6 +293,33 @@ mod tests {
 
     /// The gateway's own contract text, so a change of format on either side fails here.
     const CONTRACT: &str = crate::tools::contract::INTRO;
+
+    #[test]
+    fn reads_the_gateways_answer_format_instruction() {
+        use crate::model::{ChatRequest, Message, OutputFormat, Role};
+        let mut req = ChatRequest {
+            messages: vec![Message::new(Role::User, "hi")],
+            output_format: Some(OutputFormat::JsonSchema {
+                name: "r".into(),
+                schema: json!({"type": "object", "required": ["city"]}),
+            }),
+            ..Default::default()
+        };
+        let q = crate::prompt::question(&req);
+        let p = read(&q);
+        assert_eq!(p.user, "hi");
+        assert_eq!(
+            p.json_format,
+            Some(json!({"type": "object", "required": ["city"]}))
+        );
+        req.output_format = Some(OutputFormat::JsonObject);
+        assert_eq!(
+            read(&crate::prompt::question(&req)).json_format,
+            Some(Value::Null)
+        );
+        req.output_format = None;
+        assert_eq!(read(&crate::prompt::question(&req)).json_format, None);
+    }
 
     fn tools_section(choice: &str) -> String {
         format!(

@@ -508,10 +508,23 @@ fn answer_deltas(
             deltas.extend((1..=n).map(|i| format!("c{i} ")));
             return (with_empty_deltas(deltas), None);
         }
-        Answer::Body(Body::Greeting) => format!(
-            "Hello from the Lingma simulator ({}). You said: {quote}",
-            model.display_name
-        ),
+        Answer::Body(Body::Greeting) => {
+            let greeting = format!(
+                "Hello from the Lingma simulator ({}). You said: {quote}",
+                model.display_name
+            );
+            match &prompt.json_format {
+                None => greeting,
+                // Asked for JSON, it answers in a ```json fence, as models like to.
+                Some(schema) => {
+                    let value = match schema {
+                        Value::Null => json!({"answer": greeting}),
+                        schema => arguments(schema, DEFAULT_COMMAND),
+                    };
+                    format!("```json\n{value}\n```")
+                }
+            }
+        }
         Answer::Body(Body::Turn) => format!("turn {} of session {}", turn.number, turn.session_id),
         Answer::Body(Body::Whoami) => format!("instance {} pid {}", turn.instance, turn.pid),
         Answer::Body(Body::Echo) => turn.question.to_string(),
