@@ -565,7 +565,6 @@ impl Answer {
                 let (out, hit) = self.stop.push(&t);
                 self.push_text(out);
                 if let Some(s) = hit {
-                    self.release_held();
                     self.finish(StopReason::StopSequence(s));
                 }
             }
@@ -594,7 +593,6 @@ impl Answer {
     fn check_length(&mut self) {
         if let Some(max) = self.max_tokens {
             if !self.finished && self.usage.output_tokens >= max {
-                self.release_held();
                 self.finish(StopReason::Length);
             }
         }
@@ -627,6 +625,7 @@ impl Answer {
         }
     }
 
+    /// Ends the answer: what is held back goes out, then the finish.
     fn finish(&mut self, reason: StopReason) {
         self.flush_unfence();
         self.release_held();

@@ -111,13 +111,9 @@ pub fn parse_messages(
         Some(other) => return Err(type_error("stop_sequences", "a valid list", other)),
         None => Vec::new(),
     };
-    for name in ["temperature", "top_p", "top_k"] {
-        if let Some(v) = field(obj, name) {
-            if !v.is_number() {
-                return Err(type_error(name, "a valid number", v));
-            }
-        }
-    }
+    super::openai::numbers(obj, &["temperature", "top_p", "top_k"], |n, v| {
+        type_error(n, "a valid number", v)
+    })?;
     opts.thinking = match field(obj, "thinking") {
         Some(Value::Object(t)) => matches!(
             t.get("type").and_then(Value::as_str),

@@ -132,30 +132,20 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
     }
     let mut max_tokens = None;
     for name in ["max_tokens", "max_completion_tokens"] {
-        if let Some(v) = field(obj, name) {
-            match v.as_u64() {
-                Some(n) if n >= 1 => max_tokens = Some(n),
-                _ => {
-                    return Err(GatewayError::invalid(
-                        name,
-                        format!("'{name}' must be a positive integer."),
-                    ))
-                }
-            }
+        if let Some(n) = opt_positive(obj, name)? {
+            max_tokens = Some(n);
         }
     }
-    for name in [
-        "temperature",
-        "top_p",
-        "presence_penalty",
-        "frequency_penalty",
-    ] {
-        if let Some(v) = field(obj, name) {
-            if !v.is_number() {
-                return Err(type_error(name, "a number", v));
-            }
-        }
-    }
+    numbers(
+        obj,
+        &[
+            "temperature",
+            "top_p",
+            "presence_penalty",
+            "frequency_penalty",
+        ],
+        |n, v| type_error(n, "a number", v),
+    )?;
     let affinity = opt_string(obj, "user")?.filter(|s| !s.is_empty());
     let tools = parse_tools(obj)?;
     let tool_choice = parse_tool_choice(obj, &tools)?;
@@ -235,6 +225,38 @@ pub(super) fn opt_string(
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(type_error(name, "a string", other)),
         None => Ok(None),
+    }
+}
+
+/// An optional positive integer field.
+pub(super) fn opt_positive(
+    obj: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<u64>, GatewayError> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(GatewayError::invalid(
+                name,
+                format!("'{name}' must be a positive integer."),
+            )),
+        },
+    }
+}
+
+/// Refuses any of `names` that is present and not a number, with the protocol's error.
+pub fn numbers(
+    obj: &Map<String, Value>,
+    names: &[&str],
+    error: impl Fn(&str, &Value) -> GatewayError,
+) -> Result<(), GatewayError> {
+    match names
+        .iter()
+        .find_map(|n| field(obj, n).filter(|v| !v.is_number()).map(|v| (n, v)))
+    {
+        Some((name, v)) => Err(error(name, v)),
+        None => Ok(()),
     }
 }
 
@@ -451,9 +473,25 @@ fn parse_tool_choice(
         }
         other => return Err(type_error(param, "a string or an object", other)),
     };
+    check_tool_choice(param, "function", choice, tools)
+}
+
+/// A tool choice the declared tools can satisfy: a named `kind` of tool must be declared,
+/// and a forced call needs some tool.
+pub(super) fn check_tool_choice(
+    param: &str,
+    kind: &str,
+    choice: ToolChoice,
+    tools: &[ToolSpec],
+) -> Result<ToolChoice, GatewayError> {
     if let ToolChoice::Named(n) = &choice {
         if !tools.iter().any(|t| &t.name == n) {
-            return Err(GatewayError::invalid(param, format!("Invalid value for '{param}': no function named '{n}' was specified in 'tools'.")));
+            return Err(GatewayError::invalid(
+                param,
+                format!(
+                    "Invalid value for '{param}': no {kind} named '{n}' was specified in 'tools'."
+                ),
+            ));
         }
     }
     if choice.is_forced() && tools.is_empty() {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::openai::{
-    body_object, content_text, field, model_field, opt_bool, opt_string, output_format, type_error,
+    body_object, check_tool_choice, content_text, field, model_field, numbers, opt_bool,
+    opt_positive, opt_string, output_format, type_error,
 };
 use super::stream::{Frame, StreamEncoder};
 use crate::error::{ErrorKind, GatewayError};
@@ -75,25 +76,10 @@ pub fn parse_responses(body: &Value) -> Result<(ChatRequest, ResponsesOptions), 
     opts.hints = [user, prompt_cache_key];
     opt_string(obj, "safety_identifier")?;
     let stream = opt_bool(obj, "stream")?.unwrap_or(false);
-    let max_tokens = match field(obj, "max_output_tokens") {
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 => Some(n),
-            _ => {
-                return Err(GatewayError::invalid(
-                    "max_output_tokens",
-                    "'max_output_tokens' must be a positive integer.",
-                ))
-            }
-        },
-        None => None,
-    };
-    for name in ["temperature", "top_p"] {
-        if let Some(v) = field(obj, name) {
-            if !v.is_number() {
-                return Err(type_error(name, "a number", v));
-            }
-        }
-    }
+    let max_tokens = opt_positive(obj, "max_output_tokens")?;
+    numbers(obj, &["temperature", "top_p"], |n, v| {
+        type_error(n, "a number", v)
+    })?;
     for name in ["metadata", "reasoning", "text", "stream_options"] {
         match field(obj, name) {
             None | Some(Value::Object(_)) => {}
@@ -378,18 +364,7 @@ fn parse_tool_choice(
         },
         Some(other) => return Err(type_error("tool_choice", "a string or an object", other)),
     };
-    if let ToolChoice::Named(n) = &choice {
-        if !tools.iter().any(|t| &t.name == n) {
-            return Err(GatewayError::invalid("tool_choice", format!("Invalid value for 'tool_choice': no tool named '{n}' was specified in 'tools'.")));
-        }
-    }
-    if choice.is_forced() && tools.is_empty() {
-        return Err(GatewayError::invalid(
-            "tool_choice",
-            "Invalid value for 'tool_choice': a tool call is required but 'tools' is empty.",
-        ));
-    }
-    Ok(choice)
+    check_tool_choice("tool_choice", "tool", choice, tools)
 }
 
 /// Item types a client may echo back that carry nothing Lingma can use (hosted tools'

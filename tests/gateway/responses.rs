@@ -368,33 +368,23 @@ fn previous_response_id_continues_the_same_lingma_session() {
         assert!(e["message"].as_str().unwrap().contains(id), "{e}");
     }
     // A stored response can be retrieved and deleted, by its own API key only.
-    let auth = |key: &str| format!("Bearer {key}");
     let path = format!("/v1/responses/{id1}");
-    let got = request(
-        &gw.addr,
-        "GET",
-        &path,
-        &[("Authorization", &auth("sk-r1"))],
-        None,
-    );
+    let stored = |method: &str, key: &str| {
+        request(
+            &gw.addr,
+            method,
+            &path,
+            &[("Authorization", &format!("Bearer {key}"))],
+            None,
+        )
+    };
+    let got = stored("GET", "sk-r1");
     assert_eq!(got.status, 200);
     assert_eq!(got.json(), r1, "the same object as when it was made");
-    let other = request(
-        &gw.addr,
-        "GET",
-        &path,
-        &[("Authorization", &auth("sk-r2"))],
-        None,
-    );
+    let other = stored("GET", "sk-r2");
     assert_eq!(other.status, 404);
     assert_eq!(other.json()["error"]["type"], "invalid_request_error");
-    let deleted = request(
-        &gw.addr,
-        "DELETE",
-        &path,
-        &[("Authorization", &auth("sk-r1"))],
-        None,
-    );
+    let deleted = stored("DELETE", "sk-r1");
     assert_eq!(
         deleted.json(),
         json!({"id": id1, "object": "response.deleted", "deleted": true})
