@@ -96,21 +96,66 @@ impl Gateway {
         Ok(list)
     }
 
-    /// Starts a chat. Errors here happen before any byte reaches the client.
+    /// Starts a chat and waits for its first event, so that every error here happens
+    /// before any byte reaches the client. When the instance itself fails before that
+    /// (Lingma died, closed its socket, sent garbage), the chat is tried once more on
+    /// another ready instance, with the whole conversation.
     pub fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
+        let (error, broken) = match self.attempt(req, None) {
+            Ok(answer) => return Ok(answer),
+            Err(Failed {
+                error,
+                broken: Some(name),
+            }) => (error, name),
+            Err(Failed { error, .. }) => return Err(error),
+        };
+        let Ok(other) = self.pool.lease_other(Some(req.affinity_key()), &broken) else {
+            log::warn!(
+                "{broken} failed before the answer's first byte ({}); no other instance is ready to retry on",
+                error.message
+            );
+            return Err(error);
+        };
+        log::warn!(
+            "{broken} failed before the answer's first byte ({}); retrying once on {}",
+            error.message,
+            other.name
+        );
+        self.attempt(req, Some(other)).map_err(|f| f.error)
+    }
+
+    /// One try: start the chat (on `lease` when given) and wait for its first event.
+    fn attempt(&self, req: &ChatRequest, lease: Option<Lease>) -> Result<Answer, Failed> {
+        let mut answer = self.begin(req, lease)?;
+        match answer.wait_first() {
+            Ok(()) => Ok(answer),
+            Err(error) => Err(Failed {
+                broken: answer.broke.then(|| answer.lease.name.clone()),
+                error,
+            }),
+        }
+    }
+
+    /// Leases an instance (or continues the conversation's session), resolves the model
+    /// and sends `chat/ask`.
+    fn begin(&self, req: &ChatRequest, lease: Option<Lease>) -> Result<Answer, Failed> {
         if req.messages.iter().all(crate::model::Message::is_empty) {
-            return Err(GatewayError::invalid(
-                "messages",
-                "messages contain no text to send",
-            ));
+            return Err(
+                GatewayError::invalid("messages", "messages contain no text to send").into(),
+            );
         }
         // One pass over the conversation gives both the key of its prefix (to continue a
         // session) and the digest of the whole (to store once the answer is in).
         let digests = self.sessions.as_ref().map(|_| digest_conversation(req));
         let prefix = digests.as_ref().and_then(|(_, prefix)| *prefix);
-        let (lease, mut reused) = match prefix.and_then(|p| self.continue_session(p)) {
-            Some((lease, place, start)) => (lease, Some((place, start))),
-            None => {
+        let continued = match lease {
+            Some(_) => None, // a retry elsewhere: the session lived on the failed instance
+            None => prefix.and_then(|p| self.continue_session(p)),
+        };
+        let (lease, mut reused) = match (continued, lease) {
+            (Some((lease, place, start)), _) => (lease, Some((place, start))),
+            (None, Some(lease)) => (lease, None),
+            (None, None) => {
                 let lease = self
                     .pool
                     .lease(Some(req.affinity_key()), self.cfg.pool_wait)
@@ -165,7 +210,7 @@ impl Gateway {
             self.cfg.chat_ask_as_request,
             deadlines,
         )
-        .map_err(upstream_error)?;
+        .map_err(|e| Failed::upstream(e, &lease.name))?;
         log::debug!(
             "chat {} on {} model {} ({} tools, choice {:?})",
             stream.request_id(),
@@ -230,6 +275,7 @@ impl Gateway {
             one_tool_call: req.one_tool_call,
             calls_out: 0,
             unfence: req.output_format.as_ref().map(|_| Unfence::default()),
+            broke: false,
         })
     }
 
@@ -291,6 +337,31 @@ pub enum Poll {
     Done,
 }
 
+/// Why a try at a chat failed before its first event. `broken` names the instance when
+/// the instance itself failed (not Lingma's answer), so another one may do better.
+struct Failed {
+    error: GatewayError,
+    broken: Option<String>,
+}
+
+impl From<GatewayError> for Failed {
+    fn from(error: GatewayError) -> Self {
+        Failed {
+            error,
+            broken: None,
+        }
+    }
+}
+
+impl Failed {
+    fn upstream(e: UpstreamError, instance: &str) -> Self {
+        Failed {
+            broken: matches!(e, UpstreamError::Disconnected(_)).then(|| instance.to_string()),
+            error: upstream_error(e),
+        }
+    }
+}
+
 /// The second `chat/ask` of a forced tool choice, ready to send.
 struct Retry {
     ask: Ask,
@@ -334,6 +405,8 @@ pub struct Answer {
     calls_out: usize,
     /// With a JSON answer format: the fence around the JSON comes off.
     unfence: Option<Unfence>,
+    /// The instance failed (its connection or process went away) during this answer.
+    broke: bool,
 }
 
 /// The answer as the client will echo it back, gathered as it goes out, to store the
@@ -391,74 +464,96 @@ impl Answer {
             if self.finished {
                 return Poll::Done;
             }
-            let Some(stream) = self.stream.as_mut() else {
-                return Poll::Done;
-            };
-            let waiting = Instant::now();
-            let ev = stream.next_event(slice);
-            self.upstream_wait += waiting.elapsed();
-            match ev {
-                Ok(None) => return Poll::Idle,
-                Ok(Some(ChatEvent::Text(t))) => {
-                    self.saw_text = true;
-                    for seg in self.think.push(&t) {
-                        self.emit(seg);
-                    }
-                }
-                Ok(Some(ChatEvent::Tool(update))) => {
-                    if let Some(tool) = self.native.update(update) {
-                        self.queue.push_back(Event::NativeTool(tool));
-                    }
-                }
-                Ok(Some(ChatEvent::Finish(f))) => {
-                    self.session_id = f.session_id.clone();
-                    let reason = match f.status_code {
-                        200 => StopReason::EndTurn,
-                        406 | 601 => StopReason::ContentFilter,
-                        code => {
-                            self.end_upstream();
-                            return Poll::Event(Err(status_error(code, &f.reason)));
-                        }
-                    };
-                    if !self.saw_text && !f.full_answer.is_empty() {
-                        for seg in self.think.push(&f.full_answer) {
-                            self.emit(seg);
-                        }
-                    }
-                    for seg in self.think.finish() {
-                        self.emit(seg);
-                    }
-                    for piece in self.scanner.finish() {
-                        self.piece(piece);
-                    }
-                    if self.finished {
-                        continue;
-                    }
-                    if self.scanner.calls() == 0 && reason == StopReason::EndTurn {
-                        if let Some(retry) = self.retry.take() {
-                            if let Err(e) = self.start_retry(retry) {
-                                return Poll::Event(Err(e));
-                            }
-                            continue;
-                        }
-                    }
-                    self.release_held();
-                    let rest = self.stop.finish();
-                    self.push_text(rest);
-                    self.native.log_unfinished();
-                    let reason = if self.scanner.calls() > 0 {
-                        StopReason::ToolUse
-                    } else {
-                        reason
-                    };
-                    self.finish(reason);
-                }
-                Err(e) => {
-                    self.end_upstream();
-                    return Poll::Event(Err(upstream_error(e)));
-                }
+            if let Some(p) = self.pull(slice) {
+                return p;
             }
         }
+    }
+
+    /// Waits until the first event is ready (or the answer is over) without taking it.
+    fn wait_first(&mut self) -> Result<(), GatewayError> {
+        while self.queue.is_empty() && !self.finished {
+            match self.pull(None) {
+                Some(Poll::Event(Err(e))) => return Err(e),
+                Some(Poll::Done) => break,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one event from Lingma through the transforms into the queue. `Some` is for
+    /// `poll` to return as it is: a silence, an error, the end.
+    fn pull(&mut self, slice: Option<Duration>) -> Option<Poll> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Some(Poll::Done);
+        };
+        let waiting = Instant::now();
+        let ev = stream.next_event(slice);
+        self.upstream_wait += waiting.elapsed();
+        match ev {
+            Ok(None) => return Some(Poll::Idle),
+            Ok(Some(ChatEvent::Text(t))) => {
+                self.saw_text = true;
+                for seg in self.think.push(&t) {
+                    self.emit(seg);
+                }
+            }
+            Ok(Some(ChatEvent::Tool(update))) => {
+                if let Some(tool) = self.native.update(update) {
+                    self.queue.push_back(Event::NativeTool(tool));
+                }
+            }
+            Ok(Some(ChatEvent::Finish(f))) => {
+                self.session_id = f.session_id.clone();
+                let reason = match f.status_code {
+                    200 => StopReason::EndTurn,
+                    406 | 601 => StopReason::ContentFilter,
+                    code => {
+                        self.end_upstream();
+                        return Some(Poll::Event(Err(status_error(code, &f.reason))));
+                    }
+                };
+                if !self.saw_text && !f.full_answer.is_empty() {
+                    for seg in self.think.push(&f.full_answer) {
+                        self.emit(seg);
+                    }
+                }
+                for seg in self.think.finish() {
+                    self.emit(seg);
+                }
+                for piece in self.scanner.finish() {
+                    self.piece(piece);
+                }
+                if self.finished {
+                    return None;
+                }
+                if self.scanner.calls() == 0 && reason == StopReason::EndTurn {
+                    if let Some(retry) = self.retry.take() {
+                        if let Err(e) = self.start_retry(retry) {
+                            return Some(Poll::Event(Err(e)));
+                        }
+                        return None;
+                    }
+                }
+                self.release_held();
+                let rest = self.stop.finish();
+                self.push_text(rest);
+                self.native.log_unfinished();
+                let reason = if self.scanner.calls() > 0 {
+                    StopReason::ToolUse
+                } else {
+                    reason
+                };
+                self.finish(reason);
+            }
+            Err(e) => {
+                self.broke = matches!(e, UpstreamError::Disconnected(_));
+                self.end_upstream();
+                return Some(Poll::Event(Err(upstream_error(e))));
+            }
+        }
+        None
     }
 
     /// Asks again with the stronger instruction on the same instance, in a new session;

@@ -343,6 +343,7 @@ impl Generation {
             ),
             Step::Delta(delta) => out.request(method::CHAT_ANSWER, self.answer_event(delta)),
             Step::Garbage => out.garbage(),
+            Step::Oversize => out.oversize(),
             Step::Usage { used, limit } => out.notify(
                 method::CONTEXT_USAGE,
                 self.event(json!({"usedTokens": used, "limitTokens": limit})),

@@ -58,6 +58,12 @@ impl<'a> Outbox<'a> {
         self.conn.send_parts(&[script::GARBAGE.as_bytes()], false)
     }
 
+    /// A frame header declaring a body one byte over the frame limit, sent at once.
+    pub fn oversize(&self) -> io::Result<()> {
+        let head = format!("Content-Length: {}\r\n\r\n{{", jsonrpc::MAX_FRAME_BYTES + 1);
+        self.conn.send_parts(&[head.as_bytes()], false)
+    }
+
     fn write(&self, bytes: &[u8]) -> io::Result<()> {
         if !self.wire.split {
             return self.conn.send_parts(&[bytes], self.wire.binary);

@@ -121,6 +121,11 @@ pub struct Directives {
     pub stall: Option<usize>,
     pub close: Option<usize>,
     pub garbage: Option<usize>,
+    /// `oversize=K`: after K deltas, a frame header declaring more than the frame limit.
+    pub oversize: Option<usize>,
+    /// `on=NAME`: the fault directives (status, crash, stall, close, garbage, oversize)
+    /// apply only on the instance whose workDir basename is NAME.
+    pub on: Option<String>,
     pub delay_ms: Option<u64>,
     pub first_ms: Option<u64>,
     pub wire: Wire,
@@ -181,6 +186,8 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
         "stall" => d.stall = Some(count(2)?),
         "close" => d.close = Some(count(2)?),
         "garbage" => d.garbage = Some(count(1)?),
+        "oversize" => d.oversize = Some(count(1)?),
+        "on" => d.on = Some(non_empty(value)?),
         "delay" => d.delay_ms = Some(number()?),
         "first" => d.first_ms = Some(number()?),
         "wire" => match value? {
@@ -257,6 +264,8 @@ pub enum Step {
     Delta(String),
     /// A WebSocket text message that is not an LSP frame.
     Garbage,
+    /// An LSP frame header declaring a body over `jsonrpc::MAX_FRAME_BYTES`.
+    Oversize,
     /// Run a native tool call; its outcome is streamed as more deltas.
     Native(NativeCall),
     /// `context/usage/sync`.
@@ -315,7 +324,11 @@ pub fn plan(turn: &Turn) -> Plan {
     let prompt = prompt::read(turn.question);
     // Directives come from the latest user text only: older turns, tool results and system
     // text in a transcript must not fire again.
-    let d = parse_directives(prompt.user);
+    let mut d = parse_directives(prompt.user);
+    if d.on.as_deref().is_some_and(|on| on != turn.instance) {
+        (d.status, d.crash, d.stall, d.close, d.garbage, d.oversize) =
+            (None, None, None, None, None, None);
+    }
     let mut plan = Plan {
         steps: vec![Step::Progress("step_start"), Step::Progress("step_end")],
         first_ms: d.first_ms,
@@ -688,6 +701,9 @@ fn push_deltas(steps: &mut Vec<Step>, deltas: Vec<String>, d: &Directives) -> bo
         if at(d.garbage, i) {
             steps.push(Step::Garbage);
         }
+        if at(d.oversize, i) {
+            steps.push(Step::Oversize);
+        }
         let terminal = [
             (d.crash, Step::Crash),
             (d.close, Step::Close),
@@ -1011,6 +1027,19 @@ mod tests {
         // The earliest terminal fault wins.
         let p = plan(&turn("[[sim:crash=5]][[sim:stall=1]]", auto()));
         assert_eq!(p.steps.last(), Some(&Step::Stall));
+    }
+
+    #[test]
+    fn oversize_and_faults_scoped_to_another_instance() {
+        let p = plan(&turn("[[sim:oversize=2]]", auto()));
+        let pos = p.steps.iter().position(|s| *s == Step::Oversize).unwrap();
+        assert!(matches!(p.steps[pos - 1], Step::Delta(_)));
+        assert!(matches!(p.steps[pos + 1], Step::Delta(_)));
+        // `on=` names another instance: every fault is off, the answer is normal.
+        let q = "[[sim:on=elsewhere]] [[sim:crash=0]] [[sim:status=500]] [[sim:oversize]]";
+        let p = plan(&turn(q, auto()));
+        assert!(!p.steps.contains(&Step::Crash) && !p.steps.contains(&Step::Oversize));
+        assert_eq!(finish(&p).0, 200);
     }
 
     #[test]

@@ -252,23 +252,8 @@ impl Pool {
             if g.closing {
                 return Err(LeaseError::ShuttingDown);
             }
-            if let Some(i) = choose(&mut g, affinity) {
-                let slot = &mut g.list[i];
-                slot.status.in_flight += 1;
-                let conn = Arc::clone(slot.conn.as_ref().expect("a ready slot has a connection"));
-                let name = slot.status.name.clone();
-                if let Some(key) = affinity {
-                    if g.affinity.len() >= MAX_AFFINITY_KEYS {
-                        g.affinity.clear();
-                    }
-                    g.affinity.insert(key, i);
-                }
-                return Ok(Lease {
-                    shared: Arc::clone(&self.shared),
-                    index: i,
-                    name,
-                    conn,
-                });
+            if let Some(i) = choose(&mut g, affinity, None) {
+                return Ok(self.take(&mut g, i, affinity));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -285,6 +270,42 @@ impl Pool {
                 .wait_timeout(g, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        }
+    }
+
+    /// A ready instance other than `not`, without waiting (the retry of a chat whose
+    /// instance failed before the first byte). The affinity key moves to it.
+    pub fn lease_other(&self, affinity: Option<u64>, not: &str) -> Result<Lease, LeaseError> {
+        let mut g = self.shared.lock();
+        if g.closing {
+            return Err(LeaseError::ShuttingDown);
+        }
+        let skip = g.list.iter().position(|s| s.status.name == not);
+        match choose(&mut g, affinity, skip) {
+            Some(i) => Ok(self.take(&mut g, i, affinity)),
+            None => Err(LeaseError::NotReady(format!(
+                "no instance but {not} is ready"
+            ))),
+        }
+    }
+
+    /// Lends slot `i` (ready) and remembers it for the affinity key.
+    fn take(&self, g: &mut Slots, i: usize, affinity: Option<u64>) -> Lease {
+        let slot = &mut g.list[i];
+        slot.status.in_flight += 1;
+        let conn = Arc::clone(slot.conn.as_ref().expect("a ready slot has a connection"));
+        let name = slot.status.name.clone();
+        if let Some(key) = affinity {
+            if g.affinity.len() >= MAX_AFFINITY_KEYS {
+                g.affinity.clear();
+            }
+            g.affinity.insert(key, i);
+        }
+        Lease {
+            shared: Arc::clone(&self.shared),
+            index: i,
+            name,
+            conn,
         }
     }
 
@@ -312,8 +333,10 @@ impl Drop for Pool {
     }
 }
 
-fn choose(g: &mut Slots, affinity: Option<u64>) -> Option<usize> {
-    let ready: Vec<usize> = (0..g.list.len()).filter(|&i| g.list[i].usable()).collect();
+fn choose(g: &mut Slots, affinity: Option<u64>, skip: Option<usize>) -> Option<usize> {
+    let ready: Vec<usize> = (0..g.list.len())
+        .filter(|&i| g.list[i].usable() && Some(i) != skip)
+        .collect();
     let min_load = ready.iter().map(|&i| g.list[i].status.in_flight).min()?;
     if let Some(&i) = affinity.and_then(|k| g.affinity.get(&k)) {
         if ready.contains(&i) && g.list[i].status.in_flight <= min_load + AFFINITY_SLACK {

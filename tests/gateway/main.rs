@@ -4,6 +4,7 @@
 mod accounts;
 mod anthropic;
 mod backpressure;
+mod faults;
 mod formats;
 mod harness;
 mod observability;
