@@ -200,10 +200,11 @@ fn warn_posture(cfg: &Config) {
 /// The client timeout is set the same way (SO_RCVTIMEO/SO_SNDTIMEO are inherited too): a
 /// client that stops sending its request, or stops reading its answer, cannot hold a worker
 /// forever.
-fn listen(
-    addr: SocketAddr,
-    client_timeout: std::time::Duration,
-) -> Result<tiny_http::Server, String> {
+///
+/// Connections are bounded too (`max_connections`, `client_header_timeout_sec`,
+/// `client_body_timeout_sec`): idle or trickling clients cannot crowd out real requests.
+fn listen(addr: SocketAddr, cfg: &Config) -> Result<tiny_http::Server, String> {
+    let client_timeout = cfg.client_timeout;
     use rustix::net::sockopt::{self, Timeout};
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
     if let Err(e) = sockopt::set_tcp_nodelay(&listener, true) {
@@ -214,7 +215,12 @@ fn listen(
             log::warn!("cannot set the client timeout on the listener ({e})");
         }
     }
-    tiny_http::Server::from_listener(listener, None).map_err(|e| e.to_string())
+    let limits = tiny_http::ConnectionLimits {
+        max_connections: cfg.max_connections,
+        head_timeout: Some(cfg.client_header_timeout),
+        body_timeout: Some(cfg.client_body_timeout),
+    };
+    tiny_http::Server::from_listener_with_limits(listener, None, limits).map_err(|e| e.to_string())
 }
 
 /// Runs the gateway until a signal; returns the process exit code.
@@ -235,7 +241,8 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     let addr = SocketAddr::new(cfg.host, cfg.port);
-    let server = match listen(addr, cfg.client_timeout) {
+    raise_file_limit(cfg.max_connections);
+    let server = match listen(addr, &cfg) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log::error!("cannot listen on {addr}: {e}");
@@ -368,5 +375,28 @@ impl Drop for SignalWatch {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Each client connection holds three descriptors (tiny_http's read and write halves, and
+/// the handle its deadline guard shuts down); Lingma sockets, pipes and logs need some more.
+/// Raises the soft limit towards the hard one as far as `max_connections` needs, and warns
+/// when even the hard limit is too low.
+fn raise_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let needed = max_connections as u64 * 3 + 256;
+    let mut limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= needed {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    limit.current = Some(needed.min(hard));
+    if let Err(e) = setrlimit(Resource::Nofile, limit) {
+        log::warn!("cannot raise the open-file limit from {soft} ({e}); max_connections = {max_connections} needs about {needed}");
+    } else if hard < needed {
+        log::warn!("the open-file limit is {hard} (hard); max_connections = {max_connections} needs about {needed}: lower max_connections or raise the limit (LimitNOFILE= in systemd)");
+    } else {
+        log::debug!("raised the open-file limit from {soft} to {needed}");
     }
 }

@@ -68,6 +68,9 @@ keys! {
     ["gateway"] "metrics_token" = "", true, "token for GET /metrics (Authorization: Bearer); the admin credential works too";
     ["gateway"] "metrics_public" = "false", false, "true = GET /metrics needs no credential (warned; for a scraper on a private network)";
     ["gateway"] "client_timeout_sec" = "60", false, "a client socket silent (not sending, or not reading our answer) this long is dropped; also the keep-alive idle limit";
+    ["gateway"] "client_header_timeout_sec" = "10", false, "a request head must arrive whole within this long of its first byte, else 408 and the connection is closed (slow-client defence)";
+    ["gateway"] "client_body_timeout_sec" = "60", false, "a request body must arrive whole within this long of its head, else 408 and the connection is closed";
+    ["gateway"] "max_connections" = "1024", false, "open client connections at most; beyond it the longest-waiting connection that serves no request is closed, or the new one gets 503 if all are serving";
     ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
     ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
@@ -170,6 +173,9 @@ pub struct Config {
     pub metrics_token: Option<String>,
     pub metrics_public: bool,
     pub client_timeout: Duration,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub max_connections: usize,
     pub max_body_bytes: u64,
     pub pool_wait: Duration,
     pub first_token_timeout: Duration,
@@ -498,6 +504,9 @@ impl RawConfig {
             metrics_token: self.secret("metrics_token"),
             metrics_public: self.boolean("metrics_public")?,
             client_timeout: self.secs("client_timeout_sec", 1, 86_400)?,
+            client_header_timeout: self.secs("client_header_timeout_sec", 1, 3600)?,
+            client_body_timeout: self.secs("client_body_timeout_sec", 1, 86_400)?,
+            max_connections: self.uint("max_connections", 16, 1_000_000)? as usize,
             max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
             first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,

@@ -152,7 +152,7 @@ impl Exchange {
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => GatewayError::new(
                     ErrorKind::RequestTimeout,
-                    "The request body stopped arriving (client_timeout_sec); send it whole.",
+                    "The request body did not arrive in time (client_body_timeout_sec, or client_timeout_sec of silence); send it whole.",
                 ),
                 _ => GatewayError::invalid("body", format!("Could not read the request body: {e}")),
             })?;

@@ -12,5 +12,6 @@ mod openai_chat;
 mod resilience;
 mod responses;
 mod sessions;
+mod slow_clients;
 mod startup;
 mod tools;

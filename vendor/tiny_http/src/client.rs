@@ -9,8 +9,10 @@ use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
+use crate::util::{Cut, Tracked, TrackedWriter};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
+use std::sync::Arc;
 
 /// lingma-gateway patch: limits on a request head.
 const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -38,6 +40,9 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // lingma-gateway patch: the connection's deadlines and cap bookkeeping (util/guard.rs)
+    tracked: Option<Arc<Tracked>>,
 }
 
 /// Error that can happen when reading a request.
@@ -55,6 +60,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        tracked: Option<Arc<Tracked>>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -69,6 +75,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            tracked,
         }
     }
 
@@ -81,7 +88,7 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self, first_of_head: bool) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -92,6 +99,12 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
+            // lingma-gateway patch: the head deadline runs from its first byte.
+            if first_of_head && buf.is_empty() {
+                if let Some(t) = &self.tracked {
+                    t.head_started();
+                }
+            }
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
@@ -117,7 +130,7 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(true).map_err(ReadError::ReadIoError)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -128,7 +141,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(false).map_err(ReadError::ReadIoError)?;
 
                     if line.is_empty() {
                         break;
@@ -157,6 +170,23 @@ impl ClientConnection {
         let mut data_source = self.source.next().unwrap();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
+        // lingma-gateway patch: from here the body deadline runs, and the request counts as
+        // under way until its response writer is dropped.
+        let writer: Box<dyn std::io::Write + Send> = match &self.tracked {
+            Some(t) => {
+                let has_body = headers.iter().any(|h: &crate::Header| {
+                    (h.field.equiv("Content-Length") && h.value.as_str().trim() != "0")
+                        || h.field.equiv("Transfer-Encoding")
+                });
+                t.request_started(has_body);
+                Box::new(TrackedWriter {
+                    inner: writer,
+                    tracked: Arc::clone(t),
+                })
+            }
+            None => Box::new(writer),
+        };
+
         // building the next reader
         let request = crate::request::new_request(
             self.secure,
@@ -167,10 +197,18 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            self.tracked.clone(),
         )
         .map_err(|e| {
             use crate::request;
             match e {
+                // lingma-gateway patch: a small body is read here, before the handler sees
+                // the request; past its deadline it gets 408 too.
+                request::RequestCreationError::CreationIoError(_)
+                    if self.tracked.as_ref().is_some_and(|t| t.cut(Cut::Body)) =>
+                {
+                    ReadError::ReadIoError(IoError::new(ErrorKind::TimedOut, "body deadline"))
+                }
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
@@ -198,7 +236,21 @@ impl Iterator for ClientConnection {
         }
 
         loop {
-            let rq = match self.read() {
+            let result = self.read();
+            // lingma-gateway patch: a head past its deadline (the socket's read side was shut
+            // down, so the read saw the end of the stream) gets 408.
+            let result = match (result, &self.tracked) {
+                (Err(ReadError::ReadIoError(_)), Some(t)) if t.cut(Cut::Head) => Err(
+                    ReadError::ReadIoError(IoError::new(ErrorKind::TimedOut, "request deadline")),
+                ),
+                (result, _) => result,
+            };
+            if result.is_err() {
+                if let Some(t) = &self.tracked {
+                    t.head_abandoned();
+                }
+            }
+            let rq = match result {
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));

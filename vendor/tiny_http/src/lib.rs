@@ -115,6 +115,7 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+pub use util::ConnectionLimits;
 
 mod client;
 mod common;
@@ -243,9 +244,20 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, ConnectionLimits::default())
+    }
+
+    /// lingma-gateway patch: `from_listener` with bounds on client connections (their
+    /// number, and deadlines on request heads and bodies); see `ConnectionLimits`.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
+        let registry = util::Registry::start(limits, Arc::clone(&close_trigger));
 
         // building the TcpListener
         let (server, local_addr) = {
@@ -292,8 +304,16 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((mut sock, _)) => {
                         use util::RefinedTcpStream;
+                        // lingma-gateway patch: the connection cap (see util/guard.rs).
+                        let tracked = match &registry {
+                            Some(r) => match r.admit(&mut sock) {
+                                Some(t) => Some(t),
+                                None => continue,
+                            },
+                            None => None,
+                        };
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -311,7 +331,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            tracked,
+                        ))
                     }
                     Err(e) => Err(e),
                 };

@@ -135,6 +135,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    tracked: Option<std::sync::Arc<crate::util::Tracked>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -224,6 +225,15 @@ where
         // assuming that we have no data
         // TODO: could also be multipart/byteranges
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+    };
+
+    // lingma-gateway patch: report the end of the body (util/guard.rs).
+    let reader = match tracked {
+        Some(tracked) => Box::new(crate::util::TrackedReader {
+            inner: reader,
+            tracked,
+        }) as Box<dyn Read + Send + 'static>,
+        None => reader,
     };
 
     Ok(Request {

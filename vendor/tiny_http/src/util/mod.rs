@@ -1,6 +1,8 @@
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
+pub use self::guard::ConnectionLimits;
+pub(crate) use self::guard::{Cut, Registry, Tracked, TrackedReader, TrackedWriter};
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
@@ -12,6 +14,7 @@ use std::str::FromStr;
 mod custom_stream;
 mod equal_reader;
 mod fused_reader;
+mod guard;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;
