@@ -303,14 +303,26 @@ pub fn serve(args: &ServeArgs) -> i32 {
     }
     workers.close();
     logins.shutdown();
+    // Stopping Lingma fails the chats still running: their clients get the protocol's
+    // error (an error event mid-stream) before the process ends.
     pool.shutdown();
+    let left = match left {
+        0 => 0,
+        _ => workers.drain(CUT_GRACE),
+    };
     if left == 0 {
         workers.join();
+    } else {
+        log::warn!("{left} request(s) did not end after their upstream was closed");
     }
     drop(signals);
     log::info!("stopped");
     0
 }
+
+/// After the shutdown grace, how long requests cut by closing their upstream get to send
+/// their error to the client.
+const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The pool's settings. Lingma runs with its own directory as the working directory, so a
 /// relative workDir would land somewhere else: it is anchored at ours.

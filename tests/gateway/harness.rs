@@ -240,14 +240,23 @@ impl Gateway {
 
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
+        self.signal(rustix::process::Signal::TERM);
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
         let child = self.child.as_ref().expect("already stopped");
         let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, signal);
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.signal_term();
+        self.wait_exit()
+    }
+
+    /// Waits for the gateway to exit (after a signal sent before).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("already stopped");
         let deadline = Instant::now() + WAIT;
         loop {

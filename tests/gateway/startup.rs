@@ -229,6 +229,33 @@ fn shutdown_lets_streams_finish_and_refuses_new_requests() {
 }
 
 #[test]
+fn sigint_past_the_grace_cuts_streams_with_an_error_event_and_reaps_lingma() {
+    let mut gw = Gateway::start_with(Options::default().env("shutdown_grace_sec", "1"));
+    let pid = gw.health()["instances"][0]["pid"].as_u64().unwrap();
+    // A stream that would take 20 s, far past the 1 s grace.
+    let mut s = gw.post_stream(
+        "/v1/chat/completions",
+        &stream_body("auto", "[[sim:chunks=100]] [[sim:delay=200]]"),
+    );
+    assert_eq!(s.status, 200);
+    assert!(s.next_event().is_some());
+    gw.signal(rustix::process::Signal::INT);
+    // The client is told, in the protocol's shape, rather than cut off silently.
+    let rest = s.collect();
+    let last = rest.last().expect("an event after the signal");
+    assert_ne!(last.data, "[DONE]");
+    assert!(last.json()["error"]["message"].is_string(), "{}", last.data);
+    assert!(!chat_stream_text(&rest).contains("c100"));
+    assert_eq!(gw.wait_exit().code(), Some(0));
+    gw.wait_log("still running after 1s; closing them");
+    let deadline = Instant::now() + WAIT;
+    while pid_alive(pid) {
+        assert!(Instant::now() < deadline, "Lingma outlived the gateway");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn sigterm_during_a_slow_lingma_start_stops_promptly_and_kills_it() {
     // A "Lingma" that never writes .info: the gateway is stuck in its startup wait.
     let dir = temp_dir("slow");
