@@ -274,9 +274,9 @@ json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
 # responses-chain (previous_response_id) | messages.
 declare -A CONV_GW=() CONV_HIST=()
 converse() {
-  local name=$1 api=$2 header=$3 hist="" session="" prev="" id code ans n s g body path ids=()
+  local name=$1 api=$2 header=$3 hist="" session="" prev="" q id code ans n s g body path ids=()
   for turn in 1 2 3; do
-    local q="{\"role\":\"user\",\"content\":\"$(json_str "Question $turn of $name. [[sim:turn]]")\"}"
+    q="{\"role\":\"user\",\"content\":\"$(json_str "Question $turn of $name. [[sim:turn]]")\"}"
     hist="${hist:+$hist,}$q"
     case "$api" in
       chat) path=/v1/chat/completions
@@ -362,10 +362,10 @@ settle
 for k in $(seq 1 $KEYS); do
   g=${SERVED[sc-$RUN-key$k-r1]}; g2=${SERVED[sc-$RUN-key$k-r2]}
   [ "$g" = "$g2" ] || fail "b) affinity value user-$RUN-$k went to gateway $g, then to gateway $g2"
-  keyed[$g]=$(( keyed[g] + 1 ))
+  keyed[g]=$(( keyed[g] + 1 ))
 done
 for k in $(seq 1 $PLAIN); do
-  g=${SERVED[sc-$RUN-plain$k]}; plain[$g]=$(( plain[g] + 1 ))
+  g=${SERVED[sc-$RUN-plain$k]}; plain[g]=$(( plain[g] + 1 ))
 done
 [ "${keyed[0]}" -ge $MIN ] && [ "${keyed[1]}" -ge $MIN ] \
   || fail "b) $KEYS affinity values split ${keyed[0]}/${keyed[1]} between the gateways (each needs >= $MIN)"
