@@ -79,7 +79,12 @@ pub fn redact_debug(v: &mut Value, known: &[String]) {
 
 fn redact_string(text: &str, known: &[String]) -> String {
     let trimmed = text.trim_start();
-    if trimmed.len() >= 5 && trimmed[..5].eq_ignore_ascii_case("data:") {
+    // Bytes, not `str` slicing: the fifth byte may fall inside a character ("你好").
+    if trimmed
+        .as_bytes()
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"data:"))
+    {
         return format!("<redacted data URL, {} bytes>", text.len());
     }
     let mut out = text.to_string();
@@ -137,6 +142,22 @@ pub fn frame_for_log(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn text_starting_with_multi_byte_characters_is_kept() {
+        for text in ["你好", "日本語", "🦀🦀", "Th🦀anks", "é"] {
+            let mut v = json!({"messages": [{"role": "user", "content": text}], "model": text});
+            redact_debug(&mut v, &[]);
+            assert_eq!(v["messages"][0]["content"], text);
+            assert_eq!(v["model"], text);
+        }
+        let mut v = json!({"content": "DATA:image/png;base64,AAAA"});
+        redact_debug(&mut v, &[]);
+        assert!(v["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("<redacted data URL"));
+    }
 
     #[test]
     fn redacts_tokens_at_any_depth() {
