@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -241,15 +241,21 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // lingma-gateway patch: the 505 went through a new writer from `self.sink`,
+                // which waits until this request's own writer is done; that writer, inside
+                // `rq`, was never done, so the connection thread blocked for good and the 505
+                // was never sent. Answer through the request's writer, then close: what
+                // follows is not HTTP/1.x framing.
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )
                 .with_status_code(StatusCode(505));
+                let mut writer = rq.into_writer();
                 response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
-                continue;
+                writer.flush().ok();
+                return None;
             }
 
             // updating the status of the connection
