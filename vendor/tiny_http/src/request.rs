@@ -185,7 +185,11 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
+    // lingma-gateway patch: with `Connection: upgrade` the whole connection used to become
+    // the body even when the request framed one (curl --http2 on http:// offers an h2c
+    // upgrade with its POST), so reading the body waited for the client to close. The
+    // offer is declined by answering in HTTP/1.1; the body is framed as usual.
+    let reader = if connection_upgrade && content_length.is_none() && transfer_encoding.is_none() {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
