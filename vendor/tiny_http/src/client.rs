@@ -172,6 +172,8 @@ impl ClientConnection {
             use crate::request;
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
+                // lingma-gateway patch: answered like a malformed header (400, closed).
+                request::RequestCreationError::BadFraming => ReadError::WrongHeader(version),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }

@@ -108,6 +108,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// lingma-gateway patch: the body's length cannot be told from the headers.
+    BadFraming,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -140,6 +143,16 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
+    // lingma-gateway patch: a body whose length cannot be told (RFC 9112, 6.3) is refused
+    // (400, and the connection closed) rather than guessed: a Content-Length that is not a
+    // decimal number, several that disagree, or a Transfer-Encoding whose last coding is
+    // not chunked. tiny_http read no body for a bad Content-Length (the body was then
+    // taken for the next request on the connection), took the first of several, and
+    // decoded chunks whatever the Transfer-Encoding said.
+    if !body_framing_is_clear(&headers) {
+        return Err(RequestCreationError::BadFraming);
+    }
+
     // finding the transfer-encoding header
     let transfer_encoding = headers
         .iter()
@@ -243,6 +256,37 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
     })
+}
+
+/// lingma-gateway patch: see `new_request`.
+fn body_framing_is_clear(headers: &[Header]) -> bool {
+    let values = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    };
+    // Each a plain number (a list such as `5, 5` too is refused).
+    let mut lengths = values("Content-Length").map(str::trim).map(|v| {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        v.parse::<u64>().ok()
+    });
+    let clear_length = match lengths.next() {
+        None => true,
+        Some(None) => false,
+        Some(Some(first)) => lengths.all(|l| l == Some(first)),
+    };
+    let codings: Vec<&str> = values("Transfer-Encoding")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let clear_coding = codings.is_empty()
+        || codings
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+    clear_length && clear_coding
 }
 
 impl Request {
