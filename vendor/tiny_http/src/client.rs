@@ -47,6 +47,8 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// lingma-gateway patch: a small body (read with the head) stopped arriving
+    BodyTimedOut(HTTPVersion),
     ReadIoError(IoError),
 }
 
@@ -171,6 +173,11 @@ impl ClientConnection {
         .map_err(|e| {
             use crate::request;
             match e {
+                request::RequestCreationError::CreationIoError(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    ReadError::BodyTimedOut(version)
+                }
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 // lingma-gateway patch: answered like a malformed header (400, closed).
                 request::RequestCreationError::BadFraming => ReadError::WrongHeader(version),
@@ -227,6 +234,17 @@ impl Iterator for ClientConnection {
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
                     return None; // closing the connection
+                }
+
+                // lingma-gateway patch: a body of up to 1 KiB is read here, with the head;
+                // when it stalls, the client gets the 408 a larger body gets from the
+                // gateway instead of a silent close (SO_RCVTIMEO reports WouldBlock on
+                // Unix, so the TimedOut arm above never saw it).
+                Err(ReadError::BodyTimedOut(ver)) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(408));
+                    response.raw_print(writer, ver, &[], false, None).ok();
+                    return None;
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
