@@ -169,7 +169,9 @@ fn parse_header(header: &[u8]) -> Result<usize, FrameError> {
         let Some((name, value)) = line.split_once(':') else {
             return Err(FrameError::MissingHeader(line.to_string()));
         };
-        let name = name.trim();
+        // A line must start with its name: the check of an incomplete header above reads
+        // the first line so, and the two must agree however the stream is cut.
+        let name = name.trim_end();
         if name.eq_ignore_ascii_case("content-length") {
             let v = value.trim();
             length = Some(
@@ -371,6 +373,24 @@ mod tests {
             got.extend(bytewise.next_frame().unwrap());
         }
         assert_eq!(got, vec![b"{}".to_vec()]);
+    }
+
+    #[test]
+    fn a_header_line_starting_with_whitespace_is_refused_however_it_arrives() {
+        for stream in [
+            &b"\nContent-Length: 2\r\n\r\n{}"[..],
+            b" Content-Length: 2\r\n\r\n{}",
+        ] {
+            let mut whole = Decoder::new();
+            whole.push(stream);
+            assert!(whole.next_frame().is_err());
+            let mut split = Decoder::new();
+            split.push(&stream[..5]);
+            assert!(split.next_frame().is_err());
+        }
+        let mut d = Decoder::new();
+        d.push(b"Content-Length : 2\r\n\r\n{}");
+        assert_eq!(frames(&mut d), vec!["{}"]);
     }
 
     #[test]
