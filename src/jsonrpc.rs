@@ -127,11 +127,17 @@ impl Decoder {
             if !looks_like_header_prefix(&self.buf) {
                 return Err(FrameError::MissingHeader(preview(&self.buf)));
             }
-            if self.buf.len() > MAX_HEADER_BYTES {
+            // Past this, a header end still to come would be beyond the limit.
+            if self.buf.len() > MAX_HEADER_BYTES + 3 {
                 return Err(FrameError::MissingHeader(preview(&self.buf)));
             }
             return Ok(None);
         };
+        // The same limit when the whole header arrived at once, so that how the stream is
+        // cut into messages never decides whether a frame is accepted.
+        if header_end > MAX_HEADER_BYTES {
+            return Err(FrameError::MissingHeader(preview(&self.buf)));
+        }
         let header = &self.buf[..header_end];
         let len = parse_header(header)?;
         if len > MAX_FRAME_BYTES {
@@ -163,7 +169,9 @@ fn parse_header(header: &[u8]) -> Result<usize, FrameError> {
         let Some((name, value)) = line.split_once(':') else {
             return Err(FrameError::MissingHeader(line.to_string()));
         };
-        let name = name.trim();
+        // A line must start with its name: the check of an incomplete header above reads
+        // the first line so, and the two must agree however the stream is cut.
+        let name = name.trim_end();
         if name.eq_ignore_ascii_case("content-length") {
             let v = value.trim();
             length = Some(
@@ -334,6 +342,55 @@ mod tests {
         assert_eq!(d.next_frame(), Ok(None));
         d.push(&[b'1'; 2000]);
         assert!(d.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_long_header_is_refused_however_it_arrives() {
+        let header = format!(
+            "Content-Length: {}2\r\n\r\n{{}}",
+            "0".repeat(MAX_HEADER_BYTES)
+        );
+        let mut whole = Decoder::new();
+        whole.push(header.as_bytes());
+        assert!(whole.next_frame().is_err());
+        let mut bytewise = Decoder::new();
+        let mut refused = false;
+        for b in header.as_bytes() {
+            bytewise.push(&[*b]);
+            if bytewise.next_frame().is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
+        // Right at the limit, it is a header in both cases.
+        let pad = MAX_HEADER_BYTES - "Content-Length: 2".len();
+        let header = format!("Content-Length: {}2\r\n\r\n{{}}", "0".repeat(pad));
+        let mut bytewise = Decoder::new();
+        let mut got = Vec::new();
+        for b in header.as_bytes() {
+            bytewise.push(&[*b]);
+            got.extend(bytewise.next_frame().unwrap());
+        }
+        assert_eq!(got, vec![b"{}".to_vec()]);
+    }
+
+    #[test]
+    fn a_header_line_starting_with_whitespace_is_refused_however_it_arrives() {
+        for stream in [
+            &b"\nContent-Length: 2\r\n\r\n{}"[..],
+            b" Content-Length: 2\r\n\r\n{}",
+        ] {
+            let mut whole = Decoder::new();
+            whole.push(stream);
+            assert!(whole.next_frame().is_err());
+            let mut split = Decoder::new();
+            split.push(&stream[..5]);
+            assert!(split.next_frame().is_err());
+        }
+        let mut d = Decoder::new();
+        d.push(b"Content-Length : 2\r\n\r\n{}");
+        assert_eq!(frames(&mut d), vec!["{}"]);
     }
 
     #[test]

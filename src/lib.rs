@@ -8,6 +8,8 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod jsonrpc;
 pub mod login;

@@ -42,6 +42,17 @@ fn is_secret(name: &str) -> bool {
 /// `MAX_DEBUG_STRING`; and every occurrence of a configured secret (`known`) replaced
 /// wherever it appears.
 pub fn redact_debug(v: &mut Value, known: &[String]) {
+    redact_debug_at(v, known, 0);
+}
+
+/// How deep `redact_debug` goes, counting the levels inside argument strings it parses. The
+/// JSON parser bounds each value to 128 levels, but argument strings can hold argument
+/// strings: without a bound on the whole chain, a body of a few MB recursed until a
+/// worker's stack overflowed, which aborts the process. Past it, an argument string is
+/// redacted as text, not parsed.
+const MAX_REDACT_DEPTH: usize = 128;
+
+fn redact_debug_at(v: &mut Value, known: &[String], depth: usize) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
@@ -53,21 +64,26 @@ pub fn redact_debug(v: &mut Value, known: &[String]) {
                     let Value::String(text) = val else {
                         unreachable!()
                     };
-                    let mut text = match serde_json::from_str::<Value>(text) {
-                        Ok(mut inner) => {
-                            redact_debug(&mut inner, known);
+                    let parsed = (depth < MAX_REDACT_DEPTH)
+                        .then(|| serde_json::from_str::<Value>(text).ok())
+                        .flatten();
+                    let mut text = match parsed {
+                        Some(mut inner) => {
+                            redact_debug_at(&mut inner, known, depth + 1);
                             inner.to_string()
                         }
-                        Err(_) => redact_string(text, known),
+                        None => redact_string(text, known),
                     };
                     cut(&mut text, MAX_DEBUG_ARGUMENTS);
                     *val = Value::String(text);
                 } else {
-                    redact_debug(val, known);
+                    redact_debug_at(val, known, depth + 1);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| redact_debug(i, known)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| redact_debug_at(i, known, depth + 1)),
         Value::String(text) => {
             let mut out = redact_string(text, known);
             cut(&mut out, MAX_DEBUG_STRING);
@@ -79,7 +95,12 @@ pub fn redact_debug(v: &mut Value, known: &[String]) {
 
 fn redact_string(text: &str, known: &[String]) -> String {
     let trimmed = text.trim_start();
-    if trimmed.len() >= 5 && trimmed[..5].eq_ignore_ascii_case("data:") {
+    // Bytes, not `str` slicing: the fifth byte may fall inside a character ("你好").
+    if trimmed
+        .as_bytes()
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"data:"))
+    {
         return format!("<redacted data URL, {} bytes>", text.len());
     }
     let mut out = text.to_string();
@@ -137,6 +158,57 @@ pub fn frame_for_log(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `levels` tool-argument strings, each holding JSON `depth` arrays deep around the next.
+    fn nested_arguments(levels: usize, depth: usize) -> Value {
+        let mut inner = json!("x");
+        for _ in 0..levels {
+            let mut v = json!({"arguments": inner.to_string()});
+            for _ in 0..depth {
+                v = json!([v]);
+            }
+            inner = v;
+        }
+        inner
+    }
+
+    #[test]
+    fn argument_strings_nested_in_argument_strings_do_not_recurse_without_bound() {
+        // Each string is parsed to at most 128 levels, but a chain of them added up: a
+        // 16 MB body overflowed a worker's stack and aborted the gateway. On a 512 KiB stack,
+        // 14 links of 120 levels are over the bound and would overflow.
+        let mut v = nested_arguments(14, 120);
+        let redacted = std::thread::Builder::new()
+            .stack_size(1 << 19)
+            .spawn(move || {
+                redact_debug(&mut v, &[]);
+                v
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(redacted.to_string().contains("arguments"));
+        // Shallow nesting is still redacted inside.
+        let mut v = json!({"arguments": json!({"arguments": json!({"password": "hunter2"}).to_string()}).to_string()});
+        redact_debug(&mut v, &[]);
+        assert!(!v.to_string().contains("hunter2"), "{v}");
+    }
+
+    #[test]
+    fn text_starting_with_multi_byte_characters_is_kept() {
+        for text in ["你好", "日本語", "🦀🦀", "Th🦀anks", "é"] {
+            let mut v = json!({"messages": [{"role": "user", "content": text}], "model": text});
+            redact_debug(&mut v, &[]);
+            assert_eq!(v["messages"][0]["content"], text);
+            assert_eq!(v["model"], text);
+        }
+        let mut v = json!({"content": "DATA:image/png;base64,AAAA"});
+        redact_debug(&mut v, &[]);
+        assert!(v["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("<redacted data URL"));
+    }
 
     #[test]
     fn redacts_tokens_at_any_depth() {

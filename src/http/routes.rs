@@ -161,6 +161,12 @@ const ROUTES: &[(&str, &[&str], Route)] = &[
     ("/internal/login-url", &["GET"], Route::LoginUrl),
 ];
 
+/// Every routed path with the methods it takes (aliases included; `/v1/responses/{id}` is
+/// routed apart), for tests that must cover them all.
+pub fn route_table() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    ROUTES.iter().map(|(path, methods, _)| (*path, *methods))
+}
+
 pub fn handle(app: &App, ex: &mut Exchange) {
     if let Err(e) = dispatch(app, ex) {
         if !ex.responded() {

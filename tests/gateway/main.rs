@@ -4,6 +4,7 @@
 mod accounts;
 mod anthropic;
 mod backpressure;
+mod bad_input;
 mod faults;
 mod formats;
 mod harness;

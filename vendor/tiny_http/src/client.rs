@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -52,6 +52,8 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// lingma-gateway patch: a small body (read with the head) stopped arriving
+    BodyTimedOut(HTTPVersion),
     ReadIoError(IoError),
 }
 
@@ -203,13 +205,16 @@ impl ClientConnection {
             use crate::request;
             match e {
                 // lingma-gateway patch: a small body is read here, before the handler sees
-                // the request; past its deadline it gets 408 too.
-                request::RequestCreationError::CreationIoError(_)
-                    if self.tracked.as_ref().is_some_and(|t| t.cut(Cut::Body)) =>
+                // the request; stalled past its deadline (or the socket timeout) it gets 408.
+                request::RequestCreationError::CreationIoError(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                        || self.tracked.as_ref().is_some_and(|t| t.cut(Cut::Body)) =>
                 {
-                    ReadError::ReadIoError(IoError::new(ErrorKind::TimedOut, "body deadline"))
+                    ReadError::BodyTimedOut(version)
                 }
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
+                // lingma-gateway patch: answered like a malformed header (400, closed).
+                request::RequestCreationError::BadFraming => ReadError::WrongHeader(version),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
@@ -279,6 +284,17 @@ impl Iterator for ClientConnection {
                     return None; // closing the connection
                 }
 
+                // lingma-gateway patch: a body of up to 1 KiB is read here, with the head;
+                // when it stalls, the client gets the 408 a larger body gets from the
+                // gateway instead of a silent close (SO_RCVTIMEO reports WouldBlock on
+                // Unix, so the TimedOut arm above never saw it).
+                Err(ReadError::BodyTimedOut(ver)) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(408));
+                    response.raw_print(writer, ver, &[], false, None).ok();
+                    return None;
+                }
+
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(417));
@@ -293,15 +309,21 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // lingma-gateway patch: the 505 went through a new writer from `self.sink`,
+                // which waits until this request's own writer is done; that writer, inside
+                // `rq`, was never done, so the connection thread blocked for good and the 505
+                // was never sent. Answer through the request's writer, then close: what
+                // follows is not HTTP/1.x framing.
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )
                 .with_status_code(StatusCode(505));
+                let mut writer = rq.into_writer();
                 response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
-                continue;
+                writer.flush().ok();
+                return None;
             }
 
             // updating the status of the connection

@@ -108,6 +108,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// lingma-gateway patch: the body's length cannot be told from the headers.
+    BadFraming,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -141,6 +144,16 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
+    // lingma-gateway patch: a body whose length cannot be told (RFC 9112, 6.3) is refused
+    // (400, and the connection closed) rather than guessed: a Content-Length that is not a
+    // decimal number, several that disagree, or a Transfer-Encoding whose last coding is
+    // not chunked. tiny_http read no body for a bad Content-Length (the body was then
+    // taken for the next request on the connection), took the first of several, and
+    // decoded chunks whatever the Transfer-Encoding said.
+    if !body_framing_is_clear(&headers) {
+        return Err(RequestCreationError::BadFraming);
+    }
+
     // finding the transfer-encoding header
     let transfer_encoding = headers
         .iter()
@@ -186,7 +199,11 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
+    // lingma-gateway patch: with `Connection: upgrade` the whole connection used to become
+    // the body even when the request framed one (curl --http2 on http:// offers an h2c
+    // upgrade with its POST), so reading the body waited for the client to close. The
+    // offer is declined by answering in HTTP/1.1; the body is framed as usual.
+    let reader = if connection_upgrade && content_length.is_none() && transfer_encoding.is_none() {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
@@ -249,6 +266,37 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
     })
+}
+
+/// lingma-gateway patch: see `new_request`.
+fn body_framing_is_clear(headers: &[Header]) -> bool {
+    let values = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    };
+    // Each a plain number (a list such as `5, 5` too is refused).
+    let mut lengths = values("Content-Length").map(str::trim).map(|v| {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        v.parse::<u64>().ok()
+    });
+    let clear_length = match lengths.next() {
+        None => true,
+        Some(None) => false,
+        Some(Some(first)) => lengths.all(|l| l == Some(first)),
+    };
+    let codings: Vec<&str> = values("Transfer-Encoding")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let clear_coding = codings.is_empty()
+        || codings
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+    clear_length && clear_coding
 }
 
 impl Request {
