@@ -236,17 +236,26 @@ fn slow_lingma(dir: &std::path::Path, hold: &str) -> String {
     script.to_str().unwrap().to_string()
 }
 
-#[test]
-fn a_slow_start_is_waited_for_within_the_pool_wait() {
-    let dir = temp_dir("slowstart");
+/// A gateway whose one Lingma starts only once the returned file exists.
+fn gated_gateway(tag: &str, env: &[(&str, &str)]) -> (Gateway, std::path::PathBuf) {
+    let dir = temp_dir(tag);
     let gate = dir.join("go");
     let bin = slow_lingma(&dir, &format!("[ -e {} ]", gate.display()));
-    let opts = Options {
+    let mut opts = Options {
         simulator: false,
         wait_ready: 0,
         ..Default::default()
-    };
-    let gw = Gateway::start_with(opts.env("lingma_bin", &bin).env("pool_wait_sec", "30"));
+    }
+    .env("lingma_bin", &bin);
+    for (k, v) in env {
+        opts = opts.env(k, v);
+    }
+    (Gateway::start_with(opts), gate)
+}
+
+#[test]
+fn a_slow_start_is_waited_for_within_the_pool_wait() {
+    let (gw, gate) = gated_gateway("slowstart", &[("pool_wait_sec", "30")]);
     assert_eq!(gw.health()["ready"], 0, "still starting");
     // Sent while Lingma is still starting: it waits for the instance, then is answered.
     let addr = gw.addr.clone();
@@ -273,18 +282,9 @@ fn a_slow_start_is_waited_for_within_the_pool_wait() {
 
 #[test]
 fn a_start_over_the_startup_timeout_is_a_clear_503_then_the_instance_comes_back() {
-    let dir = temp_dir("slowstart-timeout");
-    let gate = dir.join("go");
-    let bin = slow_lingma(&dir, &format!("[ -e {} ]", gate.display()));
-    let opts = Options {
-        simulator: false,
-        wait_ready: 0,
-        ..Default::default()
-    };
-    let gw = Gateway::start_with(
-        opts.env("lingma_bin", &bin)
-            .env("lingma_startup_timeout", "1")
-            .env("pool_wait_sec", "0"),
+    let (gw, gate) = gated_gateway(
+        "slowstart-timeout",
+        &[("lingma_startup_timeout", "1"), ("pool_wait_sec", "0")],
     );
     wait_for("the startup timeout to be reported", || {
         gw.health()["instances"][0]["last_error"]
