@@ -782,6 +782,18 @@ fn exact(got: &str, want: &str) -> Result<(), Fault> {
     })
 }
 
+/// The gateway's thread count (`Threads` in `/proc/PID/status`): glibc keeps a cache of
+/// freed memory per thread, so it bears on the RSS.
+fn threads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("Threads:"))?;
+            l.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -934,6 +946,7 @@ fn main() {
     });
     let wall = start.elapsed();
     let rss_end = rss_kib(pid).unwrap_or(0);
+    let threads_end = threads(pid);
     peak_rss = peak_rss.max(rss_end);
     let rss_warm = t.warm_rss.load(Ordering::Relaxed);
     let warm_after = t.warm_at.lock().unwrap().map(|w| (w - start).as_secs_f64());
@@ -998,6 +1011,7 @@ fn main() {
         mib(rss_end),
         mib(peak_rss),
     );
+    let _ = writeln!(out, "gateway threads {threads_end} at the end");
     let sent = (done - skipped) as u64;
     match &view {
         Ok(v) => {
