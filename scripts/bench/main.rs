@@ -6,13 +6,16 @@
 //! gateway's CPU seconds per 1000 requests. Every request asks for a one-chunk answer from a
 //! zero-delay simulator, so what is measured is the transport, not the model.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::BufRead;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{rss_kib, start_gateway, temp_dir, Http, Proc};
 use lingma_gateway::jsonrpc::{self, Decoder, Message};
 use serde_json::{json, Value};
 use tungstenite::Message as WsMessage;
@@ -44,23 +47,6 @@ fn parse_args() -> Args {
         i += 2;
     }
     a
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lgw-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.0.wait();
-    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -197,57 +183,17 @@ impl Direct {
 
 // ---------------------------------------------------------------- HTTP keep-alive client
 
-struct Http {
-    addr: String,
-    r: BufReader<TcpStream>,
-}
-
 impl Http {
-    fn connect(addr: &str) -> Http {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        Http {
-            addr: addr.to_string(),
-            r: BufReader::new(s),
-        }
-    }
-
-    fn send(&mut self, path: &str, body: &str) {
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        self.r.get_mut().write_all(req.as_bytes()).unwrap();
-    }
-
-    fn head(&mut self) -> (u16, Option<usize>) {
-        let mut line = String::new();
-        self.r.read_line(&mut line).unwrap();
-        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let mut len = None;
-        loop {
-            let mut h = String::new();
-            self.r.read_line(&mut h).unwrap();
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = Some(v.trim().parse().unwrap());
-            }
-        }
-        (status, len)
-    }
-
     fn chat(&mut self) -> Duration {
         let body =
             json!({"model": "auto", "messages": [{"role": "user", "content": PROMPT}]}).to_string();
         let start = Instant::now();
-        self.send("/v1/chat/completions", &body);
-        let (status, len) = self.head();
-        let mut buf = vec![0; len.expect("content-length")];
-        self.r.read_exact(&mut buf).unwrap();
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&buf));
+        self.send("POST", "/v1/chat/completions", &body).unwrap();
+        let head = self.head().unwrap();
+        let buf = self.body(&head).unwrap();
+        assert_eq!(head.status, 200, "{}", String::from_utf8_lossy(&buf));
+        // Every client keeps its one connection; the figures assume it.
+        assert!(!head.close, "the gateway closed a keep-alive connection");
         start.elapsed()
     }
 
@@ -255,9 +201,8 @@ impl Http {
     fn first_event(&mut self, prompt: &str) -> Duration {
         let body = json!({"model": "auto", "stream": true, "messages": [{"role": "user", "content": prompt}]}).to_string();
         let start = Instant::now();
-        self.send("/v1/chat/completions", &body);
-        let (status, _) = self.head();
-        assert_eq!(status, 200);
+        self.send("POST", "/v1/chat/completions", &body).unwrap();
+        assert_eq!(self.head().unwrap().status, 200);
         let mut line = String::new();
         loop {
             line.clear();
@@ -297,73 +242,6 @@ fn wait_info(dir: &Path) -> u16 {
     }
 }
 
-fn start_gateway(bin: &Path, dir: &Path) -> (Proc, String) {
-    // Access lines are logged at info as in production, into a file: a pipe that the bench
-    // drains from a thread competing with 32 client threads would stall the gateway's
-    // logging whenever that thread is not scheduled, and the bench would measure that.
-    let log_path = dir.join("gateway.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--simulator",
-            "--port",
-            "0",
-            "--instances",
-            "1",
-            "--log-level",
-            "info",
-        ])
-        .arg("--work-dir")
-        .arg(dir)
-        .env("LINGMA_GATEWAY_MAX_WORKERS", "1024")
-        // The memory row holds 256 streams open at once: above the default chat cap.
-        .env("LINGMA_GATEWAY_GATEWAY_MAX_IN_FLIGHT", "512")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(i) = text.find("listening on http://") {
-            let rest = &text[i + 20..];
-            break rest[..rest.find(char::is_whitespace).unwrap_or(rest.len())].to_string();
-        }
-        assert!(Instant::now() < deadline, "gateway did not start: {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = TcpStream::connect(&addr).ok().and_then(|mut s| {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            let mut t = String::new();
-            s.read_to_string(&mut t).ok()?;
-            Some(t.starts_with("HTTP/1.1 200"))
-        });
-        if ok == Some(true) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gateway not healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (proc, addr)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn cpu_secs(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &s[s.rfind(')').unwrap() + 2..];
@@ -382,7 +260,7 @@ fn main() {
     let n = a.requests;
 
     // Direct: the simulator alone, one WebSocket per client thread.
-    let sim_dir = temp_dir("sim");
+    let sim_dir = temp_dir("bench-sim");
     let sim = Proc(
         Command::new(&bin)
             .args(["simulate", "start", "--workDir"])
@@ -405,20 +283,30 @@ fn main() {
     drop(sim);
 
     // Through the gateway: one instance, HTTP keep-alive clients.
-    let gw_dir = temp_dir("gw");
-    let (gw, addr) = start_gateway(&bin, &gw_dir);
+    let gw_dir = temp_dir("bench-gw");
+    let (gw, addr) = start_gateway(
+        &bin,
+        &gw_dir,
+        1,
+        &[
+            ("LINGMA_GATEWAY_MAX_WORKERS", "1024".into()),
+            // The memory row holds 256 streams open at once: above the default chat cap.
+            ("LINGMA_GATEWAY_GATEWAY_MAX_IN_FLIGHT", "512".into()),
+        ],
+    );
+    let rss = |pid| rss_kib(pid).expect("the gateway is running");
     let pid = gw.0.id();
-    let rss_idle = rss_kib(pid);
-    run(1, 200, || Http::connect(&addr), |c| c.chat()); // warm-up
-    let g1 = run(1, n, || Http::connect(&addr), |c| c.chat());
-    run(32, n, || Http::connect(&addr), |c| c.chat());
+    let rss_idle = rss(pid);
+    run(1, 200, || Http::connect(&addr).unwrap(), |c| c.chat()); // warm-up
+    let g1 = run(1, n, || Http::connect(&addr).unwrap(), |c| c.chat());
+    run(32, n, || Http::connect(&addr).unwrap(), |c| c.chat());
     let cpu0 = cpu_secs(pid);
-    let g32 = run(32, n32, || Http::connect(&addr), |c| c.chat());
+    let g32 = run(32, n32, || Http::connect(&addr).unwrap(), |c| c.chat());
     let cpu_per_1000 = (cpu_secs(pid) - cpu0) / n32 as f64 * 1000.0;
     let gttf = run(
         1,
         n / 4,
-        || Http::connect(&addr),
+        || Http::connect(&addr).unwrap(),
         |c| {
             let t = c.first_event(PROMPT);
             c.drain_chunked();
@@ -428,13 +316,13 @@ fn main() {
     // 256 open streams: each stalls after its first chunk until we hang up.
     let mut open: Vec<Http> = Vec::new();
     for i in 0..a.streams {
-        let mut c = Http::connect(&addr);
+        let mut c = Http::connect(&addr).unwrap();
         c.first_event(&format!("hold {i} [[sim:stall=1]]"));
         open.push(c);
     }
-    let rss_streams = rss_kib(pid);
+    let rss_streams = rss(pid);
     drop(open);
-    let rss_after = rss_kib(pid);
+    let rss_after = rss(pid);
     drop(gw);
     let _ = std::fs::remove_dir_all(&sim_dir);
     if std::env::var_os("BENCH_KEEP").is_none() {

@@ -82,7 +82,7 @@ impl Slot {
 struct Slots {
     list: Vec<Slot>,
     /// Affinity key → index of the instance it last used.
-    affinity: HashMap<u64, usize>,
+    affinity: Affinity,
     /// Rotates ties between equally loaded instances.
     next: usize,
     closing: bool,
@@ -112,7 +112,9 @@ const MODELS_TTL: Duration = Duration::from_secs(60);
 /// An affinity hit is kept unless its instance has this many more requests in flight than
 /// the least loaded one.
 const AFFINITY_SLACK: usize = 2;
-const MAX_AFFINITY_KEYS: usize = 100_000;
+/// Affinity keys per generation (see `Affinity`): the last 4096 to 8192 conversations are
+/// remembered, in at most two tables of 8192 buckets each (about 140 KiB apiece).
+const AFFINITY_GENERATION: usize = 4096;
 /// A connection that lived at least this long resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
@@ -187,7 +189,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             slots: Mutex::new(Slots {
                 list,
-                affinity: HashMap::new(),
+                affinity: Affinity::default(),
                 next: 0,
                 closing: false,
             }),
@@ -296,9 +298,6 @@ impl Pool {
         let conn = Arc::clone(slot.conn.as_ref().expect("a ready slot has a connection"));
         let name = slot.status.name.clone();
         if let Some(key) = affinity {
-            if g.affinity.len() >= MAX_AFFINITY_KEYS {
-                g.affinity.clear();
-            }
             g.affinity.insert(key, i);
         }
         Lease {
@@ -333,12 +332,43 @@ impl Drop for Pool {
     }
 }
 
+/// Which instance each conversation last used, bounded by generations rather than by
+/// time: keys go into `current`; when it holds `AFFINITY_GENERATION` keys it becomes
+/// `previous` (the older one is forgotten) and `current` starts empty again, reusing its
+/// table. A key found only in `previous` moves back into `current` when it is used again.
+/// Every conversation (without a client hint: every distinct system prompt or first
+/// message) adds a key, so a map that was only cleared at 100,000 keys grew with the
+/// traffic for hours, to a few MiB.
+#[derive(Default)]
+struct Affinity {
+    current: HashMap<u64, usize>,
+    previous: HashMap<u64, usize>,
+}
+
+impl Affinity {
+    fn get(&self, key: u64) -> Option<usize> {
+        self.current
+            .get(&key)
+            .or_else(|| self.previous.get(&key))
+            .copied()
+    }
+
+    fn insert(&mut self, key: u64, instance: usize) {
+        if self.current.len() >= AFFINITY_GENERATION && !self.current.contains_key(&key) {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+        }
+        self.previous.remove(&key);
+        self.current.insert(key, instance);
+    }
+}
+
 fn choose(g: &mut Slots, affinity: Option<u64>, skip: Option<usize>) -> Option<usize> {
     let ready: Vec<usize> = (0..g.list.len())
         .filter(|&i| g.list[i].usable() && Some(i) != skip)
         .collect();
     let min_load = ready.iter().map(|&i| g.list[i].status.in_flight).min()?;
-    if let Some(&i) = affinity.and_then(|k| g.affinity.get(&k)) {
+    if let Some(i) = affinity.and_then(|k| g.affinity.get(k)) {
         if ready.contains(&i) && g.list[i].status.in_flight <= min_load + AFFINITY_SLACK {
             return Some(i);
         }
@@ -560,6 +590,28 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn affinity_remembers_recent_conversations_in_bounded_memory() {
+        let mut a = Affinity::default();
+        let keys = 25 * AFFINITY_GENERATION as u64;
+        for k in 0..keys {
+            a.insert(k, (k % 3) as usize);
+            // One old conversation keeps coming back: it is never forgotten.
+            a.insert(u64::MAX, 7);
+        }
+        let kept = a.current.len() + a.previous.len();
+        assert!(kept <= 2 * AFFINITY_GENERATION, "{kept} keys kept");
+        let tables = a.current.capacity() + a.previous.capacity();
+        assert!(tables <= 4 * AFFINITY_GENERATION, "room for {tables} keys");
+        for k in keys - AFFINITY_GENERATION as u64..keys {
+            assert_eq!(a.get(k), Some((k % 3) as usize), "recent key {k}");
+        }
+        assert_eq!(a.get(0), None, "the oldest went");
+        assert_eq!(a.get(u64::MAX), Some(7));
+        a.insert(keys - 1, 2);
+        assert_eq!(a.get(keys - 1), Some(2), "a key moves to its new instance");
+    }
 
     #[test]
     fn backoff_doubles_from_one_to_thirty_seconds() {
