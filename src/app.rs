@@ -232,7 +232,9 @@ pub fn serve(args: &ServeArgs) -> i32 {
             return 2;
         }
     };
+    let tuning = crate::malloc::tune(cfg.malloc_tuning);
     init_logging(cfg.log_level);
+    crate::malloc::log(&tuning);
     let launch = match launch_command(&cfg) {
         Ok(l) => l,
         Err(e) => {

@@ -66,6 +66,7 @@ keys! {
     ["gateway"] "gateway_queue_timeout_sec" = "10", false, "how long a chat request waits in that queue before 429 with Retry-After (0 = refuse at once)";
     ["gateway"] "admin_token" = "", true, "token for /internal/* (Authorization: Bearer); empty = the api_keys (warned); with neither, /internal/* answers only on a loopback host";
     ["gateway"] "metrics_token" = "", true, "token for GET /metrics (Authorization: Bearer); the admin credential works too";
+    ["gateway"] "malloc_tuning" = "true", false, "on glibc, start once more with malloc settings that keep RSS flat under long load (one arena, no per-thread cache; see README, Performance); false, or your own GLIBC_TUNABLES, leaves them alone";
     ["gateway"] "metrics_public" = "false", false, "true = GET /metrics needs no credential (warned; for a scraper on a private network)";
     ["gateway"] "client_timeout_sec" = "60", false, "a client socket silent (not sending, or not reading our answer) this long is dropped; also the keep-alive idle limit";
     ["gateway"] "client_header_timeout_sec" = "10", false, "a request head must arrive whole within this long of its first byte, else 408 and the connection is closed (slow-client defence)";
@@ -172,6 +173,7 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
     pub metrics_public: bool,
+    pub malloc_tuning: bool,
     pub client_timeout: Duration,
     pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
@@ -503,6 +505,7 @@ impl RawConfig {
             admin_token: self.secret("admin_token"),
             metrics_token: self.secret("metrics_token"),
             metrics_public: self.boolean("metrics_public")?,
+            malloc_tuning: self.boolean("malloc_tuning")?,
             client_timeout: self.secs("client_timeout_sec", 1, 86_400)?,
             client_header_timeout: self.secs("client_header_timeout_sec", 1, 3600)?,
             client_body_timeout: self.secs("client_body_timeout_sec", 1, 86_400)?,

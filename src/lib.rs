@@ -14,6 +14,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod login;
 pub mod lru;
+pub mod malloc;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

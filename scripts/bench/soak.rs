@@ -45,7 +45,10 @@ fn parse_args() -> Args {
         bin: PathBuf::from("target/release/lingma-gateway"),
         requests: 100_000,
         concurrency: 64,
-        warmup: 10_000,
+        // Long enough to fill the gateway's bounded caches at their defaults (the session
+        // cache's 10,000 entries take at least 10,000 answers): after the warm-up the RSS
+        // should hold, and growth past it is what the soak is looking for.
+        warmup: 20_000,
         instances: 2,
         progress: Duration::from_secs(5),
         timeout: Duration::from_secs(60),

@@ -57,6 +57,7 @@ impl LingmaProcess {
             // Its own process group: a Ctrl-C in the gateway's terminal reaches only the
             // gateway, which then stops Lingma in order.
             .process_group(0);
+        crate::malloc::clean_child(&mut command);
         if let Some(dir) = cmd.program.parent().filter(|d| !d.as_os_str().is_empty()) {
             command.current_dir(dir);
         }

@@ -239,6 +239,11 @@ impl Gateway {
     }
 
     /// Sends SIGTERM without waiting.
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("already stopped").id()
+    }
+
     pub fn signal_term(&self) {
         self.signal(rustix::process::Signal::TERM);
     }

@@ -303,3 +303,45 @@ fn sigterm_during_a_slow_lingma_start_stops_promptly_and_kills_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `NAME=value` pairs of a process's environment.
+fn environ(pid: u64) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_gateway_tunes_glibc_malloc_for_itself_only_and_leaves_an_operators_choice_alone() {
+    let tunables = |pid: u64| {
+        environ(pid)
+            .into_iter()
+            .find_map(|e| e.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
+    };
+    let lingma = |gw: &Gateway| gw.health()["instances"][0]["pid"].as_u64().unwrap();
+    // By default: the gateway runs (same pid, re-executed) with one arena and no tcache...
+    let gw = Gateway::start();
+    // (glibc rewrites the variable in place as it reads it, so /proc shows only part.)
+    let own = tunables(gw.pid() as u64).expect("GLIBC_TUNABLES on the gateway");
+    assert!(own.starts_with("glibc.malloc.arena_max=1"), "{own}");
+    gw.wait_log("glibc malloc: one arena, no per-thread cache");
+    // ...and Lingma does not inherit it.
+    assert_eq!(tunables(lingma(&gw)), None);
+    gw.assert_answers("tuned?");
+    // An operator's own settings stay as they are.
+    let gw = Gateway::start_with(Options {
+        env: vec![("GLIBC_TUNABLES".into(), "glibc.malloc.arena_max=4".into())],
+        ..Default::default()
+    });
+    assert_eq!(
+        tunables(gw.pid() as u64).as_deref(),
+        Some("glibc.malloc.arena_max=4")
+    );
+    gw.wait_log("the operator's GLIBC_TUNABLES/MALLOC_ARENA_MAX apply");
+    // And `malloc_tuning = false` leaves glibc's defaults.
+    let gw = Gateway::start_with(Options::default().env("malloc_tuning", "false"));
+    assert_eq!(tunables(gw.pid() as u64), None);
+    gw.assert_answers("untuned?");
+}
