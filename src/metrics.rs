@@ -21,7 +21,7 @@ const ADDED_BUCKETS: &[f64] = &[
 ];
 
 /// The routes that run a chat; their latency histograms exist from the start.
-pub const CHAT_ROUTES: &[&str] = &["/v1/chat/completions", "/v1/messages"];
+pub const CHAT_ROUTES: &[&str] = &["/v1/chat/completions", "/v1/responses", "/v1/messages"];
 
 /// What one finished request tells the metrics.
 #[derive(Debug, Clone)]

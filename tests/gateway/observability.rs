@@ -139,6 +139,7 @@ fn metrics_counters_move_with_requests() {
     let count = "lingma_gateway_request_duration_seconds_count{route=\"/v1/chat/completions\"} ";
     let ttft = "lingma_gateway_time_to_first_token_seconds_count{route=\"/v1/chat/completions\"} ";
     let added = "lingma_gateway_added_latency_seconds_count{route=\"/v1/messages\"} ";
+    let responses = "lingma_gateway_time_to_first_token_seconds_count{route=\"/v1/responses\"} ";
     let input = "lingma_gateway_input_tokens_total{protocol=\"openai\"} ";
     let output = "lingma_gateway_output_tokens_total{protocol=\"anthropic\"} ";
     let before = scrape();
@@ -154,10 +155,16 @@ fn metrics_counters_move_with_requests() {
         &json!({"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": "hi there"}]}),
     );
     assert_eq!(r.status, 200);
+    let r = gw.post(
+        "/v1/responses",
+        &json!({"model": "auto", "input": "hi again"}),
+    );
+    assert_eq!(r.status, 200);
     // A request is counted just after its last byte is sent: wait for the scrape to see it.
     let after = scrape_until(&gw, |after| {
         metric(after, ok) - metric(&before, ok) == 2.0
             && metric(after, added) - metric(&before, added) == 1.0
+            && metric(after, responses) - metric(&before, responses) == 1.0
     });
     assert_eq!(metric(&after, count) - metric(&before, count), 2.0);
     assert_eq!(metric(&after, ttft) - metric(&before, ttft), 2.0);
