@@ -52,7 +52,7 @@ fn a_failure_before_the_first_byte_is_retried_once_on_another_instance() {
             let user = format!("user-{fault}-{stream}");
             let home = instance_of(&gw, &user);
             let before = restarts(&gw, home);
-            let asks = (gw.sim_asks(0), gw.sim_asks(1));
+            let asks = [gw.sim_asks(0), gw.sim_asks(1)];
             // The fault fires only on the conversation's own instance, before any delta.
             let q = format!("hello {n} [[sim:on=instance-{home}]] [[sim:{fault}=0]]");
             let mut body = if stream {
@@ -78,8 +78,8 @@ fn a_failure_before_the_first_byte_is_retried_once_on_another_instance() {
             // The client got the whole answer, from the other instance.
             assert_eq!(text, default_answer("Auto", &q), "{fault}");
             let other = 1 - home;
-            assert_eq!(gw.sim_asks(home), asks_of(asks, home) + 1, "{fault}");
-            assert_eq!(gw.sim_asks(other), asks_of(asks, other) + 1, "{fault}");
+            assert_eq!(gw.sim_asks(home), asks[home] + 1, "{fault}");
+            assert_eq!(gw.sim_asks(other), asks[other] + 1, "{fault}");
             gw.wait_log(&format!(
                 "lingma-{home} failed before the answer's first byte"
             ));
@@ -92,14 +92,6 @@ fn a_failure_before_the_first_byte_is_retried_once_on_another_instance() {
     }
     wait_all_ready(&gw, 2);
     gw.assert_answers("all well?");
-}
-
-fn asks_of(asks: (usize, usize), i: usize) -> usize {
-    if i == 0 {
-        asks.0
-    } else {
-        asks.1
-    }
 }
 
 #[test]
