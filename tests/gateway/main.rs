@@ -8,6 +8,7 @@ mod bad_input;
 mod faults;
 mod formats;
 mod harness;
+mod hostile;
 mod observability;
 mod openai_chat;
 mod resilience;
