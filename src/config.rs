@@ -210,6 +210,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every configured secret that could be pasted into a request or show up in a log
+    /// line: the API keys, the admin and metrics tokens, the accounts' passwords. (Session
+    /// bundles are secrets too, but are never logged and are too large to look for in every
+    /// line.)
+    pub fn secrets(&self) -> Vec<String> {
+        self.api_keys
+            .iter()
+            .chain(&self.admin_token)
+            .chain(&self.metrics_token)
+            .cloned()
+            .chain(self.accounts.iter().map(|a| a.password.clone()))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// The account owning each instance, in instance order (empty without accounts).
     pub fn instance_accounts(&self) -> Vec<&Account> {
         self.accounts

@@ -38,19 +38,12 @@ pub struct App {
 impl App {
     pub fn new(gw: Arc<Gateway>, raw: &RawConfig) -> App {
         let cfg = &gw.cfg;
-        let known: Vec<String> = cfg
-            .api_keys
-            .iter()
-            .chain(&cfg.admin_token)
-            .chain(&cfg.metrics_token)
-            .cloned()
-            .collect();
         App {
             keys: ApiKeys::new(&cfg.api_keys),
             operators: OperatorAuth::new(cfg),
             gate: Gate::new(cfg.max_in_flight, cfg.queue_timeout),
             metrics: Metrics::new(),
-            debug: DebugRing::new(known),
+            debug: DebugRing::new(cfg.secrets()),
             responses: Arc::new(ResponseStore::new(
                 cfg.responses_store_max_entries,
                 cfg.responses_store_ttl,

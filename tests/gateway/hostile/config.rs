@@ -1,0 +1,1 @@
+//! Finding 9: fail-open configuration and validation that differs between routes.
