@@ -423,8 +423,10 @@ fn count_tokens(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
     let (mut req, opts) = anthropic::parse_messages(&body, true)?;
     apply_tool_policy(app, &mut req)?;
-    let question = prompt::question(&req);
     ex.model = req.model.clone();
+    // What /v1/messages would refuse (no text, an unknown model) is refused here the same way.
+    ex.instance = app.gw.check_chat(&req)?;
+    let question = prompt::question(&req);
     ex.json(
         200,
         &json!({"input_tokens": anthropic::count_tokens(&question, &opts)}),
