@@ -201,6 +201,9 @@ fn closing_quote(b: &[u8], from: usize, level: u32) -> Option<usize> {
 /// whole. `None` when there is none.
 fn scrub_data_urls(text: &str) -> Option<String> {
     let b = text.as_bytes();
+    if !b.contains(&b':') {
+        return None;
+    }
     let trimmed = text.trim_start();
     // Bytes, not `str` slicing: the fifth byte may fall inside a character ("你好").
     if trimmed
