@@ -118,7 +118,7 @@ fn scrub_fields(text: &str) -> Option<String> {
     while let Some(off) = b[from..].iter().position(|&c| c == b':') {
         let colon = from + off;
         from = colon + 1;
-        let Some((run, value)) = secret_field_at(text, colon) else {
+        let Some((run, level)) = secret_field_at(text, colon) else {
             continue;
         };
         // Skip `:`, blanks and a `{:?}` dump's `String(`, then the value's opening quote,
@@ -135,7 +135,7 @@ fn scrub_fields(text: &str) -> Option<String> {
             continue;
         }
         let start = v + run + 1;
-        let end = closing_quote(b, start, value).map_or(b.len(), |q| q - run);
+        let end = closing_quote(b, start, level).map_or(b.len(), |q| q - run);
         if end <= start {
             continue;
         }
