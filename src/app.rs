@@ -109,17 +109,9 @@ pub fn login_url(args: &ServeArgs, instance: &str) -> i32 {
     }
 }
 
-fn init_logging(level: log::LevelFilter) {
-    let cfg = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(log::LevelFilter::Error)
-        // ureq (auto-login's WebDriver client) dumps whole requests at trace: keep it out.
-        .add_filter_ignore_str("ureq")
-        .set_thread_level(log::LevelFilter::Off)
-        .build();
-    // simplelog writes a line in pieces; unbuffered, each piece was a syscall of its own (a
-    // sixth of the gateway's CPU under load). A LineWriter makes it one write per line.
-    let _ = simplelog::WriteLogger::init(level, cfg, std::io::LineWriter::new(std::io::stderr()));
+/// The log: one record per line, no secret in any (see `logging`).
+fn init_logging(cfg: &Config) {
+    crate::logging::init(cfg.log_level, &cfg.secrets());
 }
 
 fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
@@ -233,7 +225,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
         }
     };
     let tuning = crate::malloc::tune(cfg.malloc_tuning);
-    init_logging(cfg.log_level);
+    init_logging(&cfg);
     crate::malloc::log(&tuning);
     let launch = match launch_command(&cfg) {
         Ok(l) => l,

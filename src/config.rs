@@ -210,6 +210,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every configured secret that could be pasted into a request or show up in a log
+    /// line: the API keys, the admin and metrics tokens, the accounts' passwords. (Session
+    /// bundles are secrets too, but are never logged and are too large to look for in every
+    /// line.)
+    pub fn secrets(&self) -> Vec<String> {
+        self.api_keys
+            .iter()
+            .chain(&self.admin_token)
+            .chain(&self.metrics_token)
+            .cloned()
+            .chain(self.accounts.iter().map(|a| a.password.clone()))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// The account owning each instance, in instance order (empty without accounts).
     pub fn instance_accounts(&self) -> Vec<&Account> {
         self.accounts
@@ -437,19 +452,72 @@ impl RawConfig {
         self.get(key).0.trim().to_string()
     }
 
-    fn secret(&self, key: &str) -> Option<String> {
-        Some(self.string(key)).filter(|s| !s.is_empty())
+    /// A secret (`admin_token`, `metrics_token`): `None` when empty. One with a control
+    /// character could never be sent in a header: an error (the value is not shown).
+    fn secret(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let value = self.string(key);
+        if value.chars().any(char::is_control) {
+            return Err(ConfigError(format!(
+                "{}: `{key}` holds a control character, which no client can send in a header",
+                self.get(key).1
+            )));
+        }
+        Ok(Some(value).filter(|s| !s.is_empty()))
     }
 
-    /// Types and validates every value.
-    pub fn build(&self) -> Result<Config, ConfigError> {
-        let api_keys: Vec<String> = self
-            .string("api_keys")
+    /// A comma-separated list. Empty means none; a value that is set but lists nothing
+    /// (`","`) is an error, never "none": for `api_keys` that would mean no auth, for
+    /// `tool_allowlist` every tool.
+    fn list(&self, key: &str, what: &str) -> Result<Vec<String>, ConfigError> {
+        let (raw, origin) = self.get(key);
+        let items: Vec<String> = raw
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect();
+        if items.is_empty() && !raw.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "{origin}: `{key}` is set but lists no {what}; leave it empty (`{key} =`) for none"
+            )));
+        }
+        Ok(items)
+    }
+
+    /// A value of only blank space is a mistake (an environment variable set to " " looks
+    /// set and means nothing): an error naming the key, for every key. An empty value
+    /// means the key is not set.
+    fn refuse_blank(&self) -> Result<(), ConfigError> {
+        let blank = |v: &str| !v.is_empty() && v.trim().is_empty();
+        for (key, (v, origin)) in &self.values {
+            if blank(v) {
+                return Err(ConfigError(format!(
+                    "{origin}: `{key}` is only blank space; leave it empty (`{key} =`) to unset it, or give it a value"
+                )));
+            }
+        }
+        for (name, values) in &self.accounts {
+            for (key, (v, origin)) in values {
+                if blank(v) {
+                    return Err(ConfigError(format!(
+                        "{origin}: `account.{name}.{key}` is only blank space; leave it out to unset it, or give it a value"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Types and validates every value.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        self.refuse_blank()?;
+        let api_keys = self.list("api_keys", "key")?;
+        if api_keys.iter().any(|k| k.chars().any(char::is_control)) {
+            return Err(ConfigError(format!(
+                "{}: `api_keys` holds a key with a control character, which no client can send in a header",
+                self.get("api_keys").1
+            )));
+        }
         let lingma_bin = Some(self.string("lingma_bin"))
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
@@ -502,8 +570,8 @@ impl RawConfig {
             max_workers: self.uint("max_workers", 1, 100_000)? as usize,
             max_in_flight: self.uint("gateway_max_in_flight", 1, 100_000)? as usize,
             queue_timeout: self.secs("gateway_queue_timeout_sec", 0, 3600)?,
-            admin_token: self.secret("admin_token"),
-            metrics_token: self.secret("metrics_token"),
+            admin_token: self.secret("admin_token")?,
+            metrics_token: self.secret("metrics_token")?,
             metrics_public: self.boolean("metrics_public")?,
             malloc_tuning: self.boolean("malloc_tuning")?,
             client_timeout: self.secs("client_timeout_sec", 1, 86_400)?,
@@ -535,13 +603,7 @@ impl RawConfig {
                 _ => None,
             })?,
             tools: crate::tools::ToolPolicy {
-                allowlist: self
-                    .string("tool_allowlist")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
+                allowlist: self.list("tool_allowlist", "tool name")?,
                 forward: self.boolean("tool_forward_enabled")?,
                 auto_approve: self.boolean("tool_auto_approve")?,
                 report_native: self.boolean("tool_report_native")?,
@@ -583,9 +645,9 @@ impl RawConfig {
     }
 
     fn aliases(&self) -> Result<Vec<(String, String)>, ConfigError> {
-        let (v, origin) = self.get("model_aliases");
+        let origin = self.get("model_aliases").1;
         let mut out = Vec::new();
-        for pair in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for pair in self.list("model_aliases", "alias")? {
             match pair.split_once('=') {
                 Some((name, key)) if !name.trim().is_empty() && !key.trim().is_empty() => {
                     out.push((name.trim().to_string(), key.trim().to_string()))
@@ -870,6 +932,99 @@ mod tests {
             let err = build(&ini, &env).unwrap_err().0;
             assert!(err.contains(want), "{ini}: {err}");
         }
+    }
+
+    #[test]
+    fn set_values_that_mean_nothing_are_errors_naming_the_key() {
+        let sim = "[lingma]\nsimulator = true\n";
+        for (ini, env, key) in [
+            (
+                "[gateway]\napi_keys = ,\n",
+                vec![],
+                "`api_keys` is set but lists no key",
+            ),
+            (
+                "[gateway]\napi_keys = , ,,\n",
+                vec![],
+                "gw.ini:4: `api_keys`",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_API_KEYS", ",")],
+                "LINGMA_GATEWAY_API_KEYS",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_API_KEYS", " ")],
+                "`api_keys` is only blank space",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_ADMIN_TOKEN", " ")],
+                "`admin_token` is only blank space",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_METRICS_TOKEN", "\t")],
+                "`metrics_token`",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_ADMIN_TOKEN", "adm\u{1b}x")],
+                "`admin_token` holds a control",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_API_KEYS", "sk-a,sk\nb")],
+                "`api_keys` holds a key with a control",
+            ),
+            (
+                "[tools]\ntool_allowlist = ,\n",
+                vec![],
+                "`tool_allowlist` is set but lists no tool name",
+            ),
+            (
+                "[gateway]\nmodel_aliases = ,\n",
+                vec![],
+                "`model_aliases` is set but lists no alias",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_DEFAULT_MODEL", "  ")],
+                "`default_model`",
+            ),
+            (
+                "[account.main]\nusername = alice\n",
+                vec![("LINGMA_GATEWAY_ACCOUNT_MAIN_PASSWORD", " ")],
+                "`account.main.password` is only blank space",
+            ),
+            (
+                "",
+                vec![("LINGMA_GATEWAY_ACCOUNT_MAIN_SESSION_BUNDLE", "\n")],
+                "`account.main.session_bundle` is only blank space",
+            ),
+        ] {
+            let ini = format!("{sim}{ini}");
+            let err = build(&ini, &env).unwrap_err().0;
+            assert!(err.contains(key), "{ini} {env:?}: {err}");
+            assert!(
+                !err.contains("adm\u{1b}x") && !err.contains("sk\nb"),
+                "{err}"
+            );
+        }
+        // Empty still means not set.
+        let cfg = build(
+            &format!("{sim}[gateway]\napi_keys =\nadmin_token =\n[tools]\ntool_allowlist =\n"),
+            &[
+                ("LINGMA_GATEWAY_METRICS_TOKEN", ""),
+                ("LINGMA_GATEWAY_MODEL_ALIASES", ""),
+            ],
+        )
+        .unwrap();
+        assert!(
+            cfg.api_keys.is_empty() && cfg.admin_token.is_none() && cfg.metrics_token.is_none()
+        );
+        assert!(cfg.tools.allowlist.is_empty() && cfg.model_aliases.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 mod fuzz;
 pub mod http;
 pub mod jsonrpc;
+pub mod logging;
 pub mod login;
 pub mod lru;
 pub mod malloc;

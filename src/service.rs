@@ -96,6 +96,33 @@ impl Gateway {
         Ok(list)
     }
 
+    /// The model a request names, in a leased instance's catalogue, or `model_not_found`.
+    fn resolve_model<'m>(
+        &self,
+        models: &'m ModelList,
+        name: &str,
+    ) -> Result<&'m ModelInfo, GatewayError> {
+        models.resolve(name, &self.cfg.default_model, &self.cfg.model_aliases).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::NotFound,
+                format!("The model `{name}` does not exist or you do not have access to it. GET /v1/models lists the available models."),
+            )
+            .with_code("model_not_found")
+        })
+    }
+
+    /// What `start_chat` refuses before it asks Lingma anything (no text to send, a model
+    /// the catalogue lacks, no ready or logged-in instance), with the same errors, without
+    /// starting a chat: `count_tokens` refuses what `/v1/messages` refuses. Returns the
+    /// instance whose catalogue was read.
+    pub fn check_chat(&self, req: &ChatRequest) -> Result<String, GatewayError> {
+        check_text(req)?;
+        let lease = self.lease_any()?;
+        let models = self.models(&lease)?;
+        self.resolve_model(&models, &req.model)?;
+        Ok(lease.name.clone())
+    }
+
     /// Starts a chat and waits for its first event, so that every error here happens
     /// before any byte reaches the client. When the instance itself fails before that
     /// (Lingma died, closed its socket, sent garbage), the chat is tried once more on
@@ -139,11 +166,7 @@ impl Gateway {
     /// Leases an instance (or continues the conversation's session), resolves the model
     /// and sends `chat/ask`.
     fn begin(&self, req: &ChatRequest, lease: Option<Lease>) -> Result<Answer, Failed> {
-        if req.messages.iter().all(crate::model::Message::is_empty) {
-            return Err(
-                GatewayError::invalid("messages", "messages contain no text to send").into(),
-            );
-        }
+        check_text(req)?;
         // One pass over the conversation gives both the key of its prefix (to continue a
         // session) and the digest of the whole (to store once the answer is in).
         let digests = self.sessions.as_ref().map(|_| digest_conversation(req));
@@ -182,13 +205,7 @@ impl Gateway {
             None => (prompt::question(req), String::new()),
         };
         let models = self.models(&lease)?;
-        let model = models.resolve(&req.model, &self.cfg.default_model, &self.cfg.model_aliases).cloned().ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::NotFound,
-                format!("The model `{}` does not exist or you do not have access to it. GET /v1/models lists the available models.", req.model),
-            )
-            .with_code("model_not_found")
-        })?;
+        let model = self.resolve_model(&models, &req.model)?.clone();
         let policy = &self.cfg.tools;
         let forward_tools = (policy.forward && !req.tools.is_empty()).then(|| forwarded_tools(req));
         let ask = Ask {
@@ -311,6 +328,17 @@ impl Gateway {
         crate::redact::redact_json(&mut raw);
         Ok((lease.name.clone(), raw))
     }
+}
+
+/// A chat needs something to send.
+fn check_text(req: &ChatRequest) -> Result<(), GatewayError> {
+    if req.messages.iter().all(crate::model::Message::is_empty) {
+        return Err(GatewayError::invalid(
+            "messages",
+            "messages contain no text to send",
+        ));
+    }
+    Ok(())
 }
 
 /// The client's tools as `chat/ask` would carry them (OpenAI's function-tool shape).

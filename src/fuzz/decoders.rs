@@ -218,8 +218,9 @@ fn messages_bodies() -> Vec<Value> {
             ],
             "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true}
         }),
-        json!({"model": "auto", "system": "s", "messages": [], "tools": [{"name": "f", "input_schema": {}}],
-            "tool_choice": {"type": "any"}}),
+        // A count_tokens body: no max_tokens (its messages are required like /v1/messages').
+        json!({"model": "auto", "system": "s", "messages": [{"role": "user", "content": "Hi"}],
+            "tools": [{"name": "f", "input_schema": {}}], "tool_choice": {"type": "any"}}),
     ]
 }
 

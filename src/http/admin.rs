@@ -1,7 +1,7 @@
 //! Operator routes: `/metrics`, `/capabilities`, and `/internal/*` (stats, the effective
 //! configuration, the last request bodies, Lingma's raw model catalogue). Nothing here
 //! shows a secret: configuration comes from the redacted view `check-config` prints,
-//! request bodies go through `redact::redact_debug` before they are stored.
+//! request bodies go through `redact::debug_copy` before they are stored.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -20,40 +20,40 @@ pub const DEBUG_RING: usize = 100;
 /// A stored body larger than this (after redaction) keeps only its beginning.
 const MAX_DEBUG_ENTRY: usize = 256 * 1024;
 
-/// The last `DEBUG_RING` chat request bodies, redacted, newest first.
+/// The last `DEBUG_RING` chat request bodies, redacted, newest first. Each is at most about
+/// `MAX_DEBUG_ENTRY` bytes, and recording one copies no more than that.
 pub struct DebugRing {
     entries: Mutex<VecDeque<Value>>,
     /// Configured secrets, replaced wherever they show up in a body.
-    known: Vec<String>,
+    known: redact::Known,
 }
 
 impl DebugRing {
     pub fn new(known: Vec<String>) -> Self {
         DebugRing {
             entries: Mutex::new(VecDeque::with_capacity(DEBUG_RING)),
-            known,
+            known: redact::Known::new(known),
         }
     }
 
     pub fn record(&self, ex: &Exchange, body: &Value) {
-        let mut body = body.clone();
-        redact::redact_debug(&mut body, &self.known);
-        let size = approx_size(&body);
-        if size > MAX_DEBUG_ENTRY {
-            body = json!({"truncated": format!("{size} bytes after redaction; not kept")});
-        }
         let entry = json!({
             "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "request_id": ex.id,
             "protocol": protocol_name(ex),
             "path": ex.path,
-            "body": body,
+            "body": self.redacted(body).value.unwrap_or_else(too_large),
         });
         let mut g = self.lock();
         if g.len() >= DEBUG_RING {
             g.pop_back();
         }
         g.push_front(entry);
+    }
+
+    /// The redacted copy of a body, given up once it passes `MAX_DEBUG_ENTRY`.
+    fn redacted(&self, body: &Value) -> redact::DebugCopy {
+        redact::debug_copy(body, &self.known, MAX_DEBUG_ENTRY)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
@@ -73,20 +73,9 @@ impl DebugRing {
     }
 }
 
-/// About how many bytes a value takes as JSON (strings and keys counted, a little for the
-/// rest), without serializing it.
-fn approx_size(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len() + 2,
-        Value::Array(a) => 2 + a.iter().map(approx_size).sum::<usize>() + a.len(),
-        Value::Object(o) => {
-            2 + o
-                .iter()
-                .map(|(k, v)| k.len() + 4 + approx_size(v))
-                .sum::<usize>()
-        }
-        _ => 8,
-    }
+/// What the ring keeps of a body too large to keep.
+fn too_large() -> Value {
+    json!({"truncated": format!("more than {MAX_DEBUG_ENTRY} bytes after redaction; not kept")})
 }
 
 fn protocol_name(ex: &Exchange) -> &'static str {

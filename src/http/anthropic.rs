@@ -38,7 +38,7 @@ fn missing(param: &str) -> GatewayError {
 }
 
 /// Parses and validates a `/v1/messages` body (`for_count`: a count_tokens body, which has
-/// no `max_tokens`).
+/// no `max_tokens`; otherwise it is validated the same way).
 pub fn parse_messages(
     body: &Value,
     for_count: bool,
@@ -80,7 +80,7 @@ pub fn parse_messages(
         None => {}
     }
     match field(obj, "messages") {
-        Some(Value::Array(a)) if a.is_empty() && !for_count => {
+        Some(Value::Array(a)) if a.is_empty() => {
             return Err(GatewayError::invalid(
                 "messages",
                 "messages: at least one message is required",
@@ -231,7 +231,8 @@ fn text_of(at: &str, b: &Value) -> Result<String, GatewayError> {
     }
 }
 
-/// System blocks (text blocks; `cache_control` and friends ignored).
+/// System blocks: text blocks only, as in Anthropic's API (their `cache_control` and
+/// `citations` ignored).
 fn blocks_text(
     at: &str,
     blocks: &[Value],
@@ -239,10 +240,19 @@ fn blocks_text(
 ) -> Result<String, GatewayError> {
     let mut out = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => out.push(text_of(&format!("{at}.{j}"), b)?),
-            Some(other) => log::debug!("{at}.{j}: ignoring a system block of type {other:?}"),
-            None => return Err(missing(&format!("{at}.{j}.type"))),
+        let bat = format!("{at}.{j}");
+        if !b.is_object() {
+            return Err(type_error(&bat, "a valid dictionary", b));
+        }
+        match b.get("type") {
+            Some(Value::String(t)) if t == "text" => out.push(text_of(&bat, b)?),
+            Some(other) => {
+                return Err(GatewayError::invalid(
+                    format!("{bat}.type"),
+                    format!("{bat}.type: Input should be 'text', not {other}"),
+                ))
+            }
+            None => return Err(missing(&format!("{bat}.type"))),
         }
     }
     Ok(out.join("\n\n"))
@@ -737,10 +747,23 @@ mod tests {
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool", "name": "nope"}, "tools": []}),
                 "tool_choice.name",
             ),
+            (
+                json!({"model": "m", "max_tokens": 5, "system": [{"type": "image", "source": {}}], "messages": [{"role": "user", "content": "x"}]}),
+                "system.0.type",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "system": ["be brief"], "messages": [{"role": "user", "content": "x"}]}),
+                "system.0",
+            ),
         ] {
             let e = parse(body.clone()).unwrap_err();
             assert_eq!(e.status(), 400, "{body}");
             assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
+            // count_tokens validates the same way (max_tokens aside).
+            if param != "max_tokens" {
+                let e2 = parse_messages(&body, true).unwrap_err();
+                assert_eq!((e2.param, e2.message), (e.param, e.message), "{body}");
+            }
         }
     }
 

@@ -73,6 +73,14 @@ pub fn kind_of(v: &Value) -> &'static str {
 /// Parses and validates a `/v1/chat/completions` body.
 pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayError> {
     let obj = body_object(body)?;
+    // Anthropic's top-level `system` means nothing here; ignored, the client's instructions
+    // would be lost without a word. OpenAI refuses it too.
+    if obj.contains_key("system") {
+        return Err(GatewayError::invalid(
+            "system",
+            "Unrecognized request argument supplied: system. Chat completions take the system prompt as a message with role 'system'.",
+        ));
+    }
     let model = model_field(obj)?;
     let messages = match field(obj, "messages") {
         Some(Value::Array(a)) if a.is_empty() => {
@@ -289,6 +297,9 @@ fn parse_message(i: usize, m: &Value) -> Result<Message, GatewayError> {
         Some(other) => return Err(type_error(&format!("{at}.role"), "a string", other)),
         None => return Err(GatewayError::invalid(format!("{at}.role"), format!("Missing required parameter: '{at}.role'."))),
     };
+    if role == Role::System {
+        system_content(&at, field(obj, "content"))?;
+    }
     let text = content_text(&format!("{at}.content"), field(obj, "content"))?;
     let mut message = Message::new(role, text);
     if role == Role::Assistant {
@@ -337,6 +348,31 @@ fn parse_message(i: usize, m: &Value) -> Result<Message, GatewayError> {
         });
     }
     Ok(message)
+}
+
+/// A system or developer message's content, as OpenAI takes it: required, a string or an
+/// array of text parts (`content_text` refuses the other types, but would take a refusal
+/// or nothing).
+fn system_content(at: &str, content: Option<&Value>) -> Result<(), GatewayError> {
+    let at = format!("{at}.content");
+    match content {
+        None => Err(GatewayError::invalid(
+            at.clone(),
+            format!("Missing required parameter: '{at}'."),
+        )),
+        Some(Value::Array(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                if let Some(kind @ "refusal") = part.get("type").and_then(Value::as_str) {
+                    return Err(GatewayError::invalid(
+                        format!("{at}[{j}].type"),
+                        format!("Invalid value: '{kind}'. Supported values are: 'text'."),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// An earlier assistant tool call: `{id, type:"function", function:{name, arguments}}`.
@@ -809,6 +845,26 @@ mod tests {
             (
                 json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}),
                 "stop",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "system"}, {"role": "user", "content": "x"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "developer", "content": null}, {"role": "user", "content": "x"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "system", "content": {"text": "x"}}, {"role": "user", "content": "x"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "system", "content": [{"type": "refusal", "refusal": "x"}]}, {"role": "user", "content": "x"}]}),
+                "messages[0].content[0].type",
+            ),
+            (
+                json!({"model": "m", "system": "be brief", "messages": [{"role": "user", "content": "x"}]}),
+                "system",
             ),
         ];
         for (body, param) in cases {

@@ -38,19 +38,12 @@ pub struct App {
 impl App {
     pub fn new(gw: Arc<Gateway>, raw: &RawConfig) -> App {
         let cfg = &gw.cfg;
-        let known: Vec<String> = cfg
-            .api_keys
-            .iter()
-            .chain(&cfg.admin_token)
-            .chain(&cfg.metrics_token)
-            .cloned()
-            .collect();
         App {
             keys: ApiKeys::new(&cfg.api_keys),
             operators: OperatorAuth::new(cfg),
             gate: Gate::new(cfg.max_in_flight, cfg.queue_timeout),
             metrics: Metrics::new(),
-            debug: DebugRing::new(known),
+            debug: DebugRing::new(cfg.secrets()),
             responses: Arc::new(ResponseStore::new(
                 cfg.responses_store_max_entries,
                 cfg.responses_store_ttl,
@@ -430,8 +423,10 @@ fn count_tokens(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
     let (mut req, opts) = anthropic::parse_messages(&body, true)?;
     apply_tool_policy(app, &mut req)?;
-    let question = prompt::question(&req);
     ex.model = req.model.clone();
+    // What /v1/messages would refuse (no text, an unknown model) is refused here the same way.
+    ex.instance = app.gw.check_chat(&req)?;
+    let question = prompt::question(&req);
     ex.json(
         200,
         &json!({"input_tokens": anthropic::count_tokens(&question, &opts)}),

@@ -53,7 +53,8 @@ pub(super) const CHAT_TABLE: &[(&str, &str)] = &[
     ("messages", ""),
     ("messages[0]", ""),
     ("messages[0].role", ""),
-    ("messages[0].content", "nsa"),
+    // A system message's content is required, as in OpenAI's API.
+    ("messages[0].content", "sa"),
     ("messages[1]", ""),
     ("messages[1].role", ""),
     ("messages[1].content", "nsa"),
@@ -202,14 +203,14 @@ pub(super) fn messages_valid() -> Value {
     })
 }
 
-/// `messages_valid()` on `/v1/messages`; count_tokens differs in `max_tokens` (optional)
-/// and `messages` (may be empty).
+/// `messages_valid()` on `/v1/messages`; count_tokens differs only in `max_tokens`
+/// (optional).
 pub(super) const MESSAGES_TABLE: &[(&str, &str)] = &[
     ("model", ""),
     ("max_tokens", "N"),
     ("system", "nsa"),
     ("system[0]", ""),
-    ("system[0].type", "s"),
+    ("system[0].type", ""),
     ("system[0].text", "s"),
     ("messages", ""),
     ("messages[0]", ""),
@@ -262,7 +263,7 @@ pub(super) const MESSAGES_TABLE: &[(&str, &str)] = &[
     ("thinking.type", "nNsbao"),
 ];
 
-pub(super) const COUNT_TOKENS_CHANGES: &[(&str, &str)] = &[("max_tokens", "nN"), ("messages", "a")];
+pub(super) const COUNT_TOKENS_CHANGES: &[(&str, &str)] = &[("max_tokens", "nN")];
 
 /// The valid body of a JSON route and its table.
 pub(super) fn valid_body(kind: Kind) -> (Value, Vec<(&'static str, &'static str)>) {
@@ -339,10 +340,9 @@ pub(super) fn field_cases(path: &str, kind: Kind) -> Vec<(String, Vec<u8>, Expec
         for (letter, replacement) in KINDS {
             let mut body = valid.clone();
             *body.pointer_mut(&pointer).unwrap() = serde_json::from_str(replacement).unwrap();
-            // A model named "x" does not exist (404 model_not_found), except to count_tokens,
-            // which counts locally without looking the model up.
+            // A model named "x" does not exist (404 model_not_found), to count_tokens too.
             let unknown_model = at == "model" && *letter == 's';
-            let expect = if ok.contains(*letter) || (unknown_model && kind == Kind::CountTokens) {
+            let expect = if ok.contains(*letter) {
                 Expect::Ok
             } else if unknown_model {
                 Expect::Error(404)
@@ -500,15 +500,10 @@ pub(super) fn body_cases(kind: Kind) -> Vec<(String, Vec<u8>, Expect)> {
             Expect::Ok,
         );
     }
-    let unknown_model = if kind == Kind::CountTokens {
-        Expect::Ok
-    } else {
-        Expect::Error(404)
-    };
     add(
         "model 你好模型".into(),
         with("\"model\":\"auto\"", "\"model\":\"你好模型\"".as_bytes()),
-        unknown_model,
+        Expect::Error(404),
     );
     // Deep nesting: refused by the JSON parser's depth limit, never a stack overflow.
     add("100 000 [".into(), vec![b'['; 100_000], bad());
@@ -614,11 +609,7 @@ pub(super) fn body_cases(kind: Kind) -> Vec<(String, Vec<u8>, Expect)> {
         format!("{{{inner},\"model\":7}}").into_bytes(),
         Expect::BadField("model".into()),
     );
-    let messages_error = if kind == Kind::CountTokens {
-        Expect::Ok
-    } else {
-        Expect::BadField("messages".into())
-    };
+    let messages_error = Expect::BadField("messages".into());
     let list = if kind == Kind::Responses {
         "input"
     } else {
