@@ -73,6 +73,7 @@ keys! {
     ["gateway"] "client_body_timeout_sec" = "60", false, "a request body must arrive whole within this long of its head, else 408 and the connection is closed";
     ["gateway"] "max_connections" = "1024", false, "open client connections at most; beyond it the longest-waiting connection that serves no request is closed, or the new one gets 503 if all are serving";
     ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
+    ["gateway"] "max_prompt_bytes" = "8388608", false, "largest prompt sent to Lingma in one chat/ask (the conversation as text); larger gets 400. At most 10485760, so that even escaped as JSON the ask fits the 64 MiB frame limit";
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
     ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
     ["gateway"] "idle_timeout_sec" = "120", false, "longest silence between two answer events once streaming";
@@ -179,6 +180,7 @@ pub struct Config {
     pub client_body_timeout: Duration,
     pub max_connections: usize,
     pub max_body_bytes: u64,
+    pub max_prompt_bytes: usize,
     pub pool_wait: Duration,
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
@@ -511,6 +513,7 @@ impl RawConfig {
             client_body_timeout: self.secs("client_body_timeout_sec", 1, 86_400)?,
             max_connections: self.uint("max_connections", 16, 1_000_000)? as usize,
             max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
+            max_prompt_bytes: self.uint("max_prompt_bytes", 1024, 10 << 20)? as usize,
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
             first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,
             idle_timeout: self.secs("idle_timeout_sec", 1, 86_400)?,
