@@ -83,6 +83,7 @@ keys! {
     ["gateway"] "session_cache_max_entries" = "10000", false, "conversations remembered for reuse (least recently used dropped first); 0 = none";
     ["gateway"] "session_cache_ttl_sec" = "3600", false, "how long a conversation is remembered for reuse";
     ["gateway"] "responses_store_max_entries" = "1000", false, "/v1/responses answers kept for previous_response_id (least recently used dropped first; a conversation's turns are shared, not copied); 0 = none";
+    ["gateway"] "responses_store_max_bytes" = "67108864", false, "memory the /v1/responses store may hold: conversations (each shared turn counted once) and response objects; least recently used dropped first; a response that alone would take more is not stored; 0 = none";
     ["gateway"] "responses_store_ttl_sec" = "3600", false, "how long a /v1/responses answer can be continued with previous_response_id";
     ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
     ["gateway"] "model_aliases" = "claude-*=default", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix); key `default` = default_model (the default sends Claude Code's own model names to default_model)";
@@ -205,6 +206,7 @@ pub struct Config {
     pub session_cache_max_entries: usize,
     pub session_cache_ttl: Duration,
     pub responses_store_max_entries: usize,
+    pub responses_store_max_bytes: usize,
     pub responses_store_ttl: Duration,
     pub login: LoginConfig,
     /// In name order; instance i belongs to `instance_accounts()[i]`.
@@ -555,6 +557,7 @@ impl RawConfig {
             session_cache_ttl: self.secs("session_cache_ttl_sec", 1, 30 * 86_400)?,
             responses_store_max_entries: self.uint("responses_store_max_entries", 0, 10_000_000)?
                 as usize,
+            responses_store_max_bytes: self.uint("responses_store_max_bytes", 0, 1 << 40)? as usize,
             responses_store_ttl: self.secs("responses_store_ttl_sec", 1, 30 * 86_400)?,
             login: LoginConfig {
                 recheck: self.secs("auth_recheck_sec", 0, 3600)?,

@@ -53,6 +53,7 @@ impl App {
             debug: DebugRing::new(known),
             responses: Arc::new(ResponseStore::new(
                 cfg.responses_store_max_entries,
+                cfg.responses_store_max_bytes,
                 cfg.responses_store_ttl,
             )),
             effective_config: raw.redacted(),
