@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-#[allow(dead_code)] // used by the suite's modules as they land
+mod memory;
+
 /// The gateway's resident set size in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
