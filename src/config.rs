@@ -73,6 +73,7 @@ keys! {
     ["gateway"] "client_body_timeout_sec" = "60", false, "a request body must arrive whole within this long of its head, else 408 and the connection is closed";
     ["gateway"] "max_connections" = "1024", false, "open client connections at most; beyond it the longest-waiting connection that serves no request is closed, or the new one gets 503 if all are serving";
     ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
+    ["gateway"] "max_prompt_bytes" = "8388608", false, "largest prompt sent to Lingma in one chat/ask (the conversation as text); larger gets 400. At most 10485760, so that even escaped as JSON the ask fits the 64 MiB frame limit";
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
     ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
     ["gateway"] "idle_timeout_sec" = "120", false, "longest silence between two answer events once streaming";
@@ -82,6 +83,7 @@ keys! {
     ["gateway"] "session_cache_max_entries" = "10000", false, "conversations remembered for reuse (least recently used dropped first); 0 = none";
     ["gateway"] "session_cache_ttl_sec" = "3600", false, "how long a conversation is remembered for reuse";
     ["gateway"] "responses_store_max_entries" = "1000", false, "/v1/responses answers kept for previous_response_id (least recently used dropped first; a conversation's turns are shared, not copied); 0 = none";
+    ["gateway"] "responses_store_max_bytes" = "67108864", false, "memory the /v1/responses store may hold: conversations (each shared turn counted once) and response objects; least recently used dropped first; a response that alone would take more is not stored; 0 = none";
     ["gateway"] "responses_store_ttl_sec" = "3600", false, "how long a /v1/responses answer can be continued with previous_response_id";
     ["gateway"] "default_model" = "auto", false, "Lingma model key used when a request names no model (or \"default\")";
     ["gateway"] "model_aliases" = "claude-*=default", false, "extra names for models: name=key pairs, comma-separated; a name may end in * (prefix); key `default` = default_model (the default sends Claude Code's own model names to default_model)";
@@ -179,6 +181,7 @@ pub struct Config {
     pub client_body_timeout: Duration,
     pub max_connections: usize,
     pub max_body_bytes: u64,
+    pub max_prompt_bytes: usize,
     pub pool_wait: Duration,
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
@@ -203,6 +206,7 @@ pub struct Config {
     pub session_cache_max_entries: usize,
     pub session_cache_ttl: Duration,
     pub responses_store_max_entries: usize,
+    pub responses_store_max_bytes: usize,
     pub responses_store_ttl: Duration,
     pub login: LoginConfig,
     /// In name order; instance i belongs to `instance_accounts()[i]`.
@@ -579,6 +583,7 @@ impl RawConfig {
             client_body_timeout: self.secs("client_body_timeout_sec", 1, 86_400)?,
             max_connections: self.uint("max_connections", 16, 1_000_000)? as usize,
             max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
+            max_prompt_bytes: self.uint("max_prompt_bytes", 1024, 10 << 20)? as usize,
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
             first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,
             idle_timeout: self.secs("idle_timeout_sec", 1, 86_400)?,
@@ -614,6 +619,7 @@ impl RawConfig {
             session_cache_ttl: self.secs("session_cache_ttl_sec", 1, 30 * 86_400)?,
             responses_store_max_entries: self.uint("responses_store_max_entries", 0, 10_000_000)?
                 as usize,
+            responses_store_max_bytes: self.uint("responses_store_max_bytes", 0, 1 << 40)? as usize,
             responses_store_ttl: self.secs("responses_store_ttl_sec", 1, 30 * 86_400)?,
             login: LoginConfig {
                 recheck: self.secs("auth_recheck_sec", 0, 3600)?,

@@ -1,7 +1,8 @@
-//! A bounded, expiring map shared by worker threads: the session-reuse cache and the
-//! `previous_response_id` store. Entries expire `ttl` after they were stored; beyond `max`
-//! entries the least recently used go, a tenth of the map at once, so a full map costs one
-//! scan per `max/10` inserts rather than one per insert. The lock covers bookkeeping only.
+//! A bounded, expiring map shared by worker threads: the session-reuse cache, whose entries
+//! are small and of one size (the `previous_response_id` store, bounded in bytes too, keeps
+//! its own). Entries expire `ttl` after they were stored; beyond `max` entries the least
+//! recently used go, a tenth of the map at once, so a full map costs one scan per `max/10`
+//! inserts rather than one per insert. The lock covers bookkeeping only.
 
 use std::collections::HashMap;
 use std::hash::Hash;

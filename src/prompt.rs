@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::error::GatewayError;
 use crate::model::{ChatRequest, Message, OutputFormat, Role, ToolChoice};
 use crate::tools::contract;
 
@@ -59,6 +60,22 @@ pub fn question(req: &ChatRequest) -> String {
     turns(&mut out, &messages[lead..], &mut names);
     format_section(&mut out, req);
     out.0
+}
+
+/// Refuses a question longer than `limit` bytes (`max_prompt_bytes`): no model Lingma offers
+/// reads that much in one turn, and the ask's frame must stay within the frame limit.
+pub fn check_size(question: &str, limit: usize) -> Result<(), GatewayError> {
+    if question.len() <= limit {
+        return Ok(());
+    }
+    Err(GatewayError::new(
+        crate::error::ErrorKind::InvalidRequest,
+        format!(
+            "The conversation is too long: as one prompt for Lingma it takes {} bytes, over this gateway's limit of {limit} bytes (max_prompt_bytes). Shorten it or start a new one.",
+            question.len()
+        ),
+    )
+    .with_code("context_length_exceeded"))
 }
 
 /// How the answer-format instruction starts (the simulator looks for it).
@@ -206,6 +223,14 @@ mod tests {
         let q = question(&r);
         assert!(q.starts_with("[tools]\nYou can call tools."), "{q}");
         assert!(q.ends_with("[user]\nweather?\n\n[assistant]\nChecking.\n```json action\n{\"tool\": \"get_weather\", \"parameters\": {\"location\":\"Paris\"}}\n```\n\n[tool_result get_weather call_id=call_1]\nsunny"), "{q}");
+        assert!(check_size(&q, q.len()).is_ok());
+        let e = check_size(&q, q.len() - 1).unwrap_err();
+        assert_eq!((e.status(), e.code), (400, Some("context_length_exceeded")));
+        assert!(
+            e.message.contains(&format!("takes {} bytes", q.len())),
+            "{}",
+            e.message
+        );
         let retry = with_retry_instruction(&q, &ToolChoice::Named("get_weather".into()));
         assert!(retry.starts_with(&q));
         assert!(retry.contains("\n\n[system]\nYour previous answer did not call a tool"));

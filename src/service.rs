@@ -204,6 +204,7 @@ impl Gateway {
             // a forced tool choice has to retry, below).
             None => (prompt::question(req), String::new()),
         };
+        prompt::check_size(&question, self.cfg.max_prompt_bytes)?;
         let models = self.models(&lease)?;
         let model = self.resolve_model(&models, &req.model)?.clone();
         let policy = &self.cfg.tools;
@@ -253,6 +254,17 @@ impl Gateway {
                 as_request: self.cfg.chat_ask_as_request,
                 deadlines,
             }
+        });
+        // A continued session's whole conversation may be over the limit its new turn was
+        // under: then there is no retry, and the answer goes as it is.
+        let retry = retry.filter(|r| {
+            let fits = prompt::check_size(&r.ask.question, self.cfg.max_prompt_bytes).is_ok();
+            if !fits {
+                log::debug!(
+                    "no forced-tool retry: the whole conversation is over max_prompt_bytes"
+                );
+            }
+            fits
         });
         let remember = self
             .sessions

@@ -10,6 +10,11 @@
 //! entries expire (`session_cache_ttl_sec`), are evicted least-recently-used beyond
 //! `session_cache_max_entries`, and die with their instance (a restart changes its restart
 //! count). A miss is never an error: the request goes as a whole on a new session.
+//!
+//! An entry is the same size however long the conversation: a 20-byte digest and where the
+//! session lives (the instance's name and the session id Lingma chose), about 250 bytes with
+//! the map's own, so `session_cache_max_entries` bounds its memory too (the default 10,000,
+//! about 2.5 MB). Nothing in it comes from the client's text.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -11,6 +11,7 @@
 
 mod decoders;
 mod jsonrpc;
+mod limits;
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};

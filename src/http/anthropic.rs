@@ -87,6 +87,7 @@ pub fn parse_messages(
             ))
         }
         Some(Value::Array(a)) => {
+            super::limits::check_messages("messages", a)?;
             for (i, m) in a.iter().enumerate() {
                 messages.push(parse_message(i, m, &mut opts)?);
             }

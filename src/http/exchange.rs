@@ -171,6 +171,7 @@ impl Exchange {
                 "The request body is empty; expected a JSON object.",
             ));
         }
+        super::limits::scan(&body)?;
         serde_json::from_slice(&body).map_err(|e| {
             GatewayError::invalid(
                 "body",

@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod auth;
 pub mod exchange;
 pub mod gate;
+pub mod limits;
 pub mod openai;
 pub mod responses;
 pub mod routes;

@@ -89,12 +89,15 @@ pub fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), GatewayErr
                 "'messages' must contain at least one message.",
             ))
         }
-        Some(Value::Array(a)) => crate::model::join_assistant_runs(
-            a.iter()
-                .enumerate()
-                .map(|(i, m)| parse_message(i, m))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(Value::Array(a)) => {
+            super::limits::check_messages("messages", a)?;
+            crate::model::join_assistant_runs(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, m)| parse_message(i, m))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        }
         Some(other) => return Err(type_error("messages", "an array", other)),
         None => {
             return Err(GatewayError::invalid(

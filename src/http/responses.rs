@@ -111,7 +111,10 @@ pub fn parse_responses(body: &Value) -> Result<(ChatRequest, ResponsesOptions), 
     let tool_choice = parse_tool_choice(obj, &tools)?;
     let messages = match field(obj, "input") {
         Some(Value::String(s)) => vec![Message::new(Role::User, s.clone())],
-        Some(Value::Array(items)) => parse_items(items, &opts.wire_tools)?,
+        Some(Value::Array(items)) => {
+            super::limits::check_messages("input", items)?;
+            parse_items(items, &opts.wire_tools)?
+        }
         Some(other) => {
             return Err(type_error(
                 "input",

@@ -46,6 +46,7 @@ impl App {
             debug: DebugRing::new(cfg.secrets()),
             responses: Arc::new(ResponseStore::new(
                 cfg.responses_store_max_entries,
+                cfg.responses_store_max_bytes,
                 cfg.responses_store_ttl,
             )),
             effective_config: raw.redacted(),

@@ -9,8 +9,8 @@ use crate::harness::*;
 
 mod config;
 mod logs;
+mod memory;
 
-#[allow(dead_code)] // used by the suite's modules as they land
 /// The gateway's resident set size in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
