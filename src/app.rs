@@ -188,31 +188,41 @@ fn warn_posture(cfg: &Config) {
 
 /// Binds the listener with TCP_NODELAY, which accepted sockets inherit on Linux: without it
 /// Nagle's algorithm holds each small SSE event until the client's delayed ACK (~40 ms).
-///
-/// The client timeout is set the same way (SO_RCVTIMEO/SO_SNDTIMEO are inherited too): a
-/// client that stops sending its request, or stops reading its answer, cannot hold a worker
-/// forever.
-///
-/// Connections are bounded too (`max_connections`, `client_header_timeout_sec`,
-/// `client_body_timeout_sec`): idle or trickling clients cannot crowd out real requests.
-fn listen(addr: SocketAddr, cfg: &Config) -> Result<tiny_http::Server, String> {
-    let client_timeout = cfg.client_timeout;
-    use rustix::net::sockopt::{self, Timeout};
+/// Bound early, so a taken port stops startup before Lingma is spawned; connections wait in
+/// the backlog until `http_server` starts accepting.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    if let Err(e) = sockopt::set_tcp_nodelay(&listener, true) {
+    if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&listener, true) {
         log::warn!("cannot set TCP_NODELAY on the listener ({e}); streamed events may be delayed");
     }
-    for kind in [Timeout::Recv, Timeout::Send] {
-        if let Err(e) = sockopt::set_socket_timeout(&listener, kind, Some(client_timeout)) {
-            log::warn!("cannot set the client timeout on the listener ({e})");
-        }
-    }
-    let limits = tiny_http::ConnectionLimits {
+    Ok(listener)
+}
+
+/// The HTTP server on `listener`, with every client-facing bound from the configuration:
+/// connections (`max_connections`), the wait for a request (`client_timeout_sec`), its head
+/// and body (`client_header_timeout_sec`, `client_body_timeout_sec`), the memory bodies may
+/// hold (`max_buffered_body_bytes`) and the time a client may take to read each stretch of
+/// its answer (`client_send_timeout_sec`). Its body policy is the route table's: a body is
+/// read (before any worker sees the request) only for a request the gateway will handle.
+fn http_server(
+    listener: std::net::TcpListener,
+    app: &Arc<App>,
+) -> Result<tiny_http::Server, String> {
+    let cfg = &app.gw.cfg;
+    let policy_app = Arc::clone(app);
+    let options = tiny_http::ServerOptions {
         max_connections: cfg.max_connections,
-        head_timeout: Some(cfg.client_header_timeout),
-        body_timeout: Some(cfg.client_body_timeout),
+        idle_timeout: cfg.client_timeout,
+        head_timeout: cfg.client_header_timeout,
+        body_timeout: cfg.client_body_timeout,
+        send_timeout: cfg.client_send_timeout,
+        max_buffered_body_bytes: cfg.max_buffered_body_bytes,
+        body_policy: Arc::new(move |rq: &tiny_http::Request| {
+            crate::http::routes::body_policy(&policy_app, rq)
+        }),
+        ..tiny_http::ServerOptions::default()
     };
-    tiny_http::Server::from_listener_with_limits(listener, None, limits).map_err(|e| e.to_string())
+    tiny_http::Server::from_listener(listener, options).map_err(|e| e.to_string())
 }
 
 /// Runs the gateway until a signal; returns the process exit code.
@@ -236,8 +246,8 @@ pub fn serve(args: &ServeArgs) -> i32 {
     };
     let addr = SocketAddr::new(cfg.host, cfg.port);
     raise_file_limit(cfg.max_connections);
-    let server = match listen(addr, &cfg) {
-        Ok(s) => Arc::new(s),
+    let listener = match bind(addr) {
+        Ok(l) => l,
         Err(e) => {
             log::error!("cannot listen on {addr}: {e}");
             return 1;
@@ -274,6 +284,13 @@ pub fn serve(args: &ServeArgs) -> i32 {
         started: SystemTime::now(),
     });
     let app = Arc::new(App::new(gw, &raw));
+    let server = match http_server(listener, &app) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::error!("cannot serve HTTP on {addr}: {e}");
+            return 1;
+        }
+    };
     let shown = server
         .server_addr()
         .to_ip()
@@ -390,7 +407,7 @@ impl Drop for SignalWatch {
 /// when even the hard limit is too low.
 fn raise_file_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
-    let needed = max_connections as u64 * 3 + 256;
+    let needed = max_connections as u64 * 4 + 256;
     let mut limit = getrlimit(Resource::Nofile);
     let soft = limit.current.unwrap_or(u64::MAX);
     if soft >= needed {

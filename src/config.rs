@@ -68,11 +68,14 @@ keys! {
     ["gateway"] "metrics_token" = "", true, "token for GET /metrics (Authorization: Bearer); the admin credential works too";
     ["gateway"] "malloc_tuning" = "true", false, "on glibc, start once more with malloc settings that keep RSS flat under long load (one arena, no per-thread cache; see README, Performance); false, or your own GLIBC_TUNABLES, leaves them alone";
     ["gateway"] "metrics_public" = "false", false, "true = GET /metrics needs no credential (warned; for a scraper on a private network)";
-    ["gateway"] "client_timeout_sec" = "60", false, "a client socket silent (not sending, or not reading our answer) this long is dropped; also the keep-alive idle limit";
+    ["gateway"] "client_timeout_sec" = "60", false, "how long a kept-alive connection may wait for its next request (and the longest silence inside a request's head or body) before it is closed";
+    ["gateway"] "client_send_timeout_sec" = "15", false, "a response (a whole plain response, or one event of a stream) must reach a client within this long, else the connection is closed: a client that stops reading cannot hold a worker";
     ["gateway"] "client_header_timeout_sec" = "10", false, "a request head must arrive whole within this long of its first byte, else 408 and the connection is closed (slow-client defence)";
     ["gateway"] "client_body_timeout_sec" = "60", false, "a request body must arrive whole within this long of its head, else 408 and the connection is closed";
     ["gateway"] "max_connections" = "1024", false, "open client connections at most; beyond it the longest-waiting connection that serves no request is closed, or the new one gets 503 if all are serving";
     ["gateway"] "max_body_bytes" = "33554432", false, "largest request body accepted; larger gets 413";
+    ["gateway"] "max_buffered_body_bytes" = "268435456", false, "memory all request bodies may hold at once (each from its first byte to the end of its response); a body that does not fit gets 503; at least max_body_bytes";
+    ["gateway"] "allowed_hosts" = "", false, "with no api_keys: Host names served besides IP addresses and localhost (comma-separated; a leading . matches subdomains); any other Host, and a browser Origin of another site, gets 403 (DNS-rebinding defence)";
     ["gateway"] "max_prompt_bytes" = "8388608", false, "largest prompt sent to Lingma in one chat/ask (the conversation as text); larger gets 400. At most 10485760, so that even escaped as JSON the ask fits the 64 MiB frame limit";
     ["gateway"] "pool_wait_sec" = "15", false, "how long a request waits for a ready Lingma instance before 503";
     ["gateway"] "first_token_timeout_sec" = "120", false, "longest wait for Lingma's first answer event";
@@ -181,6 +184,9 @@ pub struct Config {
     pub client_body_timeout: Duration,
     pub max_connections: usize,
     pub max_body_bytes: u64,
+    pub client_send_timeout: Duration,
+    pub max_buffered_body_bytes: u64,
+    pub allowed_hosts: Vec<String>,
     pub max_prompt_bytes: usize,
     pub pool_wait: Duration,
     pub first_token_timeout: Duration,
@@ -583,6 +589,9 @@ impl RawConfig {
             client_body_timeout: self.secs("client_body_timeout_sec", 1, 86_400)?,
             max_connections: self.uint("max_connections", 16, 1_000_000)? as usize,
             max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 34)?,
+            client_send_timeout: self.secs("client_send_timeout_sec", 1, 3600)?,
+            max_buffered_body_bytes: self.buffered_body_bytes()?,
+            allowed_hosts: self.allowed_hosts()?,
             max_prompt_bytes: self.uint("max_prompt_bytes", 1024, 10 << 20)? as usize,
             pool_wait: self.secs("pool_wait_sec", 0, 3600)?,
             first_token_timeout: self.secs("first_token_timeout_sec", 1, 86_400)?,
@@ -648,6 +657,39 @@ impl RawConfig {
             },
             accounts,
         })
+    }
+
+    /// `max_buffered_body_bytes`, which must hold at least one largest body.
+    fn buffered_body_bytes(&self) -> Result<u64, ConfigError> {
+        let n = self.uint("max_buffered_body_bytes", 1024, 1 << 40)?;
+        let max_body = self.uint("max_body_bytes", 1024, 1 << 34)?;
+        if n < max_body {
+            let (v, origin) = self.get("max_buffered_body_bytes");
+            return Err(ConfigError(format!(
+                "{origin}: `max_buffered_body_bytes` ({v}) must be at least `max_body_bytes` ({max_body}), or no body of the largest size could ever be read"
+            )));
+        }
+        Ok(n)
+    }
+
+    /// `allowed_hosts`: host names (no port), lowercased; `.example.com` matches subdomains.
+    fn allowed_hosts(&self) -> Result<Vec<String>, ConfigError> {
+        let (v, origin) = self.get("allowed_hosts");
+        let mut out = Vec::new();
+        for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bare = name.strip_prefix('.').unwrap_or(name);
+            if bare.is_empty()
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(ConfigError(format!(
+                    "{origin}: `allowed_hosts` entries must be host names such as gateway.lan or .lan (no port or scheme), got {name:?}"
+                )));
+            }
+            out.push(name.to_ascii_lowercase());
+        }
+        Ok(out)
     }
 
     fn aliases(&self) -> Result<Vec<(String, String)>, ConfigError> {

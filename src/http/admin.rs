@@ -86,7 +86,6 @@ fn protocol_name(ex: &Exchange) -> &'static str {
 }
 
 pub fn metrics(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_metrics(ex)?;
     let counts = app.gate.counts();
     let instances = app.gw.pool.statuses();
     let sessions = app.gw.sessions.as_ref().map(|c| {
@@ -108,7 +107,6 @@ pub fn metrics(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 pub fn stats(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let m = app.metrics.snapshot();
     let counts = app.gate.counts();
     let uptime = app.gw.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
@@ -154,7 +152,6 @@ pub fn stats(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 pub fn effective_config(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let mut settings = serde_json::Map::new();
     let mut origins = serde_json::Map::new();
     for (key, value, origin) in &app.effective_config {
@@ -170,7 +167,6 @@ pub fn effective_config(app: &App, ex: &mut Exchange) -> Result<(), GatewayError
 }
 
 pub fn debug_requests(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let limit = match ex.query_param("limit") {
         None => 20,
         Some(v) => v.trim().parse::<usize>().map_err(|_| {
@@ -190,7 +186,6 @@ pub fn debug_requests(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> 
 }
 
 pub fn models_raw(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let wanted = ex.query_param("instance").filter(|s| !s.is_empty());
     let (instance, raw) = app.gw.raw_models(wanted.as_deref())?;
     ex.instance = instance.clone();
@@ -213,7 +208,6 @@ fn instance_param(ex: &Exchange) -> String {
 /// `POST /internal/auto-login/start?instance=`: starts auto-login (it runs in the
 /// background; `/internal/auto-login/status` follows it).
 pub fn auto_login_start(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let name = instance_param(ex);
     ex.instance = name.clone();
     let state = app.gw.logins.start_named(&name)?;
@@ -223,7 +217,6 @@ pub fn auto_login_start(app: &App, ex: &mut Exchange) -> Result<(), GatewayError
 
 /// `GET /internal/auto-login/status`: where every instance's login stands.
 pub fn auto_login_status(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     ex.json(200, &app.gw.logins.status());
     Ok(())
 }
@@ -231,7 +224,6 @@ pub fn auto_login_status(app: &App, ex: &mut Exchange) -> Result<(), GatewayErro
 /// `POST /internal/session/export?instance=`: a logged-in instance's workDir as a session
 /// bundle (409 when it is not logged in). The bundle is a login: it is never logged.
 pub fn session_export(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let name = instance_param(ex);
     ex.instance = name.clone();
     let body = app.gw.logins.export(&name)?;
@@ -242,7 +234,6 @@ pub fn session_export(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> 
 /// `GET /internal/login-url?instance=`: a login URL for a person to open in a browser that
 /// can reach this machine's 127.0.0.1 (Lingma's login callback listens there).
 pub fn login_url(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    app.operators.check_admin(ex)?;
     let name = instance_param(ex);
     ex.instance = name.clone();
     let url = app.gw.logins.login_url(&name)?;

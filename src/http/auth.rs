@@ -3,7 +3,7 @@
 
 use sha1::{Digest, Sha1};
 
-use super::exchange::Exchange;
+use super::exchange::{Exchange, Head};
 use crate::error::{ErrorKind, GatewayError};
 
 pub struct ApiKeys {
@@ -41,16 +41,16 @@ impl ApiKeys {
     }
 
     /// Passes when no keys are configured or the request carries one of them.
-    pub fn check(&self, ex: &Exchange) -> Result<(), GatewayError> {
+    pub fn check(&self, head: &Head<'_>) -> Result<(), GatewayError> {
         if self.is_empty() {
             return Ok(());
         }
-        self.verify(ex)
+        self.verify(head)
     }
 
     /// Passes only when the request carries one of the keys (none configured: never).
-    fn verify(&self, ex: &Exchange) -> Result<(), GatewayError> {
-        match presented(ex) {
+    fn verify(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+        match presented(head) {
             None => Err(GatewayError::new(
                 ErrorKind::Authentication,
                 "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
@@ -67,13 +67,13 @@ impl ApiKeys {
 }
 
 /// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`.
-pub fn presented(ex: &Exchange) -> Option<&str> {
-    let bearer = ex.header("authorization").and_then(|v| {
+pub fn presented<'a>(head: &Head<'a>) -> Option<&'a str> {
+    let bearer = head.header("authorization").and_then(|v| {
         let (scheme, rest) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
     bearer
-        .or_else(|| ex.header("x-api-key").map(str::trim))
+        .or_else(|| head.header("x-api-key").map(str::trim))
         .filter(|k| !k.is_empty())
 }
 
@@ -82,7 +82,7 @@ pub fn presented(ex: &Exchange) -> Option<&str> {
 pub fn scope(ex: &Exchange) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(40);
-    for b in digest(presented(ex).unwrap_or("")) {
+    for b in digest(presented(&ex.head()).unwrap_or("")) {
         let _ = write!(out, "{b:02x}");
     }
     out
@@ -98,6 +98,8 @@ pub fn scope(ex: &Exchange) -> String {
 /// anyway, warned at startup); beyond loopback they refuse with 403 until a token is set.
 pub struct OperatorAuth {
     admin: ApiKeys,
+    /// `admin_token` alone, never the API keys: exporting a login needs it.
+    admin_token: ApiKeys,
     metrics: ApiKeys,
     metrics_public: bool,
     loopback: bool,
@@ -116,6 +118,7 @@ impl OperatorAuth {
             .chain(admin.iter().cloned())
             .collect();
         OperatorAuth {
+            admin_token: ApiKeys::new(cfg.admin_token.as_slice()),
             admin: ApiKeys::new(&admin),
             metrics: ApiKeys::new(&metrics),
             metrics_public: cfg.metrics_public,
@@ -123,20 +126,33 @@ impl OperatorAuth {
         }
     }
 
-    pub fn check_admin(&self, ex: &Exchange) -> Result<(), GatewayError> {
-        self.check(&self.admin, ex, "admin_token")
+    pub fn check_admin(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+        self.check(&self.admin, head, "admin_token")
     }
 
-    pub fn check_metrics(&self, ex: &Exchange) -> Result<(), GatewayError> {
+    pub fn check_metrics(&self, head: &Head<'_>) -> Result<(), GatewayError> {
         if self.metrics_public {
             return Ok(());
         }
-        self.check(&self.metrics, ex, "metrics_token (or admin_token)")
+        self.check(&self.metrics, head, "metrics_token (or admin_token)")
     }
 
-    fn check(&self, keys: &ApiKeys, ex: &Exchange, what: &str) -> Result<(), GatewayError> {
+    /// A login leaves the machine only with `admin_token`: not with an API key, and not
+    /// without any credential on loopback (a page in the user's browser can reach that).
+    pub fn check_export(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+        if self.admin_token.is_empty() {
+            return Err(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "Exporting a login needs admin_token: set it, and send it as `Authorization: Bearer <admin_token>`.",
+            )
+            .with_code("no_credential_configured"));
+        }
+        self.admin_token.verify(head)
+    }
+
+    fn check(&self, keys: &ApiKeys, head: &Head<'_>, what: &str) -> Result<(), GatewayError> {
         if !keys.is_empty() {
-            return keys.verify(ex);
+            return keys.verify(head);
         }
         if self.loopback {
             return Ok(());

@@ -2,11 +2,10 @@
 //! JSON and error responses in the route's protocol, the `x-request-id`, and the facts the
 //! access log line reports.
 
-use std::io::Read;
 use std::time::Instant;
 
 use serde_json::Value;
-use tiny_http::{Header, Request, Response};
+use tiny_http::{BodyStatus, Header, Request, Response};
 
 use super::openai;
 use crate::error::{ErrorKind, GatewayError};
@@ -65,6 +64,34 @@ pub fn anthropic_error_body(e: &GatewayError) -> Value {
     serde_json::json!({"type": "error", "error": {"type": kind, "message": e.message}})
 }
 
+/// A request as its head alone shows it (method, path, headers): what the admission checks
+/// read, on the connection's thread before the body is read, and again on the worker.
+pub struct Head<'a> {
+    pub method: &'a str,
+    /// The path, without the query string.
+    pub path: &'a str,
+    headers: &'a [Header],
+}
+
+impl<'a> Head<'a> {
+    pub fn of(request: &'a Request) -> Head<'a> {
+        let url = request.url();
+        Head {
+            method: request.method().as_str(),
+            path: url.split_once('?').map_or(url, |(p, _)| p),
+            headers: request.headers(),
+        }
+    }
+
+    /// A header's value (the first, if repeated), its name compared without case.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+}
+
 pub struct Exchange {
     request: Option<Request>,
     pub id: String,
@@ -90,7 +117,8 @@ impl Exchange {
             Some((p, q)) => (p.to_string(), q.to_string()),
             None => (url.to_string(), String::new()),
         };
-        let id = header_of(&request, "x-request-id")
+        let id = Head::of(&request)
+            .header("x-request-id")
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(String::from)
             .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
@@ -111,7 +139,16 @@ impl Exchange {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.request.as_ref().and_then(|r| header_of(r, name))
+        self.head().header(name)
+    }
+
+    /// The request's head (no headers once it has been answered).
+    pub fn head(&self) -> Head<'_> {
+        Head {
+            method: &self.method,
+            path: &self.path,
+            headers: self.request.as_ref().map_or(&[], |r| r.headers()),
+        }
     }
 
     /// A query parameter's value (`+` and `%XX` decoded), if present.
@@ -132,39 +169,41 @@ impl Exchange {
         self.request.is_none()
     }
 
-    /// Reads the whole body, refusing more than `limit` bytes with 413.
-    pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, GatewayError> {
+    /// The request's body. tiny_http read it before a worker got the request, within
+    /// `max_body_bytes`, `client_body_timeout_sec` and `max_buffered_body_bytes` (see
+    /// `routes::body_policy`); what went wrong there is answered here, in the route's shape.
+    pub fn read_body(&mut self) -> Result<Vec<u8>, GatewayError> {
         let request = self.request.as_mut().expect("body read after responding");
-        let too_large = || {
-            GatewayError::new(
+        match request.body_status() {
+            BodyStatus::Complete => Ok(request.take_body()),
+            BodyStatus::TooLarge { limit } => Err(GatewayError::new(
                 ErrorKind::PayloadTooLarge,
                 format!("Request body is larger than the limit of {limit} bytes."),
+            )),
+            BodyStatus::TimedOut => Err(GatewayError::new(
+                ErrorKind::RequestTimeout,
+                "The request body did not arrive in time (client_body_timeout_sec); send it whole.",
+            )),
+            BodyStatus::Overloaded => Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                "The gateway holds its maximum of request bodies in memory (max_buffered_body_bytes); retry shortly.",
             )
-        };
-        if request.body_length().is_some_and(|n| n as u64 > limit) {
-            return Err(too_large());
+            .retry_after(1)),
+            BodyStatus::Malformed(why) => Err(GatewayError::invalid(
+                "body",
+                format!("The chunked request body is malformed: {why}."),
+            )),
+            // The body policy reads the body of every request a handler reads a body of.
+            BodyStatus::Unread => Err(GatewayError::new(
+                ErrorKind::Internal,
+                "The request body was not read.",
+            )),
         }
-        let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(1 << 20));
-        request
-            .as_reader()
-            .take(limit + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => GatewayError::new(
-                    ErrorKind::RequestTimeout,
-                    "The request body did not arrive in time (client_body_timeout_sec, or client_timeout_sec of silence); send it whole.",
-                ),
-                _ => GatewayError::invalid("body", format!("Could not read the request body: {e}")),
-            })?;
-        if body.len() as u64 > limit {
-            return Err(too_large());
-        }
-        Ok(body)
     }
 
     /// Reads and parses a JSON body.
-    pub fn read_json(&mut self, limit: u64) -> Result<Value, GatewayError> {
-        let body = self.read_body(limit)?;
+    pub fn read_json(&mut self) -> Result<Value, GatewayError> {
+        let body = self.read_body()?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(GatewayError::invalid(
                 "body",
@@ -236,13 +275,13 @@ impl Exchange {
         }
     }
 
-    /// Hands the raw connection to a streaming writer; the caller writes the head itself.
-    pub fn into_stream_writer(&mut self) -> Box<dyn std::io::Write + Send> {
+    /// Hands the raw connection to a streaming writer; the caller writes the head itself,
+    /// with `Connection: close` when the flag says the connection closes after it.
+    pub fn into_stream_writer(&mut self) -> (Box<dyn std::io::Write + Send>, bool) {
         self.status = 200;
-        self.request
-            .take()
-            .expect("stream after responding")
-            .into_writer()
+        let request = self.request.take().expect("stream after responding");
+        let close = request.will_close();
+        (request.into_writer(), close)
     }
 }
 
@@ -272,13 +311,6 @@ fn percent_decode(v: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn header_of<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
-    r.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
 }
 
 fn hdr(name: &str, value: &str) -> Header {

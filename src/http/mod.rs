@@ -3,12 +3,14 @@
 //! becomes a 500 in the route's protocol. Every request ends with one access log line.
 
 pub mod admin;
+pub mod admission;
 pub mod anthropic;
 pub mod auth;
 pub mod exchange;
 pub mod gate;
 pub mod limits;
 pub mod openai;
+pub mod origin;
 pub mod responses;
 pub mod routes;
 pub mod sse;

@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::admin::{self, DebugRing};
+use super::admission::{admit, method_not_allowed, stored_response_id, Route};
+pub use super::admission::{body_policy, labels, route_table};
 use super::anthropic::{self, MessagesEncoder};
 use super::auth::{ApiKeys, OperatorAuth};
 use super::exchange::Exchange;
@@ -55,112 +57,6 @@ impl App {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Route {
-    Root,
-    Health,
-    Models,
-    ChatCompletions,
-    Responses,
-    Messages,
-    CountTokens,
-    Metrics,
-    Capabilities,
-    CapabilitiesV1,
-    Stats,
-    EffectiveConfig,
-    DebugRequests,
-    ModelsRaw,
-    AutoLoginStart,
-    AutoLoginStatus,
-    SessionExport,
-    LoginUrl,
-}
-
-impl Route {
-    /// `(route, protocol)` labels for the metrics: the canonical path, whichever alias was
-    /// used.
-    fn labels(self) -> (&'static str, &'static str) {
-        match self {
-            Route::Root => ("/", "gateway"),
-            Route::Health => ("/healthz", "gateway"),
-            Route::Models => ("/v1/models", "openai"),
-            Route::ChatCompletions => ("/v1/chat/completions", "openai"),
-            Route::Responses => ("/v1/responses", "openai"),
-            Route::Messages => ("/v1/messages", "anthropic"),
-            Route::CountTokens => ("/v1/messages/count_tokens", "anthropic"),
-            Route::Metrics => ("/metrics", "gateway"),
-            Route::Capabilities => ("/capabilities", "gateway"),
-            Route::CapabilitiesV1 => ("/v1/capabilities", "gateway"),
-            Route::Stats => ("/internal/stats", "gateway"),
-            Route::EffectiveConfig => ("/internal/effective-config", "gateway"),
-            Route::DebugRequests => ("/internal/debug/requests", "gateway"),
-            Route::ModelsRaw => ("/internal/models/raw", "gateway"),
-            Route::AutoLoginStart => ("/internal/auto-login/start", "gateway"),
-            Route::AutoLoginStatus => ("/internal/auto-login/status", "gateway"),
-            Route::SessionExport => ("/internal/session/export", "gateway"),
-            Route::LoginUrl => ("/internal/login-url", "gateway"),
-        }
-    }
-}
-
-/// The metrics labels of a request path; one label for every unknown path.
-pub fn labels(path: &str) -> (&'static str, &'static str) {
-    if stored_response_id(path).is_some() {
-        return ("/v1/responses/{id}", "openai");
-    }
-    ROUTES
-        .iter()
-        .find(|(p, _, _)| *p == path)
-        .map_or(("unmatched", "gateway"), |(_, _, r)| r.labels())
-}
-
-/// `(path, allowed methods, route)`. `/v1` is optional on the OpenAI paths, as many
-/// clients are configured with a base URL that already ends in `/v1` or lacks it.
-const ROUTES: &[(&str, &[&str], Route)] = &[
-    ("/", &["GET", "HEAD"], Route::Root),
-    ("/healthz", &["GET", "HEAD"], Route::Health),
-    ("/v1/models", &["GET"], Route::Models),
-    ("/models", &["GET"], Route::Models),
-    ("/v1/chat/completions", &["POST"], Route::ChatCompletions),
-    ("/chat/completions", &["POST"], Route::ChatCompletions),
-    ("/v1/responses", &["POST"], Route::Responses),
-    ("/responses", &["POST"], Route::Responses),
-    ("/v1/messages", &["POST"], Route::Messages),
-    ("/messages", &["POST"], Route::Messages),
-    ("/v1/messages/count_tokens", &["POST"], Route::CountTokens),
-    ("/messages/count_tokens", &["POST"], Route::CountTokens),
-    ("/metrics", &["GET"], Route::Metrics),
-    ("/capabilities", &["GET"], Route::Capabilities),
-    ("/v1/capabilities", &["GET"], Route::CapabilitiesV1),
-    ("/internal/stats", &["GET"], Route::Stats),
-    (
-        "/internal/effective-config",
-        &["GET"],
-        Route::EffectiveConfig,
-    ),
-    ("/internal/debug/requests", &["GET"], Route::DebugRequests),
-    ("/internal/models/raw", &["GET"], Route::ModelsRaw),
-    (
-        "/internal/auto-login/start",
-        &["POST"],
-        Route::AutoLoginStart,
-    ),
-    (
-        "/internal/auto-login/status",
-        &["GET"],
-        Route::AutoLoginStatus,
-    ),
-    ("/internal/session/export", &["POST"], Route::SessionExport),
-    ("/internal/login-url", &["GET"], Route::LoginUrl),
-];
-
-/// Every routed path with the methods it takes (aliases included; `/v1/responses/{id}` is
-/// routed apart), for tests that must cover them all.
-pub fn route_table() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
-    ROUTES.iter().map(|(path, methods, _)| (*path, *methods))
-}
-
 pub fn handle(app: &App, ex: &mut Exchange) {
     if let Err(e) = dispatch(app, ex) {
         if !ex.responded() {
@@ -169,43 +65,8 @@ pub fn handle(app: &App, ex: &mut Exchange) {
     }
 }
 
-/// The 405 for a method `path` does not take (`param` carries the `Allow` list).
-fn method_not_allowed(ex: &Exchange, methods: &[&str]) -> GatewayError {
-    let allowed = methods.join(", ");
-    let mut e = GatewayError::new(
-        ErrorKind::MethodNotAllowed,
-        format!(
-            "Method {} is not allowed on {}; use {allowed}.",
-            ex.method, ex.path
-        ),
-    );
-    e.param = Some(allowed);
-    e
-}
-
-/// `/v1/responses/{id}` (or `/responses/{id}`): the id, when the path is one.
-fn stored_response_id(path: &str) -> Option<&str> {
-    path.strip_prefix("/v1/responses/")
-        .or_else(|| path.strip_prefix("/responses/"))
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-}
-
 fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    if let Some(id) = stored_response_id(&ex.path).map(String::from) {
-        app.keys.check(ex)?;
-        return stored_response(app, ex, &id);
-    }
-    let Some((_, methods, route)) = ROUTES.iter().find(|(p, _, _)| *p == ex.path) else {
-        return Err(GatewayError::new(
-            ErrorKind::NotFound,
-            format!("Unknown request URL: {} {}.", ex.method, ex.path),
-        )
-        .with_code("unknown_url"));
-    };
-    if !methods.contains(&ex.method.as_str()) {
-        return Err(method_not_allowed(ex, methods));
-    }
-    match route {
+    match admit(app, &ex.head())? {
         Route::Root => {
             ex.json(
                 200,
@@ -214,32 +75,14 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
             Ok(())
         }
         Route::Health => health(app, ex),
-        Route::Models => {
-            app.keys.check(ex)?;
-            models(app, ex)
-        }
-        Route::ChatCompletions => {
-            app.keys.check(ex)?;
-            chat_completions(app, ex)
-        }
-        Route::Responses => {
-            app.keys.check(ex)?;
-            responses(app, ex)
-        }
-        Route::Messages => {
-            app.keys.check(ex)?;
-            messages(app, ex)
-        }
-        Route::CountTokens => {
-            app.keys.check(ex)?;
-            count_tokens(app, ex)
-        }
+        Route::Models => models(app, ex),
+        Route::ChatCompletions => chat_completions(app, ex),
+        Route::Responses => responses(app, ex),
+        Route::Messages => messages(app, ex),
+        Route::CountTokens => count_tokens(app, ex),
+        Route::StoredResponse => stored_response(app, ex),
         Route::Metrics => admin::metrics(app, ex),
-        Route::Capabilities => admin::capabilities(app, ex),
-        Route::CapabilitiesV1 => {
-            app.keys.check(ex)?;
-            admin::capabilities(app, ex)
-        }
+        Route::Capabilities | Route::CapabilitiesV1 => admin::capabilities(app, ex),
         Route::Stats => admin::stats(app, ex),
         Route::EffectiveConfig => admin::effective_config(app, ex),
         Route::DebugRequests => admin::debug_requests(app, ex),
@@ -308,7 +151,7 @@ fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    let body = ex.read_json()?;
     app.debug.record(ex, &body);
     let (mut req, opts) = openai::parse_chat(&body)?;
     drop(body);
@@ -326,7 +169,7 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    let body = ex.read_json()?;
     app.debug.record(ex, &body);
     let (mut req, opts) = responses::parse_responses(&body)?;
     drop(body);
@@ -375,7 +218,9 @@ fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 /// `GET` a stored response object, or `DELETE` it (this API key's only).
-fn stored_response(app: &App, ex: &mut Exchange, id: &str) -> Result<(), GatewayError> {
+fn stored_response(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+    let id = stored_response_id(&ex.path).unwrap_or_default().to_string();
+    let id = id.as_str();
     let scope = super::auth::scope(ex);
     let not_found = || {
         GatewayError::new(
@@ -399,12 +244,12 @@ fn stored_response(app: &App, ex: &mut Exchange, id: &str) -> Result<(), Gateway
             );
             Ok(())
         }
-        _ => Err(method_not_allowed(ex, &["GET", "DELETE"])),
+        _ => Err(method_not_allowed(&ex.head(), &["GET", "DELETE"])),
     }
 }
 
 fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    let body = ex.read_json()?;
     app.debug.record(ex, &body);
     let (mut req, opts) = anthropic::parse_messages(&body, false)?;
     drop(body);
@@ -421,7 +266,7 @@ fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 fn count_tokens(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
-    let body = ex.read_json(app.gw.cfg.max_body_bytes)?;
+    let body = ex.read_json()?;
     let (mut req, opts) = anthropic::parse_messages(&body, true)?;
     apply_tool_policy(app, &mut req)?;
     ex.model = req.model.clone();

@@ -62,9 +62,13 @@ fn stream(
             ))
         }
     };
-    let headers = [("x-request-id", ex.id.clone())];
     let http10 = ex.is_http10();
-    let Ok(mut sse) = SseWriter::start(ex.into_stream_writer(), http10, &headers) else {
+    let mut headers = vec![("x-request-id", ex.id.clone())];
+    let (out, close) = ex.into_stream_writer();
+    if close && !http10 {
+        headers.push(("Connection", "close".to_string()));
+    }
+    let Ok(mut sse) = SseWriter::start(out, http10, &headers) else {
         ex.status = 499;
         return Ok(());
     };

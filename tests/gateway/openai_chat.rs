@@ -381,7 +381,7 @@ fn huge_declared_bodies_and_endless_headers_do_not_hurt_the_gateway() {
     // allocated: this once aborted the process.
     for (auth, status) in [("", 401), ("Authorization: Bearer sk-k\r\n", 413)] {
         let raw = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 99999999999999\r\n\r\n{{\"model\":"
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 99999999999999\r\n\r\n{{\"model\":"
         );
         let r = raw_request(&gw.addr, raw.as_bytes()).expect("an answer");
         assert_eq!(r.status, status, "{}", r.text());
@@ -398,7 +398,7 @@ fn huge_declared_bodies_and_endless_headers_do_not_hurt_the_gateway() {
 fn a_client_that_stops_sending_its_body_gets_408() {
     let gw = Gateway::start_with(Options::default().env("client_timeout_sec", "1"));
     let raw =
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{\"model\":";
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n{\"model\":";
     let r = raw_request(&gw.addr, raw).expect("an answer");
     assert_eq!(r.status, 408, "{}", r.text());
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");

@@ -105,7 +105,7 @@ fn a_stalled_request_head_gets_408_at_its_deadline() {
     let gw = Gateway::start_with(Options::default().env("client_header_timeout_sec", "1"));
     let mut s = connect(&gw.addr);
     // Half a head, then silence (well within the 60 s socket timeout).
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     let got = read_to_close(s);
     assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
@@ -122,7 +122,7 @@ fn a_stalled_request_body_gets_408_at_its_deadline() {
     ] {
         let mut s = connect(&gw.addr);
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{\"model\":"
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{\"model\":"
         );
         s.write_all(head.as_bytes()).unwrap();
         let got = read_to_close(s);
@@ -143,8 +143,10 @@ fn a_stalled_request_body_gets_408_at_its_deadline() {
     }
     // A small body (read before the handler sees the request): a bare 408.
     let mut s = connect(&gw.addr);
-    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-        .unwrap();
+    s.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
     let got = read_to_close(s);
     assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
     gw.wait_log("took too long to send its request body");

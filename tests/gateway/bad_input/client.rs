@@ -209,7 +209,7 @@ pub(super) fn check_success(path: &str, r: &Resp, head: bool) -> Result<(), Stri
 }
 
 /// Statuses the HTTP layer may answer a request it cannot frame with.
-pub(super) const FRAMING: &[u16] = &[400, 408, 413, 417, 431, 505];
+pub(super) const FRAMING: &[u16] = &[400, 408, 413, 414, 417, 431, 501, 505];
 
 pub(super) fn judge(case: &Case, answer: &Answer) -> Result<(), String> {
     let r = match answer {

@@ -235,6 +235,8 @@ fn bad_input_corpus_gets_clean_4xx_answers_in_each_protocols_shape() {
             log_level: "info",
             ..Options::default()
         }
+        // The key is the operator credential too (exporting a login needs admin_token).
+        .env("admin_token", KEY)
         .env("max_body_bytes", &MAX_BODY.to_string())
         .env("client_timeout_sec", &CLIENT_TIMEOUT_SEC.to_string()),
     );

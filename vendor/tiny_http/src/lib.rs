@@ -91,9 +91,6 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
@@ -101,48 +98,51 @@ use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
+use client::{ClientConnection, Shared};
 use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
+pub use request::{BodyPolicy, BodyStatus, ReadWrite, Request};
 pub use response::{Response, ResponseBox};
-pub use test::TestRequest;
-pub use util::ConnectionLimits;
 
+mod chunked;
 mod client;
 mod common;
 mod connection;
+mod head;
 mod request;
 mod response;
-mod ssl;
-mod test;
 mod util;
+mod writer;
 
 /// The main class of this library.
 ///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// Destroying this object closes the listening socket and every connection that is not
+/// serving a request. Requests that have already been returned by the `recv()` function
+/// will not close and the responses will be transferred to the client.
 pub struct Server {
     // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
     close: Arc<AtomicBool>,
 
-    // queue for messages received by child threads
+    // queue for messages received by child threads. Each connection has at most one
+    // request in it at a time (its next head is read only after the response), so it
+    // holds at most as many requests as there are connections.
     messages: Arc<MessagesQueue<Message>>,
+
+    registry: Arc<util::Registry>,
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 }
 
+// Moved through the queue once per request: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -160,11 +160,11 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// Server must stay Sync + Send (the gateway's workers share it).
+const _: fn() = || {
+    fn shareable<T: Sync + Send>() {}
+    shareable::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
@@ -175,18 +175,72 @@ pub struct IncomingRequests<'a> {
 pub struct ServerConfig {
     /// The addresses to try to listen to.
     pub addr: ConfigListenAddr,
-
-    /// If `Some`, then the server will use SSL to encode the communications.
-    pub ssl: Option<SslConfig>,
 }
 
-/// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
-pub struct SslConfig {
-    /// Contains the public certificate to send to clients.
-    pub certificate: Vec<u8>,
-    /// Contains the ultra-secret private key used to decode communications.
-    pub private_key: Vec<u8>,
+/// The body policy: called on a connection's thread with each request before its body is
+/// read (the request has its head, no body yet).
+pub type BodyPolicyFn = dyn Fn(&Request) -> BodyPolicy + Send + Sync;
+
+/// lingma-gateway: how the server treats its clients. Every read from a client and every
+/// write to one is bounded in time, every buffer client input can grow is bounded in size.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Open connections at most (0: no limit). Beyond it, a new connection closes the one
+    /// waiting longest that serves no request, or gets 503 when all are serving one.
+    pub max_connections: usize,
+    /// How long a connection may wait for the first byte of a request (keep-alive idle).
+    pub idle_timeout: Duration,
+    /// Longest time from a request head's first byte to its end (else 408).
+    pub head_timeout: Duration,
+    /// Longest time from the end of a head to the end of its body (else
+    /// `BodyStatus::TimedOut`).
+    pub body_timeout: Duration,
+    /// Longest time one stretch of a response (a whole plain response, or one flushed
+    /// event of a stream) may take to reach the socket; past it the connection is closed.
+    pub send_timeout: Duration,
+    /// After a response that closes the connection, how long the client's further input is
+    /// read and dropped so that it can read the response.
+    pub linger: Duration,
+    /// Largest request head (request line and header fields).
+    pub max_head_bytes: usize,
+    /// Bytes all request bodies may hold at once, from their first byte to the end of their
+    /// response (beyond: `BodyStatus::Overloaded`).
+    pub max_buffered_body_bytes: u64,
+    /// Whether to read a request's body, and up to how much.
+    pub body_policy: Arc<BodyPolicyFn>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 0,
+            idle_timeout: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(5),
+            max_head_bytes: 64 * 1024,
+            max_buffered_body_bytes: u64::MAX,
+            body_policy: Arc::new(|_: &Request| BodyPolicy::Read {
+                limit: 64 * 1024 * 1024,
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("linger", &self.linger)
+            .field("max_head_bytes", &self.max_head_bytes)
+            .field("max_buffered_body_bytes", &self.max_buffered_body_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -198,23 +252,6 @@ impl Server {
     {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
-        })
-    }
-
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
         })
     }
 
@@ -226,172 +263,50 @@ impl Server {
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
-            ssl: None,
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener(listener, ServerOptions::default())
     }
 
-    /// Builds a new server using the specified TCP listener.
-    ///
-    /// This is useful if you've constructed TcpListener using some less usual method
-    /// such as from systemd. For other cases, you probably want the `new()` function.
+    /// Builds a new server using the specified listener.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
-        ssl_config: Option<SslConfig>,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_limits(listener, ssl_config, ConnectionLimits::default())
-    }
-
-    /// lingma-gateway patch: `from_listener` with bounds on client connections (their
-    /// number, and deadlines on request heads and bodies); see `ConnectionLimits`.
-    pub fn from_listener_with_limits<L: Into<Listener>>(
-        listener: L,
-        ssl_config: Option<SslConfig>,
-        limits: ConnectionLimits,
+        options: ServerOptions,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
-        // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
-        let registry = util::Registry::start(limits, Arc::clone(&close_trigger));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
-        let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((mut sock, _)) => {
-                        use util::RefinedTcpStream;
-                        // lingma-gateway patch: the connection cap (see util/guard.rs).
-                        let tracked = match &registry {
-                            Some(r) => match r.admit(&mut sock) {
-                                Some(t) => Some(t),
-                                None => continue,
-                            },
-                            None => None,
-                        };
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(
-                            write_closable,
-                            read_closable,
-                            tracked,
-                        ))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    // lingma-gateway patch: upstream stopped accepting for good on the first
-                    // error, so running out of file descriptors once (EMFILE) killed the
-                    // server. A receive timeout on the listener (inherited by accepted
-                    // sockets as their client timeout) also makes accept() return
-                    // WouldBlock periodically: just loop and re-check the close flag.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue
-                    }
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        thread::sleep(std::time::Duration::from_millis(50));
-                        continue;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
+        let registry = util::Registry::new(options.max_connections);
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
+        let shared = Arc::new(Shared {
+            budget: util::Budget::new(options.max_buffered_body_bytes),
+            options,
         });
 
-        // result
+        let messages = MessagesQueue::with_capacity(8);
+        let inside_close_trigger = close_trigger.clone();
+        let inside_messages = messages.clone();
+        let inside_registry = Arc::clone(&registry);
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || {
+                accept_loop(
+                    listener,
+                    inside_registry,
+                    shared,
+                    inside_messages,
+                    inside_close_trigger,
+                )
+            })?;
+
         Ok(Server {
             messages,
             close: close_trigger,
+            registry,
             listening_addr: local_addr,
         })
     }
@@ -410,18 +325,12 @@ impl Server {
         self.listening_addr.clone()
     }
 
-    /// Returns the number of clients currently connected to the server.
-    pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
-    }
-
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
             Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 
@@ -451,6 +360,58 @@ impl Server {
     }
 }
 
+/// Accepts connections until the server closes; each is served on a pool thread.
+fn accept_loop(
+    listener: Listener,
+    registry: Arc<util::Registry>,
+    shared: Arc<Shared>,
+    messages: Arc<MessagesQueue<Message>>,
+    close: Arc<AtomicBool>,
+) {
+    let tasks_pool = util::TaskPool::new();
+    log::debug!("Running accept thread");
+    while !close.load(Relaxed) {
+        let mut sock = match listener.accept() {
+            Ok((sock, _)) => sock,
+            // A receive timeout on the listener makes accept() return now and then.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    IoErrorKind::WouldBlock | IoErrorKind::TimedOut | IoErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            // lingma-gateway patch: upstream stopped accepting for good on the first
+            // error, so running out of file descriptors once (EMFILE) killed the server.
+            Err(e) => {
+                log::error!("Error accepting new client: {}", e);
+                messages.push(e.into());
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if close.load(Relaxed) {
+            break;
+        }
+        let Some(tracked) = registry.admit(&mut sock) else {
+            continue;
+        };
+        let client = match ClientConnection::new(sock, tracked, Arc::clone(&shared)) {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        let messages = Arc::clone(&messages);
+        let mut client = Some(client);
+        tasks_pool.spawn(Box::new(move || {
+            if let Some(client) = client.take() {
+                client.serve(&|rq| messages.push(rq.into()));
+            }
+        }));
+    }
+    log::debug!("Terminating accept thread");
+}
+
 impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
@@ -474,6 +435,7 @@ impl Drop for Server {
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
         }
+        self.registry.close_waiting();
 
         #[cfg(unix)]
         if let ListenAddr::Unix(addr) = &self.listening_addr {

@@ -1,92 +1,80 @@
-use std::io::Error as IoError;
+use std::convert::TryFrom;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
-use std::sync::mpsc::Sender;
-
-use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::util::Reservation;
+use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
 ///
-/// A `Request` object is what is produced by the server, and is your what
-/// your code must analyse and answer.
-///
-/// This object implements the `Send` trait, therefore you can dispatch your requests to
-/// worker threads.
-///
-/// # Pipelining
-///
-/// If a client sends multiple requests in a row (without waiting for the response), then you will
-/// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
-/// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
-///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// lingma-gateway: a `Request` reaches the handler with its body already read (or, as
+/// `body_status` says, deliberately not read, or refused): no handler ever waits on a
+/// client's body. A connection carries one request at a time: the next request head is read
+/// only once this one's response is finished (its writer dropped), so pipelined requests
+/// queue in the socket, not in memory, and a response can never be taken for another.
 ///
 /// # Automatic cleanup
 ///
 /// If a `Request` object is destroyed without `into_writer` or `respond` being called,
 /// an empty response with a 500 status code (internal server error) will automatically be
 /// sent back to the client.
-/// This means that if your code fails during the handling of a request, this "internal server
-/// error" response will automatically be sent during the stack unwinding.
-///
-/// # Testing
-///
-/// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
-    // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
+    body: Cursor<Vec<u8>>,
+    body_status: BodyStatus,
+    /// The body's bytes held against the server's body budget, until the response is done.
+    reservation: Option<Reservation>,
 
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
 
+    /// The connection's input, handed over for `upgrade`.
+    upgrade_source: Option<Box<dyn Read + Send + 'static>>,
+
     remote_addr: Option<SocketAddr>,
-
-    // true if HTTPS, false if HTTP
-    secure: bool,
-
     method: Method,
-
     path: String,
-
     http_version: HTTPVersion,
-
     headers: Vec<Header>,
-
     body_length: Option<usize>,
-
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
-
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    will_close: bool,
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
+/// What became of a request's body before the handler got the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStatus {
+    /// Read whole (empty when the request had none): `as_reader` and `take_body` give it.
+    Complete,
+    /// Not read, because the server's body policy did not ask for it (the request will be
+    /// refused anyway). The connection closes after the response.
+    Unread,
+    /// Longer than the body policy's limit (declared, or as it arrived); not read further.
+    TooLarge { limit: u64 },
+    /// It did not arrive within the body deadline.
+    TimedOut,
+    /// The memory all request bodies may hold at once was in use.
+    Overloaded,
+    /// Its chunked coding was malformed (the reason says how).
+    Malformed(&'static str),
 }
 
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
+/// Whether the server reads a request's body before handing the request out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPolicy {
+    /// Read it whole, up to `limit` bytes (beyond: `BodyStatus::TooLarge`).
+    Read { limit: u64 },
+    /// Do not read it (`BodyStatus::Unread`); the connection closes after the response.
+    Ignore,
 }
-impl<R: Write> Write for NotifyOnDrop<R> {
+
+/// A response writer that keeps the body's reservation until the response is done.
+struct Holding<W> {
+    inner: W,
+    _reservation: Option<Reservation>,
+}
+
+impl<W: Write> Write for Holding<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write(buf)
     }
@@ -94,216 +82,48 @@ impl<R: Write> Write for NotifyOnDrop<R> {
         self.inner.flush()
     }
 }
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
-    }
-}
-
-/// Error that can happen when building a `Request` object.
-#[derive(Debug)]
-pub enum RequestCreationError {
-    /// The client sent an `Expect` header that was not recognized by tiny-http.
-    ExpectationFailed,
-
-    /// Error while reading data from the socket during the creation of the `Request`.
-    CreationIoError(IoError),
-
-    /// lingma-gateway patch: the body's length cannot be told from the headers.
-    BadFraming,
-}
-
-impl From<IoError> for RequestCreationError {
-    fn from(err: IoError) -> RequestCreationError {
-        RequestCreationError::CreationIoError(err)
-    }
-}
-
-/// Builds a new request.
-///
-/// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
-///
-/// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
-///
-/// The `Write` object will be used by the `Request` to write the response.
-#[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
-    secure: bool,
-    method: Method,
-    path: String,
-    version: HTTPVersion,
-    headers: Vec<Header>,
-    remote_addr: Option<SocketAddr>,
-    mut source_data: R,
-    writer: W,
-    tracked: Option<std::sync::Arc<crate::util::Tracked>>,
-) -> Result<Request, RequestCreationError>
-where
-    R: Read + Send + 'static,
-    W: Write + Send + 'static,
-{
-    // lingma-gateway patch: a body whose length cannot be told (RFC 9112, 6.3) is refused
-    // (400, and the connection closed) rather than guessed: a Content-Length that is not a
-    // decimal number, several that disagree, or a Transfer-Encoding whose last coding is
-    // not chunked. tiny_http read no body for a bad Content-Length (the body was then
-    // taken for the next request on the connection), took the first of several, and
-    // decoded chunks whatever the Transfer-Encoding said.
-    if !body_framing_is_clear(&headers) {
-        return Err(RequestCreationError::BadFraming);
-    }
-
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
-
-    // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
-        }
-    };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    // lingma-gateway patch: with `Connection: upgrade` the whole connection used to become
-    // the body even when the request framed one (curl --http2 on http:// offers an h2c
-    // upgrade with its POST), so reading the body waited for the client to close. The
-    // offer is declined by answering in HTTP/1.1; the body is framed as usual.
-    let reader = if connection_upgrade && content_length.is_none() && transfer_encoding.is_none() {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-    };
-
-    // lingma-gateway patch: report the end of the body (util/guard.rs).
-    let reader = match tracked {
-        Some(tracked) => Box::new(crate::util::TrackedReader {
-            inner: reader,
-            tracked,
-        }) as Box<dyn Read + Send + 'static>,
-        None => reader,
-    };
-
-    Ok(Request {
-        data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
-        remote_addr,
-        secure,
-        method,
-        path,
-        http_version: version,
-        headers,
-        body_length: content_length,
-        must_send_continue: expects_continue,
-        notify_when_responded: None,
-    })
-}
-
-/// lingma-gateway patch: see `new_request`.
-fn body_framing_is_clear(headers: &[Header]) -> bool {
-    let values = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |h| h.field.equiv(name))
-            .map(|h| h.value.as_str())
-    };
-    // Each a plain number (a list such as `5, 5` too is refused).
-    let mut lengths = values("Content-Length").map(str::trim).map(|v| {
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        v.parse::<u64>().ok()
-    });
-    let clear_length = match lengths.next() {
-        None => true,
-        Some(None) => false,
-        Some(Some(first)) => lengths.all(|l| l == Some(first)),
-    };
-    let codings: Vec<&str> = values("Transfer-Encoding")
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let clear_coding = codings.is_empty()
-        || codings
-            .last()
-            .is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
-    clear_length && clear_coding
-}
 
 impl Request {
-    /// Returns true if the request was made through HTTPS.
-    #[inline]
-    pub fn secure(&self) -> bool {
-        self.secure
+    pub(crate) fn new(
+        head: crate::head::Head,
+        remote_addr: Option<SocketAddr>,
+        writer: Box<dyn Write + Send + 'static>,
+        body_length: Option<u64>,
+        will_close: bool,
+    ) -> Request {
+        Request {
+            body: Cursor::new(Vec::new()),
+            body_status: BodyStatus::Complete,
+            reservation: None,
+            response_writer: Some(writer),
+            upgrade_source: None,
+            remote_addr,
+            method: head.method,
+            path: head.target,
+            http_version: head.version,
+            headers: head.headers,
+            body_length: body_length.and_then(|n| usize::try_from(n).ok()),
+            will_close,
+        }
+    }
+
+    /// Attaches what became of the body.
+    pub(crate) fn set_body(
+        &mut self,
+        status: BodyStatus,
+        bytes: Vec<u8>,
+        reservation: Option<Reservation>,
+    ) {
+        self.body_status = status;
+        self.body = Cursor::new(bytes);
+        self.reservation = reservation;
+        if status != BodyStatus::Complete {
+            self.will_close = true;
+        }
+    }
+
+    pub(crate) fn set_upgrade_source(&mut self, source: Box<dyn Read + Send + 'static>) {
+        self.upgrade_source = Some(source);
     }
 
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
@@ -330,190 +150,107 @@ impl Request {
         &self.http_version
     }
 
-    /// Returns the length of the body in bytes.
-    ///
-    /// Returns `None` if the length is unknown.
+    /// The body's length as the client declared it (`Content-Length`), if it did.
     #[inline]
     pub fn body_length(&self) -> Option<usize> {
         self.body_length
     }
 
+    /// What became of the body before the handler got the request.
+    #[inline]
+    pub fn body_status(&self) -> BodyStatus {
+        self.body_status
+    }
+
+    /// Whether the connection closes after this response (the client asked for it, it is
+    /// HTTP/1.0, or its body was not read whole). A handler that writes its own response
+    /// head (`into_writer`) should then send `Connection: close`; `respond` does it itself.
+    #[inline]
+    pub fn will_close(&self) -> bool {
+        self.will_close
+    }
+
     /// Returns the address of the client that sent this request.
     ///
-    /// The address is always `Some` for TCP listeners, but always `None` for UNIX listeners
-    /// (as the remote address of a UNIX client is almost always unnamed).
-    ///
-    /// Note that this is gathered from the socket. If you receive the request from a proxy,
-    /// this function will return the address of the proxy and not the address of the actual
-    /// user.
+    /// The address is always `Some` for TCP listeners, but always `None` for UNIX listeners.
     #[inline]
     pub fn remote_addr(&self) -> Option<&SocketAddr> {
         self.remote_addr.as_ref()
     }
 
-    /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.
-    ///
-    /// The main purpose of this function is to support websockets.
-    /// If you detect that the request wants to use some kind of protocol upgrade, you can
-    ///  call this function to obtain full control of the socket stream.
-    ///
-    /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
-    ///  is destroyed before continuing to read or write on the socket. Therefore you should always
-    ///  destroy it as soon as possible.
+    /// The body, as read (empty unless `body_status` is `Complete`).
+    #[inline]
+    pub fn as_reader(&mut self) -> &mut dyn Read {
+        &mut self.body
+    }
+
+    /// Takes the body's bytes (empty unless `body_status` is `Complete`), without a copy.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(self.body.get_mut())
+    }
+
+    /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a
+    /// stream over the whole connection. Only a request that offered an upgrade (with
+    /// `Connection: upgrade` and no body) can be upgraded; for any other this returns the
+    /// request's response writer with an empty reader.
     pub fn upgrade<R: Read>(
         mut self,
         protocol: &str,
         response: Response<R>,
     ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
-
+        let mut writer = self.response_writer.take().expect("not answered yet");
         response
             .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
+                writer.by_ref(),
                 self.http_version.clone(),
                 &self.headers,
                 false,
                 Some(protocol),
-            )
-            .ok(); // TODO: unused result
-
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
-
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
-    }
-
-    /// Allows to read the body of the request.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// # extern crate rustc_serialize;
-    /// # extern crate tiny_http;
-    /// # use rustc_serialize::json::Json;
-    /// # use std::io::Read;
-    /// # fn get_content_type(_: &tiny_http::Request) -> &'static str { "" }
-    /// # fn main() {
-    /// # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-    /// let mut request = server.recv().unwrap();
-    ///
-    /// if get_content_type(&request) == "application/json" {
-    ///     let mut content = String::new();
-    ///     request.as_reader().read_to_string(&mut content).unwrap();
-    ///     let json: Json = content.parse().unwrap();
-    /// }
-    /// # }
-    /// ```
-    ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
-    #[inline]
-    pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
+                false,
             )
             .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
-        }
-
-        self.data_reader.as_mut().unwrap()
+        writer.flush().ok();
+        let reader = self
+            .upgrade_source
+            .take()
+            .unwrap_or_else(|| Box::new(io::empty()));
+        Box::new(crate::util::CustomStream::new(reader, writer))
     }
 
-    /// Turns the `Request` into a writer.
-    ///
-    /// The writer has a raw access to the stream to the user.
-    /// This function is useful for things like CGI.
-    ///
-    /// Note that the destruction of the `Writer` object may trigger
-    /// some events. For exemple if a client has sent multiple requests and the requests
-    /// have been processed in parallel, the destruction of a writer will trigger
-    /// the writing of the next response.
-    /// Therefore you should always destroy the `Writer` as soon as possible.
+    /// Turns the `Request` into a writer on the connection; the caller writes the whole
+    /// response, head included. The connection's next request is read once it is dropped.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
-    }
-
-    /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
-    /// as the object returned by `into_writer` above.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
-        use std::mem;
-
-        assert!(self.response_writer.is_some());
-
-        let mut writer = None;
-        mem::swap(&mut self.response_writer, &mut writer);
-        writer.unwrap()
-    }
-
-    /// Extract the body `Reader` object from the Request.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
-        use std::mem;
-
-        assert!(self.data_reader.is_some());
-
-        let mut reader = None;
-        mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        let inner = self.response_writer.take().expect("not answered yet");
+        Box::new(Holding {
+            inner,
+            _reservation: self.reservation.take(),
+        })
     }
 
     /// Sends a response to this request.
     #[inline]
-    pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
+    pub fn respond<R>(mut self, response: Response<R>) -> Result<(), io::Error>
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), io::Error>
     where
         R: Read,
     {
-        let mut writer = self.extract_writer_impl();
-
+        let mut writer = self.response_writer.take().expect("not answered yet");
         let do_not_send_body = self.method == Method::Head;
-
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             None,
+            self.will_close,
         ))?;
-
         Self::ignore_client_closing_errors(writer.flush())
     }
 
@@ -525,11 +262,6 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
-    }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
     }
 }
 
@@ -548,9 +280,6 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }

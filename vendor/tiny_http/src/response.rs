@@ -24,18 +24,18 @@ use std::time::SystemTime;
 /// Some headers have special behaviors:
 ///
 ///  - `Content-Encoding`: If you define this header, the library
-///     will assume that the data from the `Read` object has the specified encoding
-///     and will just pass-through.
+///    will assume that the data from the `Read` object has the specified encoding
+///    and will just pass-through.
 ///
 ///  - `Content-Length`: The length of the data should be set manually
-///     using the `Reponse` object's API. Attempting to set the value of this
-///     header will be equivalent to modifying the size of the data but the header
-///     itself may not be present in the final result.
+///    using the `Reponse` object's API. Attempting to set the value of this
+///    header will be equivalent to modifying the size of the data but the header
+///    itself may not be present in the final result.
 ///
 ///  - `Content-Type`: You may only set this header to one value at a time. If you
-///     try to set it more than once, the existing value will be overwritten. This
-///     behavior differs from the default for most headers, which is to allow them to
-///     be set multiple times in the same response.
+///    try to set it more than once, the existing value will be overwritten. This
+///    behavior differs from the default for most headers, which is to allow them to
+///    be set multiple times in the same response.
 ///
 pub struct Response<R> {
     reader: R,
@@ -174,7 +174,7 @@ fn choose_transfer_encoding(
     // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
     if entity_length
         .as_ref()
-        .map_or(true, |val| *val >= chunked_threshold)
+        .is_none_or(|val| *val >= chunked_threshold)
     {
         return TransferEncoding::Chunked;
     }
@@ -338,6 +338,7 @@ where
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
+        close: bool,
     ) -> IoResult<()> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
@@ -359,6 +360,12 @@ where
                 0,
                 Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
             );
+        }
+
+        // lingma-gateway: the connection closes after this response (see `Request::will_close`).
+        if close && upgrade.is_none() {
+            self.headers
+                .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
         }
 
         // handling upgrade
