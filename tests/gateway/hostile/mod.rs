@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
+mod upstream;
+
 #[allow(dead_code)] // used by the suite's modules as they land
 /// The gateway's resident set size in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> u64 {
