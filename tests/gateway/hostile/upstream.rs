@@ -2,7 +2,8 @@
 //! delays on its connection's reader thread, so while it streams it reads nothing: the
 //! gateway's replies to its `chat/answer` requests pile up in the socket until the gateway
 //! can write no more, exactly the "Lingma blocked writing to us does not read" case. And
-//! `[[sim:deaf]]` makes a Lingma stop reading for good, so the gateway's writes get stuck.
+//! `[[sim:deaf]]` makes a Lingma stop reading for good (or for a while), so the gateway's
+//! writes get stuck (or wait).
 
 use std::time::{Duration, Instant};
 
@@ -166,4 +167,21 @@ fn a_lingma_that_stops_reading_fails_openai_chats_with_errors_and_is_restarted()
 #[test]
 fn a_lingma_that_stops_reading_fails_anthropic_messages_with_errors_and_is_restarted() {
     a_deaf_lingma(&ANTHROPIC_MESSAGES);
+}
+
+#[test]
+fn a_lingma_that_stops_reading_for_less_than_the_deadline_is_waited_for() {
+    let gw = Gateway::start();
+    // The default deadline (10 s) is well past the two seconds the simulator reads nothing.
+    gw.assert_answers("pause [[sim:deaf=2000]]");
+    gw.wait_sim_log("deaf, reading nothing for 2000 ms");
+    let question = format!("{} hello", "x".repeat(BIG_QUESTION));
+    let r = gw.post("/v1/chat/completions", &chat_body("auto", &question));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json()["choices"][0]["message"]["content"].clone();
+    let said = format!("You said: {}", &question[..20]);
+    assert!(answer.as_str().unwrap().contains(&said), "{answer}");
+    assert!(gw.sim_log(0).contains("reading again"));
+    assert_eq!(gw.health()["instances"][0]["restarts"], 0);
+    assert!(!gw.log_text().contains("writes to Lingma are stuck"));
 }
