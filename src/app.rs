@@ -355,6 +355,7 @@ fn pool_config(cfg: &Config, launch: LaunchCommand) -> PoolConfig {
         attach_port: cfg.lingma_socket_port,
         startup_timeout: cfg.lingma_startup_timeout,
         rpc_timeout: cfg.lingma_rpc_timeout,
+        write_timeout: cfg.lingma_write_timeout,
         kill_grace: cfg.lingma_kill_grace,
     }
 }

@@ -99,6 +99,7 @@ keys! {
     ["lingma"] "lingma_socket_port" = "0", false, "if > 0 and a Lingma already listens there, instance 0 attaches to it instead of spawning";
     ["lingma"] "lingma_startup_timeout" = "60", false, "seconds to wait for a spawned Lingma's .info file and port";
     ["lingma"] "lingma_rpc_timeout" = "20", false, "seconds to wait for a JSON-RPC reply (initialize, auth/status, ...)";
+    ["lingma"] "lingma_write_timeout_sec" = "10", false, "seconds a write to Lingma may wait while Lingma takes none of it and sends nothing either (it stopped reading); then the connection is given up, its requests get an error and the instance is restarted";
     ["lingma"] "lingma_kill_grace_sec" = "3", false, "seconds between SIGTERM and SIGKILL when stopping Lingma";
     ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
     ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
@@ -204,6 +205,7 @@ pub struct Config {
     pub lingma_socket_port: u16,
     pub lingma_startup_timeout: Duration,
     pub lingma_rpc_timeout: Duration,
+    pub lingma_write_timeout: Duration,
     pub lingma_kill_grace: Duration,
     pub chat_ask_as_request: bool,
     pub default_ask_mode: AskMode,
@@ -609,6 +611,7 @@ impl RawConfig {
             lingma_socket_port: self.uint("lingma_socket_port", 0, 65535)? as u16,
             lingma_startup_timeout: self.secs("lingma_startup_timeout", 1, 3600)?,
             lingma_rpc_timeout: self.secs("lingma_rpc_timeout", 1, 3600)?,
+            lingma_write_timeout: self.secs("lingma_write_timeout_sec", 1, 3600)?,
             lingma_kill_grace: self.secs("lingma_kill_grace_sec", 0, 600)?,
             chat_ask_as_request: self.boolean("chat_ask_as_request")?,
             default_ask_mode: self.parse("default_ask_mode", "chat or agent", |s| match s {

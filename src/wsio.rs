@@ -1,11 +1,13 @@
-//! A TCP stream split into an independent read half and a locked write half, so that one
-//! thread can block in a WebSocket read while others send frames without waiting on it.
+//! The WebSocket settings both ends use, and the simulator's socket: a TCP stream split into
+//! an independent read half and a locked, blocking write half, so that one thread can block
+//! in a WebSocket read while others send frames (the gateway's side does not block on its
+//! writes at all: see `upstream::writer`).
 //!
-//! tungstenite's `WebSocket` owns its stream and is not split-able. We run two `WebSocket`
-//! values over the same socket: the reader's (which also writes the occasional pong or close
-//! reply) and the writer's. Every `write` call takes the shared lock and writes its whole
-//! buffer, and tungstenite flushes whole frames per call, so frames from the two never
-//! interleave on the wire.
+//! tungstenite's `WebSocket` owns its stream and is not split-able. The simulator runs two
+//! `WebSocket` values over the same socket: the reader's (which also writes the occasional
+//! pong or close reply) and the writer's. Every `write` call takes the shared lock and writes
+//! its whole buffer, and tungstenite flushes whole frames per call, so frames from the two
+//! never interleave on the wire. A write blocks while the peer does not read, as Lingma's do.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -69,14 +71,19 @@ pub fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(crate::jsonrpc::MAX_FRAME_BYTES + 1024))
 }
 
+/// For a `WebSocket` that only writes: a tiny read buffer, and each frame handed to the
+/// stream in one `write` call as soon as it is made.
+pub fn writer_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(256)
+        .write_buffer_size(0)
+}
+
 /// The writing half's own `WebSocket` over a clone of `stream` (it never reads).
 pub fn writer_half(stream: &SplitStream, role: Role) -> io::Result<WebSocket<SplitStream>> {
-    let cfg = WebSocketConfig::default()
-        .read_buffer_size(256)
-        .write_buffer_size(0);
     Ok(WebSocket::from_raw_socket(
         stream.try_clone()?,
         role,
-        Some(cfg),
+        Some(writer_config()),
     ))
 }

@@ -159,6 +159,9 @@ pub(super) fn ask(
     if let Some(note) = &plan.note {
         shared.log.line(&format!("requestId={request_id}: {note}"));
     }
+    if let Some(deaf) = plan.deaf {
+        conn.go_deaf(deaf);
+    }
     let (key, stopped) = shared.running.insert(&request_id, &place.session_id);
     let generation = Generation {
         shared: Arc::clone(shared),

@@ -63,6 +63,15 @@ pub struct Wire {
     pub binary: bool,
 }
 
+/// `[[sim:deaf]]` / `[[sim:deaf=MS]]`: how long the connection stops reading its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deaf {
+    /// Until the simulator stops.
+    Forever,
+    /// For this many milliseconds, then it reads again.
+    For(u64),
+}
+
 /// How a tool call is written (`[[sim:style=S]]`), to exercise the gateway's tolerant parser.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Style {
@@ -123,7 +132,10 @@ pub struct Directives {
     pub garbage: Option<usize>,
     /// `oversize=K`: after K deltas, a frame header declaring more than the frame limit.
     pub oversize: Option<usize>,
-    /// `on=NAME`: the fault directives (status, crash, stall, close, garbage, oversize)
+    /// `deaf` / `deaf=MS`: once the turn has started (a turn without delays runs on the
+    /// connection's reader, so: once it has ended), the connection reads nothing more.
+    pub deaf: Option<Deaf>,
+    /// `on=NAME`: the fault directives (status, crash, stall, close, garbage, oversize, deaf)
     /// apply only on the instance whose workDir basename is NAME.
     pub on: Option<String>,
     pub delay_ms: Option<u64>,
@@ -187,6 +199,12 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
         "close" => d.close = Some(count(2)?),
         "garbage" => d.garbage = Some(count(1)?),
         "oversize" => d.oversize = Some(count(1)?),
+        "deaf" => {
+            d.deaf = Some(match value {
+                None => Deaf::Forever,
+                Some(ms) => Deaf::For(ms.parse().ok()?),
+            })
+        }
         "on" => d.on = Some(non_empty(value)?),
         "delay" => d.delay_ms = Some(number()?),
         "first" => d.first_ms = Some(number()?),
@@ -287,6 +305,8 @@ pub struct Plan {
     pub first_ms: Option<u64>,
     pub delay_ms: Option<u64>,
     pub wire: Wire,
+    /// `[[sim:deaf]]`: the connection stops reading once the turn has started.
+    pub deaf: Option<Deaf>,
     /// Directives that were not understood (or name a tool the prompt does not declare),
     /// for the log.
     pub ignored: Vec<String>,
@@ -326,14 +346,16 @@ pub fn plan(turn: &Turn) -> Plan {
     // text in a transcript must not fire again.
     let mut d = parse_directives(prompt.user);
     if d.on.as_deref().is_some_and(|on| on != turn.instance) {
-        (d.status, d.crash, d.stall, d.close, d.garbage, d.oversize) =
-            (None, None, None, None, None, None);
+        (
+            d.status, d.crash, d.stall, d.close, d.garbage, d.oversize, d.deaf,
+        ) = (None, None, None, None, None, None, None);
     }
     let mut plan = Plan {
         steps: vec![Step::Progress("step_start"), Step::Progress("step_end")],
         first_ms: d.first_ms,
         delay_ms: d.delay_ms,
         wire: d.wire,
+        deaf: d.deaf,
         ignored: d.ignored.clone(),
         note: None,
         answer: String::new(),
@@ -874,6 +896,26 @@ mod tests {
             (d.crash, d.stall, d.first_ms, d.status),
             (Some(7), Some(0), Some(250), Some(429))
         );
+    }
+
+    #[test]
+    fn deaf_is_for_ever_or_for_some_milliseconds_and_leaves_the_answer_alone() {
+        assert_eq!(parse_directives("[[sim:deaf]]").deaf, Some(Deaf::Forever));
+        assert_eq!(
+            parse_directives("[[sim:deaf=250]]").deaf,
+            Some(Deaf::For(250))
+        );
+        let d = parse_directives("[[sim:deaf=soon]] [[sim:deaf=-1]]");
+        assert_eq!(
+            (d.deaf, d.ignored),
+            (None, vec!["deaf=soon".into(), "deaf=-1".into()])
+        );
+        let p = plan(&turn("[[sim:deaf]][[sim:chunks=2]]", auto()));
+        assert_eq!(p.deaf, Some(Deaf::Forever));
+        assert_eq!(deltas(&p), vec!["c1 ", "c2 "]);
+        assert_eq!(finish(&p).0, 200);
+        let p = plan(&turn("[[sim:on=elsewhere]][[sim:deaf]]", auto()));
+        assert_eq!(p.deaf, None, "scoped to another instance");
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! connection (`sim-conn-N`) that decodes frames and answers requests in order, and `Conn`,
 //! the single writer that a connection's reader and generator threads share, through which
 //! the client's replies to the simulator's own requests reach the generator waiting for them.
+//!
+//! Writes block while the client does not read, and the reader runs a turn without delays
+//! itself: while it writes such a turn it reads nothing, so a client that stops reading
+//! because its own writes are blocked meets a Lingma doing the same (the deadlock of a long
+//! answer). `[[sim:deaf]]` makes a connection stop reading on purpose.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,6 +20,7 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use super::script::Deaf;
 use super::{account, chat, login, models, native, Shared, VERSION};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::wsio::{self, SplitStream};
@@ -46,6 +52,8 @@ pub(super) struct Conn {
     closed: Receiver<()>,
     /// Requests whose reply a generator waits for, by id (see `request_awaiting`).
     replies: Mutex<HashMap<u64, Sender<Reply>>>,
+    /// Set by a `[[sim:deaf]]` turn; the reader takes it and stops reading.
+    deaf: Mutex<Option<Deaf>>,
 }
 
 impl Conn {
@@ -105,6 +113,15 @@ impl Conn {
             })?;
         }
         Ok(())
+    }
+
+    /// Makes the reader stop reading once it is done with the frames at hand.
+    pub fn go_deaf(&self, deaf: Deaf) {
+        *self.deaf.lock().unwrap_or_else(|p| p.into_inner()) = Some(deaf);
+    }
+
+    fn take_deaf(&self) -> Option<Deaf> {
+        self.deaf.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Shuts the TCP socket down (both directions): the reader thread ends, writes fail.
@@ -204,6 +221,8 @@ impl Drop for Acceptor {
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     // Each connection thread with a clone of its socket, to shut it down on stop.
     let mut conns: Vec<(JoinHandle<()>, TcpStream)> = Vec::new();
+    // Dropped on stop: wakes the readers that are deaf, which read nothing to see the end.
+    let (stopping, stopped) = crossbeam_channel::bounded::<()>(0);
     let mut number = 0;
     for incoming in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -224,9 +243,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
         let _ = tcp.set_nodelay(true);
         let spawned = tcp.try_clone().and_then(|clone| {
             let shared = Arc::clone(&shared);
+            let stopped = stopped.clone();
             let handle = thread::Builder::new()
                 .name(format!("sim-conn-{number}"))
-                .spawn(move || connection_loop(shared, tcp, number))?;
+                .spawn(move || connection_loop(shared, tcp, number, &stopped))?;
             Ok((handle, clone))
         });
         match spawned {
@@ -234,6 +254,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
             Err(e) => log::warn!("simulator: cannot start connection {number}: {e}"),
         }
     }
+    drop(stopping);
     for (_, tcp) in &conns {
         let _ = tcp.shutdown(Shutdown::Both);
     }
@@ -242,8 +263,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
     }
 }
 
-/// Reads and answers one connection until it closes; then joins its generators.
-fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64) {
+/// Reads and answers one connection until it closes (or `stopped` says the simulator stops);
+/// then joins its generators.
+fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64, stopped: &Receiver<()>) {
     let peer = tcp
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
@@ -280,6 +302,11 @@ fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64) {
         let (done, live) = generators.into_iter().partition(JoinHandle::is_finished);
         generators = live;
         join_all(done);
+        if let Some(deaf) = conn.take_deaf() {
+            if !stay_deaf(&shared, number, deaf, stopped) {
+                break;
+            }
+        }
     }
     // Shutting the socket down first fails any generator blocked in a write; dropping the
     // sender wakes every generator waiting on a delay or a stall.
@@ -288,6 +315,33 @@ fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64) {
     drop(closed_tx);
     join_all(generators);
     shared.log.line(&format!("connection {number} closed"));
+}
+
+/// Reads nothing for as long as `deaf` says; false when the simulator stops meanwhile.
+fn stay_deaf(shared: &Shared, number: u64, deaf: Deaf, stopped: &Receiver<()>) -> bool {
+    let log = &shared.log;
+    match deaf {
+        Deaf::Forever => {
+            log.line(&format!("connection {number}: deaf, reading nothing more"));
+            // Nobody sends on `stopped`: this returns when the simulator stops.
+            let _ = stopped.recv();
+            false
+        }
+        Deaf::For(ms) => {
+            log.line(&format!(
+                "connection {number}: deaf, reading nothing for {ms} ms"
+            ));
+            let timeout = std::time::Duration::from_millis(ms);
+            let reads = matches!(
+                stopped.recv_timeout(timeout),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout)
+            );
+            if reads {
+                log.line(&format!("connection {number}: reading again"));
+            }
+            reads
+        }
+    }
 }
 
 /// The WebSocket handshake; returns the reader, the shared `Conn`, and the sender whose drop
@@ -306,6 +360,7 @@ fn open(tcp: TcpStream, number: u64) -> Result<(WebSocket<SplitStream>, Conn, Se
         next_id: AtomicU64::new(1),
         closed,
         replies: Mutex::new(HashMap::new()),
+        deaf: Mutex::new(None),
     };
     Ok((ws, conn, closed_tx))
 }

@@ -172,9 +172,11 @@ impl ChatStream {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.done = true;
-                    return Err(UpstreamError::Disconnected(
-                        "the connection to Lingma ended mid-answer".into(),
-                    ));
+                    let why = self
+                        .conn
+                        .stuck_reason()
+                        .unwrap_or_else(|| "the connection to Lingma ended mid-answer".into());
+                    return Err(UpstreamError::Disconnected(why));
                 }
             };
             self.last_event_at = Instant::now();

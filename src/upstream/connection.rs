@@ -1,9 +1,10 @@
-//! One WebSocket connection to Lingma: the writer (any thread, behind a short lock), the
-//! dedicated reader thread (`lingma-rd-<name>`) that decodes frames and routes them, and the
-//! table of pending requests. Entries leave the table when their `Subscription` drops
-//! (finished, timed out, or abandoned by a client that went away). When the socket dies the
-//! table is emptied at once, which drops every sender: every waiter wakes with
-//! "disconnected" immediately.
+//! One WebSocket connection to Lingma: the senders (any thread: they frame a message into the
+//! writer's queue behind a short lock and never wait on the socket), the writer thread
+//! (`lingma-wr-<name>`, see `writer.rs`), the dedicated reader thread (`lingma-rd-<name>`)
+//! that decodes frames and routes them, and the table of pending requests. Entries leave the
+//! table when their `Subscription` drops (finished, timed out, or abandoned by a client that
+//! went away). When the socket dies, or its writes get stuck, the table is emptied at once,
+//! which drops every sender: every waiter wakes with "disconnected" immediately.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +18,10 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use super::writer::{self, Link, QueuedStream};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::redact;
-use crate::wsio::{self, SplitStream};
+use crate::wsio;
 
 /// Why an upstream call failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,70 +124,95 @@ impl Drop for Subscription {
     }
 }
 
+/// How a connection ended, for the supervisor (what `on_dead` receives).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub why: String,
+    /// Lingma stopped taking our writes: the process behind the socket is stuck, not gone.
+    pub stuck: bool,
+}
+
 pub struct Connection {
     name: String,
-    stream: SplitStream,
-    writer: Arc<Mutex<WebSocket<SplitStream>>>,
+    link: Arc<Link>,
+    /// Turns outgoing messages into frames (masked, as a client's must be) for the writer's
+    /// queue. The lock covers the framing only, never the socket; `None` once closed.
+    framer: Mutex<Option<WebSocket<QueuedStream>>>,
     table: Arc<Table>,
     next_id: AtomicU64,
     reader: Mutex<Option<JoinHandle<()>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Connection {
-    /// Connects to `ws://127.0.0.1:<port>/` and starts the reader. `on_dead` receives one
-    /// message (the reason) when the connection ends for any reason other than `close()`.
+    /// Connects to `ws://127.0.0.1:<port>/` and starts the writer and the reader. A write (the
+    /// handshake's too) that Lingma takes nothing of for `write_timeout`, while it sends
+    /// nothing either, gives the connection up as stuck. `on_dead` receives one message when
+    /// the connection ends for any reason other than `close()`.
     pub fn open(
         name: &str,
         port: u16,
         timeout: Duration,
-        on_dead: Sender<String>,
+        write_timeout: Duration,
+        on_dead: Sender<Ended>,
     ) -> Result<Arc<Self>, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let tcp = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| format!("connect {addr}: {e}"))?;
         tcp.set_nodelay(true).ok();
         tcp.set_read_timeout(Some(timeout)).ok();
-        let stream = SplitStream::new(tcp.try_clone().map_err(|e| e.to_string())?)
+        let clone = || tcp.try_clone().map_err(|e| e.to_string());
+        let link = Arc::new(Link::new(name, clone()?, writer::MAX_QUEUED_BYTES));
+        let (frames, queue) = crossbeam_channel::unbounded();
+        let stream = QueuedStream::new(clone()?, frames, Arc::clone(&link));
+        let writer = writer::spawn(name, clone()?, write_timeout, Arc::clone(&link), queue)
             .map_err(|e| e.to_string())?;
-        let url = format!("ws://127.0.0.1:{port}/");
-        let (ws, _resp) = tungstenite::client::client_with_config(
-            url.as_str(),
-            stream.try_clone().map_err(|e| e.to_string())?,
-            Some(wsio::ws_config()),
-        )
-        .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
-        // The handshake is done: the reader now blocks without a deadline; deadlines live
-        // with the waiters.
-        tcp.set_read_timeout(None).ok();
-        let writer = wsio::writer_half(&stream, Role::Client).map_err(|e| e.to_string())?;
-        let conn = Arc::new(Connection {
+        // From here every sender of the queue lives in `conn` (or in the handshake, which
+        // drops it on failure), so dropping `conn` on an error below ends the writer.
+        let conn = Connection {
             name: name.to_string(),
-            stream,
-            writer: Arc::new(Mutex::new(writer)),
+            link,
+            framer: Mutex::new(None),
             table: Arc::new(Table {
                 map: Mutex::new(Some(HashMap::new())),
             }),
             next_id: AtomicU64::new(1),
             reader: Mutex::new(None),
-        });
+            writer: Mutex::new(Some(writer)),
+        };
+        let url = format!("ws://127.0.0.1:{port}/");
+        let (ws, _resp) =
+            tungstenite::client::client_with_config(url.as_str(), stream, Some(wsio::ws_config()))
+                .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
+        // The handshake is done: the reader now blocks without a deadline; deadlines live
+        // with the waiters.
+        tcp.set_read_timeout(None).ok();
+        let framer = WebSocket::from_raw_socket(
+            ws.get_ref().try_clone().map_err(|e| e.to_string())?,
+            Role::Client,
+            Some(wsio::writer_config()),
+        );
+        *conn.framer.lock().unwrap_or_else(|p| p.into_inner()) = Some(framer);
+        let conn = Arc::new(conn);
         let reader = ReaderLoop {
             name: name.to_string(),
             ws,
             decoder: Decoder::new(),
-            writer: Arc::clone(&conn.writer),
+            link: Arc::clone(&conn.link),
             table: Arc::clone(&conn.table),
         };
         let handle = std::thread::Builder::new()
             .name(format!("lingma-rd-{name}"))
             .spawn(move || {
-                let why = reader.run();
-                let _ = on_dead.send(why);
+                let ended = reader.run();
+                let _ = on_dead.send(ended);
             })
             .map_err(|e| e.to_string())?;
         *conn.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(conn)
     }
 
+    /// Frames `msg` into the writer's queue; never waits on the socket.
     fn send(&self, msg: &Value) -> Result<(), UpstreamError> {
         let bytes = jsonrpc::encode_message(msg);
         if log::log_enabled!(target: "lingma::wire", log::Level::Trace) {
@@ -193,8 +220,11 @@ impl Connection {
             redact::redact_json(&mut shown);
             log::trace!(target: "lingma::wire", "[{}] >> {shown}", self.name);
         }
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.send(WsMessage::text(
+        let mut framer = self.framer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ws) = framer.as_mut().filter(|_| self.is_alive()) else {
+            return Err(UpstreamError::Disconnected("connection closed".into()));
+        };
+        ws.send(WsMessage::text(
             String::from_utf8(bytes).expect("JSON frames are UTF-8"),
         ))
         .map_err(|e| UpstreamError::Disconnected(format!("write failed: {e}")))
@@ -240,23 +270,35 @@ impl Connection {
         self.send(&jsonrpc::request(id, method, params))
     }
 
-    /// False once the reader has seen the socket end (before the supervisor has reacted).
+    /// False once the connection was given up as stuck or the reader has seen the socket
+    /// end (before the supervisor has reacted).
     pub fn is_alive(&self) -> bool {
-        self.table
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.link.stuck_reason().is_none()
+            && self
+                .table
+                .map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
     }
 
-    /// Closes the socket and joins the reader. Waiters see "disconnected".
+    /// Why the connection was given up as stuck (Lingma stopped reading), if it was.
+    pub fn stuck_reason(&self) -> Option<String> {
+        self.link.stuck_reason()
+    }
+
+    /// Closes the socket and joins the reader, then the writer (whose stop signal is the
+    /// drop of the framer's and the reader's queue senders). Waiters see "disconnected".
     pub fn close(&self) {
-        self.stream.shutdown();
+        self.link.close();
         self.table.close();
-        let handle = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
+        drop(self.framer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        for thread in [&self.reader, &self.writer] {
+            let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(h) = handle {
+                if h.thread().id() != std::thread::current().id() {
+                    let _ = h.join();
+                }
             }
         }
     }
@@ -268,27 +310,40 @@ impl Drop for Connection {
     }
 }
 
-/// The reader thread's state. It owns the reading `WebSocket`.
+/// The reader thread's state. It owns the reading `WebSocket`, whose writes (replies, and
+/// tungstenite's own pongs and close replies) go into the writer's queue, so reading never
+/// waits for Lingma to read.
 struct ReaderLoop {
     name: String,
-    ws: WebSocket<SplitStream>,
+    ws: WebSocket<QueuedStream>,
     decoder: Decoder,
-    writer: Arc<Mutex<WebSocket<SplitStream>>>,
+    link: Arc<Link>,
     table: Arc<Table>,
 }
 
 impl ReaderLoop {
     /// Runs until the socket ends; returns why. Empties the table on the way out.
-    fn run(mut self) -> String {
+    fn run(mut self) -> Ended {
         let why = self.read_loop();
         self.table.close();
-        log::debug!("[{}] reader stopped: {why}", self.name);
-        why
+        let ended = match self.link.stuck_reason() {
+            Some(stuck) => Ended {
+                why: stuck,
+                stuck: true,
+            },
+            None => Ended { why, stuck: false },
+        };
+        log::debug!("[{}] reader stopped: {}", self.name, ended.why);
+        ended
     }
 
     fn read_loop(&mut self) -> String {
         loop {
-            let payload = match self.ws.read() {
+            let read = self.ws.read();
+            if read.is_ok() {
+                self.link.heard();
+            }
+            let payload = match read {
                 Ok(WsMessage::Text(t)) => t.as_bytes().to_vec(),
                 Ok(WsMessage::Binary(b)) => b.to_vec(),
                 Ok(WsMessage::Close(_)) => return "Lingma closed the WebSocket".into(),
@@ -340,7 +395,7 @@ impl ReaderLoop {
         }
     }
 
-    fn reply(&self, id: Value, method: &str, params: &Value) {
+    fn reply(&mut self, id: Value, method: &str, params: &Value) {
         let result = match method {
             // Lingma waits for the IDE to run its tool. The gateway is no IDE and runs nothing
             // on this machine for a remote client: it says so at once, so the turn goes on.
@@ -355,8 +410,8 @@ impl ReaderLoop {
             _ => json!({}),
         };
         let bytes = jsonrpc::encode_message(&jsonrpc::response(id, result));
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = w.send(WsMessage::text(String::from_utf8(bytes).expect("UTF-8"))) {
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        if let Err(e) = self.ws.send(WsMessage::text(text)) {
             log::debug!("[{}] could not answer {method}: {e}", self.name);
         }
     }

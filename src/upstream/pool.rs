@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use serde_json::json;
 
-use super::connection::{Connection, UpstreamError};
+use super::connection::{Connection, Ended, UpstreamError};
 use super::models::ModelList;
 use super::process::{port_open, LaunchCommand, LingmaProcess};
 use crate::jsonrpc::method;
@@ -27,6 +27,8 @@ pub struct PoolConfig {
     pub attach_port: u16,
     pub startup_timeout: Duration,
     pub rpc_timeout: Duration,
+    /// Longest one write to Lingma may take before its connection is given up as stuck.
+    pub write_timeout: Duration,
     pub kill_grace: Duration,
 }
 
@@ -443,12 +445,18 @@ impl Supervisor {
                 Ok((conn, dead)) => {
                     failures = 0;
                     let ready_at = Instant::now();
-                    let why = select! {
+                    let ended = select! {
                         recv(self.stop) -> _ => { conn.close(); break; }
-                        recv(dead) -> why => why.unwrap_or_else(|_| "reader ended".into()),
+                        recv(dead) -> ended => ended.unwrap_or_else(|_| Ended {
+                            why: "reader ended".into(),
+                            stuck: false,
+                        }),
                     };
-                    self.lost(&why);
+                    self.lost(&ended.why);
                     conn.close();
+                    if ended.stuck {
+                        self.stop_stuck_process();
+                    }
                     if ready_at.elapsed() >= HEALTHY_AFTER {
                         delay = Duration::ZERO;
                     } else {
@@ -491,7 +499,7 @@ impl Supervisor {
     }
 
     /// Spawns (or attaches, or reuses a still-running process), connects and initializes.
-    fn establish(&mut self) -> Result<(Arc<Connection>, Receiver<String>), String> {
+    fn establish(&mut self) -> Result<(Arc<Connection>, Receiver<Ended>), String> {
         let cfg = &self.shared.cfg;
         let name = self.name();
         let mut attached = false;
@@ -541,7 +549,7 @@ impl Supervisor {
             }
         };
         let (dead_tx, dead_rx) = crossbeam_channel::bounded(1);
-        let conn = Connection::open(&name, port, cfg.rpc_timeout, dead_tx)?;
+        let conn = Connection::open(&name, port, cfg.rpc_timeout, cfg.write_timeout, dead_tx)?;
         let init = json!({
             "processId": std::process::id(),
             "clientInfo": {"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")},
@@ -568,6 +576,26 @@ impl Supervisor {
             s.models = None;
         });
         Ok((conn, dead_rx))
+    }
+
+    /// A Lingma that stopped reading its socket is alive but of no use: the one we spawned
+    /// is killed (and reaped) so the next attempt starts a fresh one. One we attached to is
+    /// not ours to kill; the next attempt connects to it again.
+    fn stop_stuck_process(&mut self) {
+        match self.process.take() {
+            Some((mut p, _)) => {
+                log::warn!(
+                    "[{}] Lingma pid {} stopped reading its socket; stopping it to restart the instance",
+                    self.name(),
+                    p.pid()
+                );
+                p.terminate(self.shared.cfg.kill_grace);
+            }
+            None => log::warn!(
+                "[{}] the attached Lingma stopped reading its socket; reconnecting to it",
+                self.name()
+            ),
+        }
     }
 
     fn lost(&self, why: &str) {

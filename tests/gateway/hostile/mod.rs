@@ -10,6 +10,7 @@ use crate::harness::*;
 mod config;
 mod logs;
 mod memory;
+mod upstream;
 
 /// The gateway's resident set size in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> u64 {
