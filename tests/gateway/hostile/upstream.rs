@@ -45,7 +45,9 @@ fn a_hundred_thousand_delta_answer_streams_to_the_end() {
 const WRITE_TIMEOUT_SEC: u64 = 2;
 /// A question this big makes a `chat/ask` frame (which carries it twice) larger than the
 /// socket buffers between the gateway and a Lingma that reads nothing can hold.
+/// (`max_prompt_bytes` is raised to its ceiling to let it through.)
 const BIG_QUESTION: usize = 8 << 20;
+const PROMPT_CEILING: &str = "10485760";
 
 /// What differs between the protocols here.
 struct Protocol {
@@ -95,7 +97,9 @@ fn text_of(events: &[SseEvent]) -> String {
 /// cannot write whole: both clients hear of it in their protocol's shape within the deadline,
 /// the instance is restarted, and the next question is answered.
 fn a_deaf_lingma(p: &Protocol) {
-    let opts = Options::default().env("lingma_write_timeout_sec", &WRITE_TIMEOUT_SEC.to_string());
+    let opts = Options::default()
+        .env("lingma_write_timeout_sec", &WRITE_TIMEOUT_SEC.to_string())
+        .env("max_prompt_bytes", PROMPT_CEILING);
     let gw = Gateway::start_with(opts);
     let health = gw.health();
     let (pid, restarts) = (
@@ -171,7 +175,7 @@ fn a_lingma_that_stops_reading_fails_anthropic_messages_with_errors_and_is_resta
 
 #[test]
 fn a_lingma_that_stops_reading_for_less_than_the_deadline_is_waited_for() {
-    let gw = Gateway::start();
+    let gw = Gateway::start_with(Options::default().env("max_prompt_bytes", PROMPT_CEILING));
     // The default deadline (10 s) is well past the two seconds the simulator reads nothing.
     gw.assert_answers("pause [[sim:deaf=2000]]");
     gw.wait_sim_log("deaf, reading nothing for 2000 ms");
