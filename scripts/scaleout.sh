@@ -23,6 +23,10 @@
 #      event by event while the simulator is still producing;
 #   d) draining: a gateway stopped with SIGTERM while it streams finishes that stream, and
 #      the requests nginx would send it meanwhile are answered by the other gateway;
+#   e) smuggling: bodies the gateway answers without reading, each hiding a request after
+#      1 MiB of padding (for /internal/, an unfinished head, a slow chat), never yield a
+#      second request, and the clients that reuse nginx's pooled connection after them get
+#      their own answers;
 # plus: the API key is passed through (no key: the gateway's 401), /internal/ is not
 # exposed, each gateway's /internal/stats agrees with its access log, nginx's log names
 # the same gateway as the gateways' logs, no log contains the key, and every gateway exits
@@ -415,6 +419,49 @@ awk -v t="$t" 'BEGIN{exit !(t >= 0.5)}' || fail "c) messages stream: deltas arri
 note "$id" /v1/messages
 settle
 pass "c) Anthropic messages stream (x-api-key): every event type in order of arrival, deltas ${t}s apart"
+
+# --- e) smuggling through nginx's pooled upstream connections ----------------------------
+echo "# --- e) smuggling ($(( $(date +%s) - start_time ))s)"
+# Each attack is a body the gateway answers without reading (POST /healthz: 405), sent
+# through nginx on one affinity value so that the victims that follow reuse the same
+# pooled upstream connection. Its body is 1 MiB of padding (more than any drain) and then
+# a request nginx never saw: a complete one for /internal/ (blocked by nginx), an
+# unfinished one that would take over the next request's head (and its key), and a slow
+# chat whose answer would go to the next client. None may ever be parsed as a request:
+# the smuggled request ids are in no gateway's log, and every victim gets its own answer.
+smuggle_body() {  # smuggle_body FILE TAIL: 1 MiB of padding, then TAIL
+  { head -c 1048576 /dev/zero | tr '\0' 'p'; printf '%b' "$2"; } >"$1"
+}
+attack_affinity="smuggle-$RUN"
+ask='{"model":"auto","messages":[{"role":"user","content":"I am the victim VICTIM"}]}'
+smuggle_body "$WORK/smuggle1" "GET /internal/stats HTTP/1.1\r\nHost: gw\r\nX-Request-Id: smuggled1-$RUN\r\n\r\n"
+smuggle_body "$WORK/smuggle2" "GET /v1/models HTTP/1.1\r\nHost: gw\r\nX-Request-Id: smuggled2-$RUN\r\nX-Swallow: "
+slow_chat='{"model":"auto","messages":[{"role":"user","content":"ATTACKER TEXT [[sim:chunks=5]] [[sim:delay=200]]"}]}'
+smuggle_body "$WORK/smuggle3" "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n$AUTH_H\r\nX-Request-Id: smuggled3-$RUN\r\nContent-Type: application/json\r\nContent-Length: ${#slow_chat}\r\n\r\n$slow_chat"
+victims=0
+for n in 1 2 3; do
+  code=$(post /healthz "sc-$RUN-attack$n" "@$WORK/smuggle$n" -H "X-Session-Affinity: $attack_affinity")
+  [ "$code" = 405 ] || fail "e) attack $n: POST /healthz through nginx got HTTP $code, expected the gateway's 405"
+  note "sc-$RUN-attack$n" /healthz
+  for v in 1 2 3 4; do
+    id="sc-$RUN-victim$n-$v"
+    code=$(post /v1/chat/completions "$id" "${ask/VICTIM/$id}" -H "X-Session-Affinity: $attack_affinity")
+    [ "$code" = 200 ] || fail "e) victim $id after attack $n: HTTP $code: $(head -c 300 "$OUT/$id")"
+    grep -q "I am the victim $id" "$OUT/$id" \
+      || fail "e) victim $id after attack $n got another request's answer: $(head -c 300 "$OUT/$id")"
+    note "$id" /v1/chat/completions
+    victims=$(( victims + 1 ))
+  done
+done
+settle
+g=${SERVED[sc-$RUN-attack1]}
+for n in 1 2 3; do
+  [ "${SERVED[sc-$RUN-attack$n]}" = "$g" ] || fail "e) the attacks went to different gateways"
+  if grep -q "access: smuggled$n-$RUN " "$WORK"/gw0/gateway.log "$WORK"/gw1/gateway.log; then
+    fail "e) the request smuggled in attack $n's body was served: $(grep -h "access: smuggled$n-$RUN " "$WORK"/gw*/gateway.log)"
+  fi
+done
+pass "e) three smuggling bodies through nginx (a complete /internal/ request, an unfinished head, a slow chat, each after 1 MiB of padding the gateway never read): each got its 405 alone, no smuggled request reached a parser, and the $victims requests that reused the pooled connection after them each got their own answer"
 
 # --- credentials and operator routes through nginx ---------------------------------------
 code=$(AUTH_H="" post /v1/chat/completions "sc-$RUN-nokey" '{"model":"auto","messages":[{"role":"user","content":"hi"}]}')
