@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 mod config;
+mod grammar;
 mod logs;
 mod memory;
+mod pipelining;
+mod rebinding;
+mod smuggling;
 mod upstream;
+mod workers;
 
 /// The gateway's resident set size in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> u64 {
@@ -23,7 +28,6 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[allow(dead_code)] // used by the suite's modules as they land
 /// `GET /healthz` on a fresh connection: its status and how long the answer took, or the
 /// I/O error a client would see.
 pub fn probe_health(addr: &str) -> std::io::Result<(u16, Duration)> {
