@@ -24,7 +24,8 @@ use exchange::Exchange;
 use routes::App;
 pub use workers::Workers;
 
-pub(crate) fn serve_one(app: &App, request: tiny_http::Request) {
+/// Handles one request up to its last byte on the wire; the caller then calls `finish`.
+pub(crate) fn serve_one(app: &App, request: tiny_http::Request) -> Exchange {
     let mut ex = Exchange::new(request);
     let outcome = catch_unwind(AssertUnwindSafe(|| routes::handle(app, &mut ex)));
     if outcome.is_err() {
@@ -38,7 +39,7 @@ pub(crate) fn serve_one(app: &App, request: tiny_http::Request) {
             ex.status = 500;
         }
     }
-    finish(app, &ex);
+    ex
 }
 
 /// Every request ends here: its access log line and its metrics.

@@ -1,7 +1,8 @@
 //! The worker threads (`http-worker-N`). Each takes requests straight from tiny_http's queue
 //! and serves them, so a request changes threads only once on its way in. The pool grows on
 //! demand so that one thread is always waiting for the next request, up to `max_workers`
-//! busy plus that one: a request arriving while `max_workers` are busy gets 503 at once.
+//! busy plus that one: a request arriving while `max_workers` are busy gets 503 (one such
+//! request at a time waits up to 200 ms for a slot first; see `take_slot`).
 //! Threads idle for a minute retire (one always stays). The `Workers` value owns them all.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,6 +16,9 @@ use super::{finish, serve_one};
 use crate::error::{ErrorKind, GatewayError};
 
 pub const SHUTTING_DOWN: &str = "The gateway is shutting down; retry against another instance.";
+
+/// How long a request waits for a busy worker's slot before it gets 503.
+const SLOT_GRACE: Duration = Duration::from_millis(200);
 
 /// A waiting thread beyond the first retires after this long without a request.
 const IDLE_RETIRE: Duration = Duration::from_secs(60);
@@ -38,6 +42,10 @@ struct Shared {
     /// Requests being served.
     busy: Mutex<usize>,
     drained: Condvar,
+    /// Notified each time a slot is given back.
+    freed: Condvar,
+    /// A request is waiting for a slot (at most one does).
+    slot_waiter: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     names: AtomicUsize,
 }
@@ -60,6 +68,8 @@ impl Workers {
             live: AtomicUsize::new(0),
             busy: Mutex::new(0),
             drained: Condvar::new(),
+            freed: Condvar::new(),
+            slot_waiter: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             names: AtomicUsize::new(0),
         });
@@ -112,8 +122,8 @@ impl Workers {
 
 impl Shared {
     fn spawn(self: &Arc<Self>) {
-        // `max` serving plus one receiving is all that is ever useful.
-        if self.live.load(Ordering::SeqCst) > self.max {
+        // `max` serving, one waiting for a slot and one receiving is all that is ever useful.
+        if self.live.load(Ordering::SeqCst) > self.max + 1 {
             return;
         }
         self.live.fetch_add(1, Ordering::SeqCst);
@@ -171,29 +181,64 @@ impl Shared {
     }
 
     fn serve(&self, request: tiny_http::Request) {
+        if !self.take_slot() {
+            let message = if self.stopping.load(Ordering::SeqCst) {
+                SHUTTING_DOWN.to_string()
+            } else {
+                format!(
+                    "The gateway is handling its maximum of {} requests; retry shortly.",
+                    self.max
+                )
+            };
+            refuse(&self.app, request, &message);
+            return;
+        }
+        let ex = serve_one(&self.app, request);
+        // The answer is out, and its client may send the next request at once: the slot is
+        // free before the access line and metrics are written.
         {
             let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-            if *busy >= self.max || self.stopping.load(Ordering::SeqCst) {
-                drop(busy);
-                let message = if self.stopping.load(Ordering::SeqCst) {
-                    SHUTTING_DOWN.to_string()
-                } else {
-                    format!(
-                        "The gateway is handling its maximum of {} requests; retry shortly.",
-                        self.max
-                    )
-                };
-                refuse(&self.app, request, &message);
-                return;
+            *busy -= 1;
+            if *busy == 0 {
+                self.drained.notify_all();
             }
-            *busy += 1;
+            self.freed.notify_one();
         }
-        serve_one(&self.app, request);
+        finish(&self.app, &ex);
+    }
+
+    /// Takes one of the `max` slots. A worker that has just sent its answer gives its slot
+    /// back a moment after its client can already send the next request; so when all are
+    /// taken, one request at a time waits up to `SLOT_GRACE` for a slot, and any other is
+    /// refused at once (a flood gets its 503s without delay). False: refuse (all busy, or
+    /// shutting down).
+    fn take_slot(&self) -> bool {
+        let deadline = Instant::now() + SLOT_GRACE;
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        *busy -= 1;
-        if *busy == 0 {
-            self.drained.notify_all();
+        let mut waiting = false;
+        let taken = loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                break false;
+            }
+            if *busy < self.max {
+                *busy += 1;
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline || (!waiting && self.slot_waiter.swap(true, Ordering::SeqCst)) {
+                break false;
+            }
+            waiting = true;
+            busy = self
+                .freed
+                .wait_timeout(busy, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        if waiting {
+            self.slot_waiter.store(false, Ordering::SeqCst);
         }
+        taken
     }
 }
 
