@@ -8,7 +8,7 @@ use std::thread;
 
 use serde_json::{json, Value};
 
-use super::rss_kib;
+use super::{peak_kib, rss_kib};
 use crate::harness::*;
 
 /// The three chat APIs: path, whether it answers in Anthropic's shape, and the name of its
@@ -18,17 +18,6 @@ const ROUTES: [(&str, bool, &str); 3] = [
     ("/v1/messages", true, "messages"),
     ("/v1/responses", false, "input"),
 ];
-
-/// The gateway's peak resident set size in KiB, from `/proc/<pid>/status`.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A body for `path` whose messages (or input items) are `messages`, raw JSON texts.
 fn body(path: &str, messages: impl Iterator<Item = String>) -> Vec<u8> {
