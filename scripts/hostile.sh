@@ -24,12 +24,13 @@
 # does not hold (see each attack in hostile.rs), or if the gateway's RSS leaves these bounds:
 #   peak (VmHWM) <= RSS at the start + 512 MiB. Bodies are the largest legitimate holder:
 #     max_buffered_body_bytes (256 MiB by default) for all bodies at once, plus what the
-#     handlers build from the admitted ones; measured peaks of the passing attacks: 44 MiB
-#     (600 trickling connections) and 240 MiB (memory: four 29 MB bodies, two 30 MB ones).
+#     handlers build from the admitted ones. Measured peaks of the passing attacks (three
+#     runs, 2026-12-02): +39 MiB for 600 trickling connections, +202 to +235 MiB for memory
+#     (four 29 MB bodies and a 30 MB one at once), under +3 MiB for the others.
 #   RSS --settle seconds (default 5) after the attack's connections closed <= RSS at the
 #     start + 64 MiB (memory: + 128 MiB, as the Responses store may keep its
-#     responses_store_max_bytes of 64 MiB): "comes back to within a small margin". Measured
-#     on the passing attacks: +0.2 to +14 MiB (memory: +78 MiB).
+#     responses_store_max_bytes of 64 MiB of the stored inputs): "comes back to within a
+#     small margin". Measured on the passing attacks: +0.3 to +20 MiB (memory: +78 MiB).
 # An attack whose gateway passes --rss-abort MiB (default 3072) is stopped there and fails.
 #   scripts/hostile.sh [--seconds N] [--only NAME[,NAME...]] [--settle SECS] [--rss-abort MIB]
 set -euo pipefail

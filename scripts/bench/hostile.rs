@@ -1467,13 +1467,18 @@ fn non_reading(c: &Ctx) -> Outcome {
             }
             other => {
                 not_given_up += 1;
+                let end = match other {
+                    Some((status, took)) => format!("ended {status} after {took} ms"),
+                    None => "no access line".into(),
+                };
                 notes.note(format!(
-                    "{id}: {}; access line {other:?}",
+                    "{id}: {}, {end} (the client closed at {} s)",
                     if gave_up.contains(id) {
-                        "given up"
+                        "given up as not reading only then"
                     } else {
                         "never given up as not reading"
-                    }
+                    },
+                    HOLD.as_secs()
                 ));
             }
         }
