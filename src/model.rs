@@ -261,9 +261,40 @@ pub fn estimate_tokens(text: &str) -> u64 {
     ascii.div_ceil(3) + other
 }
 
+/// Where to cut `text` so that its estimate stays within `budget` tokens: `None` when it
+/// fits whole, else the byte length of the longest prefix that fits.
+pub fn cut_to_tokens(text: &str, budget: u64) -> Option<usize> {
+    if estimate_tokens(text) <= budget {
+        return None;
+    }
+    let (mut ascii, mut other) = (0u64, 0u64);
+    for (i, c) in text.char_indices() {
+        let (a, o) = if c.is_ascii() {
+            (ascii + 1, other)
+        } else {
+            (ascii, other + 1)
+        };
+        if a.div_ceil(3) + o > budget {
+            return Some(i);
+        }
+        (ascii, other) = (a, o);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_cut_at_its_token_budget() {
+        assert_eq!(cut_to_tokens("abcdef", 2), None);
+        assert_eq!(cut_to_tokens("abcdefg", 2), Some(6));
+        assert_eq!(cut_to_tokens("ab你好", 2), Some(5));
+        assert_eq!(cut_to_tokens("你好", 0), Some(0));
+        let cut = cut_to_tokens("c1 c2 c3 c4 c5 c6 c7 c8", 5).unwrap();
+        assert_eq!(estimate_tokens(&"c1 c2 c3 c4 c5 c6 c7 c8"[..cut]), 5);
+    }
 
     #[test]
     fn an_answer_echoed_as_two_assistant_messages_is_one() {

@@ -289,6 +289,7 @@ impl Gateway {
             scanner: ToolScanner::new(req.tools.clone(), req.tools_active()),
             stop: StopFilter::new(&req.stop),
             max_tokens: req.max_tokens,
+            cut_at_length: false,
             queue: VecDeque::new(),
             finished: false,
             saw_text: false,
@@ -422,6 +423,8 @@ pub struct Answer {
     scanner: ToolScanner,
     stop: StopFilter,
     max_tokens: Option<u64>,
+    /// Text was cut at `max_tokens`: the answer ends at the next length check.
+    cut_at_length: bool,
     queue: VecDeque<Event>,
     finished: bool,
     saw_text: bool,
@@ -727,7 +730,7 @@ impl Answer {
 
     fn check_length(&mut self) {
         if let Some(max) = self.max_tokens {
-            if !self.finished && self.usage.output_tokens >= max {
+            if !self.finished && (self.cut_at_length || self.usage.output_tokens >= max) {
                 self.finish(StopReason::Length);
             }
         }
@@ -741,12 +744,24 @@ impl Answer {
         if text.is_empty() {
             return;
         }
-        self.usage.output_tokens += estimate_tokens(&text);
-        if self.hold_text {
-            self.held.push(Event::Text(text));
-        } else {
-            self.queue.push_back(Event::Text(text));
+        // `max_tokens` is a hard limit: a chunk that crosses it is cut there (a slow client's
+        // chunks arrive joined, so a chunk can be long).
+        let mut text = text;
+        let over = self.max_tokens.and_then(|max| {
+            crate::model::cut_to_tokens(&text, max.saturating_sub(self.usage.output_tokens))
+        });
+        if let Some(at) = over {
+            text.truncate(at);
         }
+        self.usage.output_tokens += estimate_tokens(&text);
+        if !text.is_empty() {
+            if self.hold_text {
+                self.held.push(Event::Text(text));
+            } else {
+                self.queue.push_back(Event::Text(text));
+            }
+        }
+        self.cut_at_length |= over.is_some();
     }
 
     fn release_held(&mut self) {
