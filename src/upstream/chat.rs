@@ -170,6 +170,13 @@ impl ChatStream {
                         limit.as_secs()
                     )));
                 }
+                Err(RecvTimeoutError::Disconnected) if self.sub.overflowed() => {
+                    // `done` stays false: dropping the stream sends chat/stop.
+                    return Err(UpstreamError::Disconnected(format!(
+                        "the client read the answer so much slower than Lingma wrote it that more than {} MiB waited; the answer was stopped",
+                        super::mailbox::MAX_HELD_BYTES >> 20
+                    )));
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.done = true;
                     let why = self

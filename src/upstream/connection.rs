@@ -3,8 +3,10 @@
 //! (`lingma-wr-<name>`, see `writer.rs`), the dedicated reader thread (`lingma-rd-<name>`)
 //! that decodes frames and routes them, and the table of pending requests. Entries leave the
 //! table when their `Subscription` drops (finished, timed out, or abandoned by a client that
-//! went away). When the socket dies, or its writes get stuck, the table is emptied at once,
-//! which drops every sender: every waiter wakes with "disconnected" immediately.
+//! went away). Each entry is a `Mailbox` the reader puts into without ever waiting (a slow
+//! consumer's text deltas are joined, and what it may hold is bounded). When the socket dies,
+//! or its writes get stuck, the table is emptied at once and every mailbox closed: every
+//! waiter wakes with "disconnected" immediately.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
@@ -13,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use super::mailbox::Mailbox;
 use super::writer::{self, Link, QueuedStream};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::redact;
@@ -64,36 +67,39 @@ enum Key {
 
 /// The pending-request table. `None` once the connection is dead.
 struct Table {
-    map: Mutex<Option<HashMap<Key, Sender<Routed>>>>,
+    map: Mutex<Option<HashMap<Key, Arc<Mailbox>>>>,
 }
 
 impl Table {
     fn insert(self: &Arc<Self>, key: Key) -> Result<Subscription, UpstreamError> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let mailbox = Arc::new(Mailbox::default());
         let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let Some(map) = guard.as_mut() else {
             return Err(UpstreamError::Disconnected("connection closed".into()));
         };
-        map.insert(key.clone(), tx);
+        map.insert(key.clone(), Arc::clone(&mailbox));
         Ok(Subscription {
             table: Arc::clone(self),
             key,
-            rx,
+            mailbox,
         })
     }
 
     fn route(&self, key: &Key, msg: Routed) -> bool {
-        let guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref().and_then(|m| m.get(key)) {
-            // Unbounded channel: the reader never waits on a slow consumer.
-            Some(tx) => tx.send(msg).is_ok(),
-            None => false,
-        }
+        let mailbox = {
+            let guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            guard.as_ref().and_then(|m| m.get(key)).cloned()
+        };
+        // A mailbox never waits on its consumer: the reader never waits on a slow client.
+        mailbox.is_some_and(|m| m.put(msg))
     }
 
-    /// Drops every sender, waking all waiters with "disconnected".
+    /// Closes every mailbox, waking all waiters with "disconnected".
     fn close(&self) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for mailbox in map.into_iter().flat_map(HashMap::into_values) {
+            mailbox.close();
+        }
     }
 }
 
@@ -101,12 +107,17 @@ impl Table {
 pub struct Subscription {
     table: Arc<Table>,
     key: Key,
-    rx: Receiver<Routed>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl Subscription {
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Routed, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout)
+        self.mailbox.take(timeout).map_err(RecvTimeoutError::from)
+    }
+
+    /// Whether its consumer fell so far behind (`mailbox::MAX_HELD_BYTES`) that it was cut.
+    pub fn overflowed(&self) -> bool {
+        self.mailbox.overflowed()
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod connection;
+mod mailbox;
 pub mod models;
 pub mod pool;
 pub mod process;

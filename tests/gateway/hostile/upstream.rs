@@ -41,6 +41,34 @@ fn a_hundred_thousand_delta_answer_streams_to_the_end() {
     gw.assert_answers("still there?");
 }
 
+/// A client that pauses reading while Lingma writes a 100,000-delta answer as fast as it can:
+/// what waits for it is the answer's text, not a parsed frame per delta (which took about
+/// 170 MB here), and once it reads again it gets every delta.
+#[test]
+fn an_answer_waiting_for_a_paused_client_holds_its_text_not_its_frames() {
+    let gw = Gateway::start();
+    let start = super::rss_kib(gw.pid());
+    let q = format!("[[sim:chunks={LONG}]][[sim:first=1]]");
+    let mut s = gw.post_stream("/v1/chat/completions", &stream_body("auto", &q));
+    assert_eq!(s.status, 200);
+    let first = s.next_event().expect("the first event");
+    // The pause is the attack: the client reads nothing while the whole answer arrives.
+    std::thread::sleep(Duration::from_secs(4));
+    let held = super::rss_kib(gw.pid()).saturating_sub(start);
+    assert!(
+        held < 48 * 1024,
+        "the gateway grew by {} MiB holding the answer for a paused client",
+        held / 1024
+    );
+    let mut events = vec![first];
+    events.extend(s.collect());
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    assert!(
+        chat_stream_text(&events) == chunks_answer(LONG),
+        "every delta, in order"
+    );
+}
+
 /// The write deadline these tests run with (`lingma_write_timeout_sec`).
 const WRITE_TIMEOUT_SEC: u64 = 2;
 /// A question this big makes a `chat/ask` frame (which carries it twice) larger than the

@@ -1,0 +1,280 @@
+//! One waiter's mailbox in the pending-request table: what the reader thread routes to a
+//! reply or a chat, waiting for its consumer. The reader never waits on it, so it must hold
+//! what a slow consumer leaves behind without growing with the number of events: a text
+//! delta (`chat/answer`) that arrives while the one before it is still waiting is appended to
+//! it, so a chat whose client reads slowly holds its text, not a parsed frame per delta (a
+//! 100,000-delta answer behind a slow client took 170 MB that way). What is held is bounded
+//! all the same (`MAX_HELD_BYTES`): past it the chat fails, as a chat whose client stopped
+//! reading must.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+use serde_json::Value;
+
+use super::connection::Routed;
+use crate::jsonrpc::method;
+
+/// The most answer text (and other event bytes) one waiter may have waiting: sixteen
+/// times a long answer (64k tokens are about 256 KB of text); with `gateway_max_in_flight`
+/// chats at once (64), at most 256 MiB in all.
+pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
+
+/// Deltas are joined up to this much text: the one event a slow consumer then takes stays
+/// small to copy and to write.
+const MAX_JOINED: usize = 64 * 1024;
+
+/// Bytes an event other than a merged delta counts for, besides its text.
+const EVENT_COST: usize = 512;
+
+#[derive(Default)]
+struct Held {
+    queue: VecDeque<Routed>,
+    bytes: usize,
+    /// The connection ended (or the waiter left the table): nothing more will come.
+    closed: bool,
+    /// More than `MAX_HELD_BYTES` waited: the waiter is told so and nothing more is kept.
+    overflowed: bool,
+}
+
+#[derive(Default)]
+pub struct Mailbox {
+    held: Mutex<Held>,
+    arrived: Condvar,
+}
+
+/// Why a mailbox gave nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Empty {
+    Timeout,
+    /// Closed: the connection ended.
+    Closed,
+    /// Its waiter fell more than `MAX_HELD_BYTES` behind.
+    Overflowed,
+}
+
+impl From<Empty> for RecvTimeoutError {
+    fn from(e: Empty) -> Self {
+        match e {
+            Empty::Timeout => RecvTimeoutError::Timeout,
+            Empty::Closed | Empty::Overflowed => RecvTimeoutError::Disconnected,
+        }
+    }
+}
+
+impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds what the reader routed; never waits. False once nothing more is taken (closed,
+    /// or over the bound).
+    pub fn put(&self, msg: Routed) -> bool {
+        let mut held = self.lock();
+        if held.closed || held.overflowed {
+            return false;
+        }
+        let unmerged = match held.queue.back_mut() {
+            Some(last) => merge(last, msg),
+            None => Err(msg),
+        };
+        match unmerged {
+            Ok(added) => held.bytes += added,
+            Err(msg) => {
+                held.bytes += cost(&msg);
+                held.queue.push_back(msg);
+            }
+        }
+        if held.bytes > MAX_HELD_BYTES {
+            held.overflowed = true;
+            held.queue.clear();
+            held.bytes = 0;
+        }
+        drop(held);
+        self.arrived.notify_one();
+        true
+    }
+
+    /// Nothing more will come (the connection ended): a waiter wakes at once.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.arrived.notify_all();
+    }
+
+    /// Whether it fell too far behind.
+    pub fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    /// The next thing routed, waiting up to `timeout`.
+    pub fn take(&self, timeout: Duration) -> Result<Routed, Empty> {
+        let deadline = Instant::now() + timeout;
+        let mut held = self.lock();
+        loop {
+            if held.overflowed {
+                return Err(Empty::Overflowed);
+            }
+            if let Some(msg) = held.queue.pop_front() {
+                held.bytes = held.bytes.saturating_sub(cost(&msg));
+                return Ok(msg);
+            }
+            if held.closed {
+                return Err(Empty::Closed);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Empty::Timeout);
+            }
+            held = self
+                .arrived
+                .wait_timeout(held, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn cost(msg: &Routed) -> usize {
+    match msg {
+        Routed::Event { params, .. } => EVENT_COST + text(params).map_or(0, str::len),
+        Routed::Response(_) => EVENT_COST,
+    }
+}
+
+fn text(params: &Value) -> Option<&str> {
+    params.get("text").and_then(Value::as_str)
+}
+
+/// A plain text delta, the kind that can be appended to the one before it: not an
+/// overwrite, not filtered.
+fn is_plain_delta(method: &str, params: &Value) -> bool {
+    method == method::CHAT_ANSWER
+        && text(params).is_some()
+        && params.get("overwrite").and_then(Value::as_bool) != Some(true)
+        && params.get("isFiltered").and_then(Value::as_bool) != Some(true)
+}
+
+/// Appends `next` to `last` when both are plain deltas of one session; returns the bytes it
+/// added, or `next` back.
+fn merge(last: &mut Routed, next: Routed) -> Result<usize, Routed> {
+    let (
+        Routed::Event {
+            method: m1,
+            params: p1,
+        },
+        Routed::Event {
+            method: m2,
+            params: p2,
+        },
+    ) = (&mut *last, &next)
+    else {
+        return Err(next);
+    };
+    if !is_plain_delta(m1, p1)
+        || !is_plain_delta(m2, p2)
+        || p1.get("sessionId") != p2.get("sessionId")
+    {
+        return Err(next);
+    }
+    let add = text(p2).unwrap_or("");
+    match p1.get_mut("text") {
+        Some(Value::String(t)) if t.len() + add.len() <= MAX_JOINED => {
+            t.push_str(add);
+            Ok(add.len())
+        }
+        _ => Err(next),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn delta(t: &str) -> Routed {
+        Routed::Event {
+            method: method::CHAT_ANSWER.into(),
+            params: json!({"requestId": "r", "sessionId": "s", "text": t, "overwrite": false}),
+        }
+    }
+
+    fn text_of(r: &Routed) -> String {
+        match r {
+            Routed::Event { params, .. } => text(params).unwrap_or("").to_string(),
+            Routed::Response(_) => "<response>".into(),
+        }
+    }
+
+    #[test]
+    fn deltas_waiting_together_become_one_and_other_events_keep_their_place() {
+        let m = Mailbox::default();
+        for t in ["a", "b", "c"] {
+            assert!(m.put(delta(t)));
+        }
+        m.put(Routed::Event {
+            method: method::TOOL_CALL_SYNC.into(),
+            params: json!({"requestId": "r"}),
+        });
+        m.put(delta("d"));
+        let mut overwrite = delta("X");
+        if let Routed::Event { params, .. } = &mut overwrite {
+            params["overwrite"] = json!(true);
+        }
+        m.put(overwrite);
+        m.put(delta("e"));
+        let got: Vec<String> = std::iter::from_fn(|| m.take(Duration::ZERO).ok())
+            .map(|r| text_of(&r))
+            .collect();
+        assert_eq!(got, ["abc", "", "d", "X", "e"]);
+        // Taken one by one as they come, nothing is merged.
+        m.put(delta("f"));
+        assert_eq!(text_of(&m.take(Duration::ZERO).unwrap()), "f");
+        m.put(delta("g"));
+        assert_eq!(text_of(&m.take(Duration::ZERO).unwrap()), "g");
+    }
+
+    #[test]
+    fn a_hundred_thousand_waiting_deltas_hold_their_text_only() {
+        let m = Mailbox::default();
+        for i in 0..100_000 {
+            m.put(delta(&format!("c{i} ")));
+        }
+        let held = m.lock().bytes;
+        assert!(held < 1024 * 1024, "{held} bytes held");
+        let events: Vec<String> = std::iter::from_fn(|| m.take(Duration::ZERO).ok())
+            .map(|r| text_of(&r))
+            .collect();
+        assert!(events.len() < 20, "{} events", events.len());
+        assert!(events.iter().all(|e| e.len() <= MAX_JOINED));
+        let all = events.concat();
+        assert!(all.starts_with("c0 c1 ") && all.ends_with("c99999 "));
+        assert_eq!(all.matches(' ').count(), 100_000);
+    }
+
+    #[test]
+    fn past_the_bound_the_waiter_is_told_and_nothing_more_is_kept() {
+        let m = Mailbox::default();
+        let big = "x".repeat(1024 * 1024);
+        let mut n = 0;
+        while m.put(delta(&big)) {
+            n += 1;
+            assert!(n <= 5, "never bounded");
+        }
+        assert!(m.overflowed());
+        assert_eq!(m.take(Duration::ZERO).unwrap_err(), Empty::Overflowed);
+    }
+
+    #[test]
+    fn closing_wakes_a_waiter_after_what_was_held() {
+        let m = std::sync::Arc::new(Mailbox::default());
+        m.put(delta("last"));
+        m.close();
+        assert!(!m.put(delta("late")));
+        assert_eq!(text_of(&m.take(Duration::from_secs(5)).unwrap()), "last");
+        let started = Instant::now();
+        assert_eq!(m.take(Duration::from_secs(5)).unwrap_err(), Empty::Closed);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
