@@ -10,7 +10,7 @@
 #   long-answer        [[sim:chunks=100000]] streamed and read, then chats on that instance
 #   memory             400 MB chunk-size lines; 30 MB / 7 MiB Responses inputs, store: true;
 #                      four 29 MB bodies of 800,000 tiny messages at once
-#   non-reading        32 streams of 100,000-delta answers whose clients never read
+#   non-reading        32 streams of 8 MB answers (2,000 deltas of 4 KiB), never read
 #   worker-exhaustion  48 slow streams on max_workers = gateway_max_in_flight = 16
 #   flood              keyless gateway: foreign Host/Origin (403), control bytes, NUL,
 #                      bare LF, forged log lines in request lines (400)

@@ -70,8 +70,8 @@ pub fn start_gateway(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ok = TcpStream::connect(&addr).ok().and_then(|mut s| {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
+            let ask = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            s.write_all(ask.as_bytes()).ok()?;
             let mut t = String::new();
             s.read_to_string(&mut t).ok()?;
             Some(t.starts_with("HTTP/1.1 200"))

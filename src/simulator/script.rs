@@ -140,6 +140,9 @@ pub struct Directives {
     pub on: Option<String>,
     pub delay_ms: Option<u64>,
     pub first_ms: Option<u64>,
+    /// `pad=BYTES` (with `chunks`): each delta `cN ` is filled with dots up to BYTES (at
+    /// most 1 MiB), for answers larger than socket buffers without a million frames.
+    pub pad: Option<usize>,
     pub wire: Wire,
     /// `tool=NAME`: call this declared tool.
     pub tool: Option<String>,
@@ -208,6 +211,7 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
         "on" => d.on = Some(non_empty(value)?),
         "delay" => d.delay_ms = Some(number()?),
         "first" => d.first_ms = Some(number()?),
+        "pad" => d.pad = Some(number().filter(|&n| n <= 1 << 20)? as usize),
         "wire" => match value? {
             "split" => d.wire.split = true,
             "packed" => d.wire.packed = true,
@@ -540,7 +544,13 @@ fn answer_deltas(
             style,
         } => call_answer(&name, &arguments, calls, style),
         Answer::Body(Body::Chunks(n)) => {
-            deltas.extend((1..=n).map(|i| format!("c{i} ")));
+            let pad = d.pad.unwrap_or(0);
+            deltas.extend((1..=n).map(|i| {
+                let mut delta = format!("c{i} ");
+                let dots = pad.saturating_sub(delta.len());
+                delta.extend(std::iter::repeat_n('.', dots));
+                delta
+            }));
             return (with_empty_deltas(deltas), None);
         }
         Answer::Body(Body::Greeting) => {
@@ -877,6 +887,8 @@ mod tests {
             "a [[sim:chunks=4]] b [[sim:think]][[sim: delay = 15 ]]\n[[sim:wire=split]]",
         );
         assert_eq!(d.body, Some(Body::Chunks(4)));
+        assert_eq!(parse_directives("[[sim:pad=64]]").pad, Some(64));
+        assert_eq!(parse_directives("[[sim:pad=9999999]]").pad, None);
         assert!(d.think);
         assert_eq!(d.delay_ms, Some(15));
         assert!(d.wire.split && !d.wire.packed && !d.wire.binary);
