@@ -403,12 +403,12 @@ impl Drop for SignalWatch {
 }
 
 /// Each client connection holds three descriptors (tiny_http's read and write halves, and
-/// the handle its deadline guard shuts down); Lingma sockets, pipes and logs need some more.
+/// the handle the connection cap shuts down); Lingma sockets, pipes and logs need some more.
 /// Raises the soft limit towards the hard one as far as `max_connections` needs, and warns
 /// when even the hard limit is too low.
 fn raise_file_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
-    let needed = max_connections as u64 * 4 + 256;
+    let needed = max_connections as u64 * 3 + 256;
     let mut limit = getrlimit(Resource::Nofile);
     let soft = limit.current.unwrap_or(u64::MAX);
     if soft >= needed {

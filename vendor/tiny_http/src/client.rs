@@ -11,7 +11,7 @@
 //! writing its body reads the answer instead of a reset.
 
 use std::convert::TryFrom;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::connection::Connection;
 use crate::head::{Framing, Head, HeadParser, Refusal};
 use crate::request::{BodyPolicy, BodyStatus};
 use crate::util::{Budget, Phase, Reservation, Tracked};
-use crate::writer::ResponseWriter;
+use crate::writer::{Output, ResponseWriter};
 use crate::{Request, ServerOptions};
 
 /// Shortest timeout the socket accepts (zero means "none" to the OS).
@@ -62,7 +62,14 @@ impl Input {
     }
 
     fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
-        let t = t.max(MIN_TIMEOUT);
+        // Whole tenths of a second (a deadline ends up to 0.1 s early), so that reads close
+        // together need no new system call each.
+        let tenths = t.as_millis() / 100;
+        let t = if tenths > 0 {
+            Duration::from_millis(tenths as u64 * 100)
+        } else {
+            t.max(MIN_TIMEOUT)
+        };
         if self.timeout != Some(t) {
             self.stream.set_read_timeout(Some(t))?;
             self.timeout = Some(t);
@@ -153,8 +160,9 @@ enum Next {
 
 pub(crate) struct ClientConnection {
     input: Option<Input>,
-    /// For what the connection itself writes: `100 Continue` and refusals.
-    output: Connection,
+    /// The write side: what the connection itself writes (`100 Continue`, refusals) and
+    /// each response's writer, in turn.
+    output: Arc<Output>,
     remote_addr: Option<SocketAddr>,
     tracked: Arc<Tracked>,
     shared: Arc<Shared>,
@@ -167,7 +175,7 @@ impl ClientConnection {
         shared: Arc<Shared>,
     ) -> io::Result<ClientConnection> {
         let remote_addr = stream.peer_addr()?;
-        let output = stream.try_clone()?;
+        let output = Output::new(stream.try_clone()?);
         Ok(ClientConnection {
             input: Some(Input {
                 stream,
@@ -231,10 +239,11 @@ impl ClientConnection {
             _ => None,
         };
         let (done_tx, done_rx) = mpsc::channel();
-        let writer = match self.output.try_clone() {
-            Ok(s) => ResponseWriter::new(s, self.shared.options.send_timeout, done_tx),
-            Err(_) => return Next::Close,
-        };
+        let writer = ResponseWriter::new(
+            Arc::clone(&self.output),
+            self.shared.options.send_timeout,
+            done_tx,
+        );
         let keep_alive = head.keep_alive() && !upgrade;
         let mut rq = Request::new(
             head,
@@ -447,11 +456,17 @@ impl ClientConnection {
         }
     }
 
-    fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.output
-            .set_write_timeout(Some(self.shared.options.send_timeout))?;
-        self.output.write_all(bytes)?;
-        self.output.flush()
+    fn write_raw(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        self.output.send_timeout(self.shared.options.send_timeout)?;
+        while !bytes.is_empty() {
+            match self.output.write(bytes) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Answers a request the connection refused itself (its head, or its framing). The body

@@ -103,6 +103,17 @@ impl Connection {
         }
     }
 
+    /// Writes through a shared reference (both socket kinds allow it), so one handle can
+    /// serve the connection's thread and its response writers.
+    pub(crate) fn write_ref(&self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        match self {
+            Self::Tcp(s) => (&*s).write(buf),
+            #[cfg(unix)]
+            Self::Unix(s) => (&*s).write(buf),
+        }
+    }
+
     pub(crate) fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.set_write_timeout(t),

@@ -7,21 +7,58 @@
 
 use std::io::{self, BufWriter, ErrorKind, Write};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
+
+/// A connection's write side, shared by the connection's thread and its responses' writers
+/// (one at a time), with the send timeout the socket has now (so that a response whose
+/// first stretch needs the same timeout as the last one's sets nothing).
+pub(crate) struct Output {
+    stream: Connection,
+    set_to: Mutex<Option<Duration>>,
+}
+
+impl Output {
+    pub(crate) fn new(stream: Connection) -> Arc<Self> {
+        Arc::new(Output {
+            stream,
+            set_to: Mutex::new(None),
+        })
+    }
+
+    /// Sets the socket's send timeout, unless it is within 50 ms of what it is already.
+    pub(crate) fn send_timeout(&self, t: Duration) -> io::Result<()> {
+        let mut set_to = self.set_to.lock().unwrap_or_else(|p| p.into_inner());
+        let near = |set: Duration| {
+            set <= t + Duration::from_millis(50) && t <= set + Duration::from_millis(50)
+        };
+        if !set_to.is_some_and(near) {
+            self.stream.set_write_timeout(Some(t))?;
+            *set_to = Some(t);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write_ref(buf)
+    }
+
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
+}
 
 /// Shortest timeout the socket accepts (zero means "none" to the OS).
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// The socket, with the deadline of the stretch being written.
 struct DeadlineSocket {
-    stream: Connection,
+    output: Arc<Output>,
     timeout: Duration,
     /// When the stretch being written began (the first write since the last flush).
     since: Option<Instant>,
-    /// The send timeout the socket has now.
-    set_to: Option<Duration>,
 }
 
 impl DeadlineSocket {
@@ -31,18 +68,7 @@ impl DeadlineSocket {
         if left < MIN_TIMEOUT {
             return Err(timed_out());
         }
-        // A little slack saves a system call per write while the stretch is young.
-        let stale = match self.set_to {
-            Some(set) => {
-                set > left + Duration::from_millis(50) || set + Duration::from_millis(50) < left
-            }
-            None => true,
-        };
-        if stale {
-            self.stream.set_write_timeout(Some(left))?;
-            self.set_to = Some(left);
-        }
-        Ok(())
+        self.output.send_timeout(left)
     }
 }
 
@@ -56,7 +82,7 @@ fn timed_out() -> io::Error {
 impl Write for DeadlineSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.arm()?;
-        match self.stream.write(buf) {
+        match self.output.write(buf) {
             // SO_SNDTIMEO expiring shows as WouldBlock on Unix.
             Err(e) if e.kind() == ErrorKind::WouldBlock => Err(timed_out()),
             other => other,
@@ -65,7 +91,7 @@ impl Write for DeadlineSocket {
 
     fn flush(&mut self) -> io::Result<()> {
         self.since = None;
-        self.stream.flush()
+        Ok(())
     }
 }
 
@@ -78,15 +104,14 @@ pub(crate) struct ResponseWriter {
 }
 
 impl ResponseWriter {
-    pub(crate) fn new(stream: Connection, send_timeout: Duration, done: Sender<bool>) -> Self {
+    pub(crate) fn new(output: Arc<Output>, send_timeout: Duration, done: Sender<bool>) -> Self {
         ResponseWriter {
             out: BufWriter::with_capacity(
                 8 * 1024,
                 DeadlineSocket {
-                    stream,
+                    output,
                     timeout: send_timeout,
                     since: None,
-                    set_to: None,
                 },
             ),
             done: Some(done),
