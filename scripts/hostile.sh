@@ -24,13 +24,15 @@
 # does not hold (see each attack in hostile.rs), or if the gateway's RSS leaves these bounds:
 #   peak (VmHWM) <= RSS at the start + 512 MiB. Bodies are the largest legitimate holder:
 #     max_buffered_body_bytes (256 MiB by default) for all bodies at once, plus what the
-#     handlers build from the admitted ones. Measured peaks of the passing attacks (three
-#     runs, 2026-12-02): +39 MiB for 600 trickling connections, +202 to +235 MiB for memory
-#     (four 29 MB bodies and a 30 MB one at once), under +3 MiB for the others.
+#     handlers build from the admitted ones, and each chat's answer waiting for a slow
+#     client (at most 4 MiB a chat). Measured peaks (2026-12-02): +39 MiB for 600
+#     trickling connections, +202 to +235 MiB for memory (four 29 MB bodies and a 30 MB one
+#     at once), +204 MiB for non-reading (32 answers held up to their bound, plus socket
+#     buffers), under +9 MiB for the others.
 #   RSS --settle seconds (default 5) after the attack's connections closed <= RSS at the
 #     start + 64 MiB (memory: + 128 MiB, as the Responses store may keep its
 #     responses_store_max_bytes of 64 MiB of the stored inputs): "comes back to within a
-#     small margin". Measured on the passing attacks: +0.3 to +20 MiB (memory: +78 MiB).
+#     small margin". Measured: +0.3 to +46 MiB (memory: +78 MiB).
 # An attack whose gateway passes --rss-abort MiB (default 3072) is stopped there and fails.
 #   scripts/hostile.sh [--seconds N] [--only NAME[,NAME...]] [--settle SECS] [--rss-abort MIB]
 set -euo pipefail
