@@ -96,7 +96,10 @@ fn a_text_answer_plain_and_streamed() {
 
     let mut s = gw.post_stream(
         "/v1/responses",
-        &streamed(body(json!(format!("{q} [[sim:chunks=8]]")))),
+        // Chunks 20 ms apart arrive as they come (deltas that wait together would be joined).
+        &streamed(body(json!(format!(
+            "{q} [[sim:chunks=8]] [[sim:delay=20]]"
+        )))),
     );
     assert_eq!(s.status, 200);
     let evs = events(&mut s);
