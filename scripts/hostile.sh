@@ -26,9 +26,9 @@
 #     max_buffered_body_bytes (256 MiB by default) for all bodies at once, plus what the
 #     handlers build from the admitted ones, and each chat's answer waiting for a slow
 #     client (at most 4 MiB a chat). Measured peaks (2026-12-02): +39 MiB for 600
-#     trickling connections, +202 to +235 MiB for memory (four 29 MB bodies and a 30 MB one
-#     at once), +204 MiB for non-reading (32 answers held up to their bound, plus socket
-#     buffers), under +9 MiB for the others.
+#     trickling connections, +202 to +246 MiB for memory (four 29 MB bodies and a 30 MB one
+#     at once), +204 to +207 MiB for non-reading (32 answers held up to their bound, plus socket
+#     buffers), under +11 MiB for the others.
 #   RSS --settle seconds (default 5) after the attack's connections closed <= RSS at the
 #     start + 64 MiB (memory: + 128 MiB, as the Responses store may keep its
 #     responses_store_max_bytes of 64 MiB of the stored inputs): "comes back to within a
