@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
-pub mod app;
 pub mod bundle;
 pub mod cli;
 pub mod config;
@@ -19,6 +18,7 @@ pub mod malloc;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod process;
 pub mod prompt;
 pub mod redact;
 pub mod response_store;

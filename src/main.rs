@@ -1,14 +1,14 @@
 //! `lingma-gateway`: see `--help`.
 #![forbid(unsafe_code)]
 
-use lingma_gateway::{app, cli, simulator};
+use lingma_gateway::{cli, process, simulator};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match cli::parse(&args) {
-        Ok(cli::Command::Serve(a)) => app::serve(&a),
-        Ok(cli::Command::CheckConfig(a)) => app::check_config(&a),
-        Ok(cli::Command::LoginUrl(a, instance)) => app::login_url(&a, &instance),
+        Ok(cli::Command::Serve(a)) => process::serve(&a),
+        Ok(cli::Command::CheckConfig(a)) => process::check_config(&a),
+        Ok(cli::Command::LoginUrl(a, instance)) => process::login_url(&a, &instance),
         Ok(cli::Command::Simulate(rest)) => simulator::main(&rest),
         Ok(cli::Command::Help) => {
             print!("{}", cli::help());

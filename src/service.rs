@@ -27,7 +27,7 @@ use crate::upstream::pool::{Lease, LeaseError, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
 
 /// The gateway's shared state, one per process.
-pub struct Gateway {
+pub struct ChatService {
     pub cfg: Config,
     pub pool: Arc<Pool>,
     /// The auth gate and auto-login.
@@ -37,7 +37,7 @@ pub struct Gateway {
     pub started: std::time::SystemTime,
 }
 
-impl Gateway {
+impl ChatService {
     /// Leases an instance for a request that is not a chat (`/v1/models`), through the auth
     /// gate.
     pub fn lease_any(&self) -> Result<Lease, GatewayError> {

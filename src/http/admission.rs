@@ -6,7 +6,7 @@
 //! its upload), and on the worker, where the refusal is answered in the route's protocol.
 
 use super::exchange::Head;
-use super::routes::App;
+use super::routes::HttpState;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Who may use a route.
@@ -176,7 +176,7 @@ pub fn stored_response_id(path: &str) -> Option<&str> {
 }
 
 /// The checks a request passes before it is handled; see the module comment.
-pub fn admit(app: &App, head: &Head<'_>) -> Result<Route, GatewayError> {
+pub fn admit(app: &HttpState, head: &Head<'_>) -> Result<Route, GatewayError> {
     if app.keys.is_empty() {
         super::origin::check(head, &app.gw.cfg.allowed_hosts)?;
     }
@@ -203,7 +203,7 @@ pub fn admit(app: &App, head: &Head<'_>) -> Result<Route, GatewayError> {
 /// tiny_http's body policy: read the body (up to `max_body_bytes`) only of a request that
 /// is admitted to a route whose handler reads it. Every other body is left unread, and its
 /// connection closes after the answer.
-pub fn body_policy(app: &App, request: &tiny_http::Request) -> tiny_http::BodyPolicy {
+pub fn body_policy(app: &HttpState, request: &tiny_http::Request) -> tiny_http::BodyPolicy {
     match admit(app, &Head::of(request)) {
         Ok(route) if route.takes_body() => tiny_http::BodyPolicy::Read {
             limit: app.gw.cfg.max_body_bytes,

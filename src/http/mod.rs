@@ -21,11 +21,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{ErrorKind, GatewayError};
 use exchange::Exchange;
-use routes::App;
+use routes::HttpState;
 pub use workers::Workers;
 
 /// Handles one request up to its last byte on the wire; the caller then calls `finish`.
-pub(crate) fn serve_one(app: &App, request: tiny_http::Request) -> Exchange {
+pub(crate) fn serve_one(app: &HttpState, request: tiny_http::Request) -> Exchange {
     let mut ex = Exchange::new(request);
     let outcome = catch_unwind(AssertUnwindSafe(|| routes::handle(app, &mut ex)));
     if outcome.is_err() {
@@ -43,7 +43,7 @@ pub(crate) fn serve_one(app: &App, request: tiny_http::Request) -> Exchange {
 }
 
 /// Every request ends here: its access log line and its metrics.
-pub(crate) fn finish(app: &App, ex: &Exchange) {
+pub(crate) fn finish(app: &HttpState, ex: &Exchange) {
     access_log(ex);
     let (route, protocol) = routes::labels(&ex.path);
     app.metrics.record(&crate::metrics::RequestRecord {

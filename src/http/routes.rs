@@ -22,10 +22,10 @@ use crate::metrics::Metrics;
 use crate::model::{ChatRequest, Event, Message, Role, ToolChoice};
 use crate::prompt;
 use crate::response_store::ResponseStore;
-use crate::service::{Answer, Gateway};
+use crate::service::{Answer, ChatService};
 
-pub struct App {
-    pub gw: Arc<Gateway>,
+pub struct HttpState {
+    pub gw: Arc<ChatService>,
     pub keys: ApiKeys,
     pub operators: OperatorAuth,
     pub gate: Gate,
@@ -37,10 +37,10 @@ pub struct App {
     pub effective_config: Vec<(String, String, String)>,
 }
 
-impl App {
-    pub fn new(gw: Arc<Gateway>, raw: &RawConfig) -> App {
+impl HttpState {
+    pub fn new(gw: Arc<ChatService>, raw: &RawConfig) -> HttpState {
         let cfg = &gw.cfg;
-        App {
+        HttpState {
             keys: ApiKeys::new(&cfg.api_keys),
             operators: OperatorAuth::new(cfg),
             gate: Gate::new(cfg.max_in_flight, cfg.queue_timeout),
@@ -57,7 +57,7 @@ impl App {
     }
 }
 
-pub fn handle(app: &App, ex: &mut Exchange) {
+pub fn handle(app: &HttpState, ex: &mut Exchange) {
     if let Err(e) = dispatch(app, ex) {
         if !ex.responded() {
             ex.error(&e);
@@ -65,7 +65,7 @@ pub fn handle(app: &App, ex: &mut Exchange) {
     }
 }
 
-fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn dispatch(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     match admit(app, &ex.head())? {
         Route::Root => {
             ex.json(
@@ -94,7 +94,7 @@ fn dispatch(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     }
 }
 
-fn health(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn health(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let statuses = app.gw.pool.statuses();
     let ready = statuses
         .iter()
@@ -120,7 +120,7 @@ pub(super) fn instance_json(s: &crate::upstream::pool::InstanceStatus) -> Value 
     })
 }
 
-fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn models(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let lease = app.gw.lease_any()?;
     ex.instance = lease.name.clone();
     let list = app.gw.models(&lease)?;
@@ -150,7 +150,7 @@ fn models(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     Ok(())
 }
 
-fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn chat_completions(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     app.debug.record(ex, &body);
     let (mut req, opts) = openai::parse_chat(&body)?;
@@ -168,7 +168,7 @@ fn chat_completions(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
 }
 
-fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn responses(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     app.debug.record(ex, &body);
     let (mut req, opts) = responses::parse_responses(&body)?;
@@ -218,7 +218,7 @@ fn responses(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
 }
 
 /// `GET` a stored response object, or `DELETE` it (this API key's only).
-fn stored_response(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn stored_response(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let id = stored_response_id(&ex.path).unwrap_or_default().to_string();
     let id = id.as_str();
     let scope = super::auth::scope(ex);
@@ -248,7 +248,7 @@ fn stored_response(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     }
 }
 
-fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn messages(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     app.debug.record(ex, &body);
     let (mut req, opts) = anthropic::parse_messages(&body, false)?;
@@ -265,7 +265,7 @@ fn messages(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
 }
 
-fn count_tokens(app: &App, ex: &mut Exchange) -> Result<(), GatewayError> {
+fn count_tokens(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     let (mut req, opts) = anthropic::parse_messages(&body, true)?;
     apply_tool_policy(app, &mut req)?;
@@ -305,7 +305,7 @@ fn affinity_hint(
 
 /// Drops client tools the operator's allowlist does not name; a forced choice of a dropped
 /// tool is refused.
-fn apply_tool_policy(app: &App, req: &mut ChatRequest) -> Result<(), GatewayError> {
+fn apply_tool_policy(app: &HttpState, req: &mut ChatRequest) -> Result<(), GatewayError> {
     let policy = &app.gw.cfg.tools;
     if policy.allowlist.is_empty() || req.tools.is_empty() {
         return Ok(());
@@ -329,7 +329,7 @@ fn apply_tool_policy(app: &App, req: &mut ChatRequest) -> Result<(), GatewayErro
 /// chat; returns the slot (hold it until the answer is done), the answer and the model name
 /// the response carries (the client's, or the Lingma key it resolved to).
 fn start<'a>(
-    app: &'a App,
+    app: &'a HttpState,
     ex: &mut Exchange,
     req: &mut ChatRequest,
 ) -> Result<(super::gate::Permit<'a>, Answer, String), GatewayError> {
@@ -356,7 +356,7 @@ fn now() -> u64 {
 }
 
 /// A chat slot (backpressure); a refusal is counted.
-fn enter(app: &App) -> Result<super::gate::Permit<'_>, GatewayError> {
+fn enter(app: &HttpState) -> Result<super::gate::Permit<'_>, GatewayError> {
     app.gate
         .enter()
         .inspect_err(|_| app.metrics.queue_rejected())

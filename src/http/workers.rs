@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::exchange::Exchange;
-use super::routes::App;
+use super::routes::HttpState;
 use super::{finish, serve_one};
 use crate::error::{ErrorKind, GatewayError};
 
@@ -29,7 +29,7 @@ pub struct Workers {
 
 struct Shared {
     server: Arc<tiny_http::Server>,
-    app: Arc<App>,
+    app: Arc<HttpState>,
     max: usize,
     /// Set on SIGTERM: new requests get 503 while those in progress finish.
     stopping: Arc<AtomicBool>,
@@ -54,7 +54,7 @@ impl Workers {
     /// Starts the first worker; more follow as requests arrive.
     pub fn start(
         server: Arc<tiny_http::Server>,
-        app: Arc<App>,
+        app: Arc<HttpState>,
         max: usize,
         stopping: Arc<AtomicBool>,
     ) -> Workers {
@@ -243,7 +243,7 @@ impl Shared {
 }
 
 /// Answers 503 at once (no body read, no Lingma involved).
-pub fn refuse(app: &App, request: tiny_http::Request, message: &str) {
+pub fn refuse(app: &HttpState, request: tiny_http::Request, message: &str) {
     let mut ex = Exchange::new(request);
     ex.error(&GatewayError::new(ErrorKind::Unavailable, message).retry_after(1));
     finish(app, &ex);

@@ -29,7 +29,7 @@ fn logged_out(extra: &[(&str, &str)]) -> Options {
     o
 }
 
-fn admin(gw: &Gateway, method: &str, path: &str) -> Resp {
+fn admin(gw: &GatewayProcess, method: &str, path: &str) -> Resp {
     request(
         &gw.addr,
         method,
@@ -56,7 +56,7 @@ fn browser_available() -> bool {
 
 #[test]
 fn a_logged_out_instance_gets_401_with_guidance_in_each_protocol() {
-    let gw = Gateway::start_with(logged_out(&[]));
+    let gw = GatewayProcess::start_with(logged_out(&[]));
     let r = gw.post("/v1/chat/completions", &chat_body("auto", "hi"));
     assert_eq!(r.status, 401, "{}", r.text());
     let e = &r.json()["error"];
@@ -124,7 +124,7 @@ fn auto_login_drives_chromium_through_the_login_page_and_the_next_chat_succeeds(
     if !browser_available() {
         return;
     }
-    let gw = Gateway::start_with(logged_out(&[
+    let gw = GatewayProcess::start_with(logged_out(&[
         ("auto_login_enabled", "true"),
         ("account_main_username", USER),
         ("account_main_password", PASSWORD),
@@ -162,7 +162,7 @@ fn a_wrong_password_fails_cleanly_after_the_configured_retries() {
     if !browser_available() {
         return;
     }
-    let gw = Gateway::start_with(logged_out(&[
+    let gw = GatewayProcess::start_with(logged_out(&[
         ("auto_login_enabled", "true"),
         ("auto_login_max_retry", "1"),
         ("account_main_username", USER),
@@ -192,7 +192,7 @@ fn a_wrong_password_fails_cleanly_after_the_configured_retries() {
 #[test]
 fn an_exported_bundle_brings_a_fresh_instance_up_logged_in() {
     // A logged-in instance (the simulator's default test account) exports its login...
-    let a = Gateway::start_with(Options::default().env("admin_token", ADMIN));
+    let a = GatewayProcess::start_with(Options::default().env("admin_token", ADMIN));
     let r = admin(&a, "POST", "/internal/session/export?instance=lingma-0");
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
@@ -209,7 +209,7 @@ fn an_exported_bundle_brings_a_fresh_instance_up_logged_in() {
         .env("admin_token", ADMIN)
         .env("account_main_session_bundle", &b64);
     o.env.push(("LINGMA_SIM_KEEP_LOGIN".into(), "1".into()));
-    let b = Gateway::start_with(o);
+    let b = GatewayProcess::start_with(o);
     let r = b.post("/v1/chat/completions", &chat_body("auto", "bundled"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(b.log_text().contains("session bundle unpacked"));
@@ -221,7 +221,7 @@ fn an_exported_bundle_brings_a_fresh_instance_up_logged_in() {
     // Without the bundle, the same kind of fresh instance is logged out.
     let mut o = Options::default().env("admin_token", ADMIN);
     o.env.push(("LINGMA_SIM_KEEP_LOGIN".into(), "1".into()));
-    let c = Gateway::start_with(o);
+    let c = GatewayProcess::start_with(o);
     assert_eq!(
         c.post("/v1/chat/completions", &chat_body("auto", "x"))
             .status,
@@ -301,7 +301,7 @@ fn malicious_bundles_stop_startup_and_write_nothing_outside() {
 
 /// Logs instance `n` out behind the gateway's back, over its own WebSocket (as if its login
 /// expired).
-fn log_out_directly(gw: &Gateway, n: usize) {
+fn log_out_directly(gw: &GatewayProcess, n: usize) {
     let info = std::fs::read_to_string(gw.dir.join(format!("work/instance-{n}/.info"))).unwrap();
     let port: u16 = info.lines().next().unwrap().trim().parse().unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -322,7 +322,7 @@ fn log_out_directly(gw: &Gateway, n: usize) {
 
 #[test]
 fn requests_go_to_a_logged_in_instance_when_another_lost_its_login() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options {
             instances: 2,
             wait_ready: 2,

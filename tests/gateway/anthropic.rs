@@ -113,7 +113,7 @@ fn assert_error(r: &Resp, status: u16, kind: &str) -> String {
 #[test]
 fn non_stream_message_with_claude_code_headers_and_auth() {
     let key = "sk-ant-gateway-test-42";
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some(key.into()),
         ..Default::default()
     });
@@ -161,7 +161,7 @@ fn non_stream_message_with_claude_code_headers_and_auth() {
 
 #[test]
 fn stream_events_come_in_anthropic_order() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Tell me about streams";
     let mut s = gw.post_stream("/v1/messages", &streamed(messages_body("auto", q)));
     let evs = events(&mut s);
@@ -196,7 +196,7 @@ fn stream_events_come_in_anthropic_order() {
 
 #[test]
 fn tool_call_becomes_a_tool_use_block() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let body = with_tools(messages_body(
         "auto",
         "Weather in Paris? [[sim:tool=get_weather]]",
@@ -252,7 +252,7 @@ fn tool_call_becomes_a_tool_use_block() {
 
 #[test]
 fn tool_results_are_answered() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     for result in [
         json!("sunny, 21C"),
         json!([{"type": "text", "text": "sunny, 21C"}]),
@@ -285,7 +285,7 @@ fn tool_results_are_answered() {
 
 #[test]
 fn forced_tool_choice_calls_and_retries_once() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let forced = |text: &str| {
         let mut b = with_tools(messages_body("auto", text));
         b["tool_choice"] = json!({"type": "tool", "name": "get_weather"});
@@ -349,7 +349,7 @@ fn forced_tool_choice_calls_and_retries_once() {
 
 #[test]
 fn thinking_blocks_only_when_thinking_is_enabled() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Why is the sky blue?";
     let mut body = messages_body(THINKING_MODEL, q);
     body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
@@ -415,7 +415,7 @@ fn thinking_blocks_only_when_thinking_is_enabled() {
 
 #[test]
 fn claude_code_shaped_request_is_accepted() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     // Claude Code's own model names go to the default model (`claude-*=default`).
     let body = json!({
         "model": "claude-opus-4-1-20250805",
@@ -491,7 +491,7 @@ fn claude_code_shaped_request_is_accepted() {
 
 #[test]
 fn errors_use_anthropics_envelope_and_statuses() {
-    let gw = Gateway::start_with(Options::default().env("max_body_bytes", "4096"));
+    let gw = GatewayProcess::start_with(Options::default().env("max_body_bytes", "4096"));
     let post = |body: &Value| gw.post("/v1/messages", body);
 
     let mut no_max = messages_body("auto", "Hi");
@@ -546,7 +546,7 @@ fn errors_use_anthropics_envelope_and_statuses() {
 
 #[test]
 fn count_tokens_grows_with_what_the_prompt_holds() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let count = |body: &Value| -> u64 {
         let r = gw.post("/v1/messages/count_tokens", body);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -604,7 +604,7 @@ fn count_tokens_grows_with_what_the_prompt_holds() {
 
 #[test]
 fn crash_mid_stream_ends_with_an_error_event_then_recovers() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let pid = gw.health()["instances"][0]["pid"].as_u64().unwrap();
     let mut s = gw.post_stream(
         "/v1/messages",
@@ -644,7 +644,7 @@ fn a_retried_attempts_thinking_is_dropped_with_its_text() {
     // without a call, the retry thinks again and calls. Only the retry's answer is the
     // client's, its reasoning included: one think block's worth, not two run together
     // under one signature.
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "How is the weather? [[sim:lazy]]";
     let mut body = with_tools(messages_body(THINKING_MODEL, q));
     body["tool_choice"] = json!({"type": "tool", "name": "get_weather"});

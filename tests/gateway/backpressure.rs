@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::harness::*;
 
 /// A stream that holds a chat slot for a while (its head is in: the slot is taken).
-fn hold_slot(gw: &Gateway, chunks: u32) -> Stream {
+fn hold_slot(gw: &GatewayProcess, chunks: u32) -> Stream {
     let s = gw.post_stream(
         "/v1/chat/completions",
         &stream_body("auto", &format!("[[sim:chunks={chunks}]] [[sim:delay=50]]")),
@@ -24,7 +24,7 @@ fn metric(text: &str, line_prefix: &str) -> Option<f64> {
 
 #[test]
 fn over_the_cap_gets_429_with_retry_after_in_each_protocols_shape() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options::default()
             .env("gateway_max_in_flight", "1")
             .env("gateway_queue_timeout_sec", "0"),
@@ -97,7 +97,7 @@ fn over_the_cap_gets_429_with_retry_after_in_each_protocols_shape() {
 
 #[test]
 fn a_queued_request_that_gets_a_slot_in_time_is_answered() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options::default()
             .env("gateway_max_in_flight", "1")
             .env("gateway_queue_timeout_sec", "30"),

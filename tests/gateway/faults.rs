@@ -11,18 +11,18 @@ use crate::harness::*;
 /// The fault directives that break the instance itself (its socket or its process).
 const BREAKING: [&str; 4] = ["crash", "close", "garbage", "oversize"];
 
-fn two_instances() -> Gateway {
+fn two_instances() -> GatewayProcess {
     let opts = Options {
         instances: 2,
         wait_ready: 2,
         ..Default::default()
     };
     // A stalled Lingma is given up on after 2 s of silence.
-    Gateway::start_with(opts.env("idle_timeout_sec", "2"))
+    GatewayProcess::start_with(opts.env("idle_timeout_sec", "2"))
 }
 
 /// Which instance (0 or 1) conversations of `user` go to, from the simulator's `whoami`.
-fn instance_of(gw: &Gateway, user: &str) -> usize {
+fn instance_of(gw: &GatewayProcess, user: &str) -> usize {
     let mut body = chat_body("auto", "where am I? [[sim:whoami]]");
     body["user"] = json!(user);
     let r = gw.post("/v1/chat/completions", &body);
@@ -35,11 +35,11 @@ fn instance_of(gw: &Gateway, user: &str) -> usize {
     name.strip_prefix("instance-").unwrap().parse().unwrap()
 }
 
-fn wait_all_ready(gw: &Gateway, n: usize) {
+fn wait_all_ready(gw: &GatewayProcess, n: usize) {
     wait_for("every instance ready again", || gw.health()["ready"] == n);
 }
 
-fn restarts(gw: &Gateway, i: usize) -> u64 {
+fn restarts(gw: &GatewayProcess, i: usize) -> u64 {
     gw.health()["instances"][i]["restarts"].as_u64().unwrap()
 }
 
@@ -121,7 +121,7 @@ fn a_failure_everywhere_is_retried_only_once_and_reported_in_each_protocols_shap
 
 #[test]
 fn with_one_instance_there_is_nothing_to_retry_on() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let r = gw.post(
         "/v1/chat/completions",
         &chat_body("auto", "[[sim:oversize=0]]"),
@@ -229,7 +229,7 @@ fn slow_lingma(dir: &std::path::Path, hold: &str) -> String {
 }
 
 /// A gateway whose one Lingma starts only once the returned file exists.
-fn gated_gateway(tag: &str, env: &[(&str, &str)]) -> (Gateway, std::path::PathBuf) {
+fn gated_gateway(tag: &str, env: &[(&str, &str)]) -> (GatewayProcess, std::path::PathBuf) {
     let dir = temp_dir(tag);
     let gate = dir.join("go");
     let bin = slow_lingma(&dir, &format!("[ -e {} ]", gate.display()));
@@ -242,7 +242,7 @@ fn gated_gateway(tag: &str, env: &[(&str, &str)]) -> (Gateway, std::path::PathBu
     for (k, v) in env {
         opts = opts.env(k, v);
     }
-    (Gateway::start_with(opts), gate)
+    (GatewayProcess::start_with(opts), gate)
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn parse(text: &str) -> Value {
 
 #[test]
 fn chat_completions_response_format() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut body = chat_body("auto", "Plan a trip.");
     body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "trip", "strict": true, "schema": schema()}});
     let v = gw.post("/v1/chat/completions", &body).json();
@@ -70,7 +70,7 @@ fn chat_completions_response_format() {
 
 #[test]
 fn responses_text_format() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let body = json!({"model": "auto", "input": "Plan a trip.", "stream": true,
         "text": {"format": {"type": "json_schema", "name": "trip", "schema": schema(), "strict": true}}});
     let mut s = gw.post_stream("/v1/responses", &body);
@@ -98,7 +98,7 @@ fn responses_text_format() {
 
 #[test]
 fn anthropic_output_format() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut body = messages_body("auto", "Plan a trip.");
     body["output_format"] = json!({"type": "json_schema", "schema": schema()});
     let v = gw.post("/v1/messages", &body).json();

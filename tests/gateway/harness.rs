@@ -22,7 +22,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-pub struct Gateway {
+pub struct GatewayProcess {
     child: Option<Child>,
     pub addr: String,
     pub dir: PathBuf,
@@ -67,12 +67,12 @@ impl Options {
     }
 }
 
-impl Gateway {
-    pub fn start() -> Gateway {
+impl GatewayProcess {
+    pub fn start() -> GatewayProcess {
         Self::start_with(Options::default())
     }
 
-    pub fn start_with(opts: Options) -> Gateway {
+    pub fn start_with(opts: Options) -> GatewayProcess {
         let dir = temp_dir("gw");
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--port", "0", "--log-level", opts.log_level])
@@ -119,7 +119,7 @@ impl Gateway {
         let addr = rx
             .recv_timeout(WAIT)
             .unwrap_or_else(|_| panic!("gateway did not start; log: {:?}", log.lock().unwrap()));
-        let gw = Gateway {
+        let gw = GatewayProcess {
             child: Some(child),
             addr,
             dir,
@@ -277,7 +277,7 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
+impl Drop for GatewayProcess {
     fn drop(&mut self) {
         if self.child.is_some() {
             self.terminate();
@@ -595,7 +595,7 @@ pub fn messages_body(model: &str, text: &str) -> Value {
         "messages": [{"role": "user", "content": text}]})
 }
 
-impl Gateway {
+impl GatewayProcess {
     /// How many `chat/ask` requests the simulator of `instance` has received so far.
     pub fn sim_asks(&self, instance: usize) -> usize {
         self.sim_log(instance).matches("recv chat/ask ").count()

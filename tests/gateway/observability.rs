@@ -21,8 +21,8 @@ const ADMIN_ROUTES: &[&str] = &[
     "/internal/models/raw",
 ];
 
-fn secured() -> Gateway {
-    Gateway::start_with(
+fn secured() -> GatewayProcess {
+    GatewayProcess::start_with(
         Options {
             key: Some(API_KEY.into()),
             ..Options::default()
@@ -32,7 +32,7 @@ fn secured() -> Gateway {
     )
 }
 
-fn get_as(gw: &Gateway, path: &str, token: Option<&str>) -> Resp {
+fn get_as(gw: &GatewayProcess, path: &str, token: Option<&str>) -> Resp {
     let h: Vec<(String, String)> = token
         .map(|t| vec![("Authorization".to_string(), format!("Bearer {t}"))])
         .unwrap_or_default();
@@ -40,7 +40,7 @@ fn get_as(gw: &Gateway, path: &str, token: Option<&str>) -> Resp {
 }
 
 /// Scrapes `/metrics` until `ok` holds for the text (or fails after `WAIT`).
-fn scrape_until(gw: &Gateway, ok: impl Fn(&str) -> bool) -> String {
+fn scrape_until(gw: &GatewayProcess, ok: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let text = get_as(gw, "/metrics", Some(METRICS)).text();
@@ -89,7 +89,7 @@ fn every_operator_route_refuses_missing_and_wrong_credentials() {
 
 #[test]
 fn without_an_admin_token_the_api_keys_open_internal_routes_and_the_log_says_so() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some(API_KEY.into()),
         ..Options::default()
     });
@@ -103,7 +103,7 @@ fn without_an_admin_token_the_api_keys_open_internal_routes_and_the_log_says_so(
 
 #[test]
 fn with_no_credential_at_all_operator_routes_refuse_beyond_loopback() {
-    let gw = Gateway::start_with(Options::default().env("host", "0.0.0.0"));
+    let gw = GatewayProcess::start_with(Options::default().env("host", "0.0.0.0"));
     gw.wait_log("LISTENING BEYOND LOOPBACK");
     gw.wait_log("refuse every request (403)");
     for path in ADMIN_ROUTES.iter().chain(&["/metrics"]) {
@@ -120,7 +120,7 @@ fn with_no_credential_at_all_operator_routes_refuse_beyond_loopback() {
 
 #[test]
 fn public_metrics_need_no_credential_and_are_warned_about() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options::default()
             .env("admin_token", ADMIN)
             .env("metrics_public", "true")

@@ -6,7 +6,7 @@ use crate::harness::*;
 
 #[test]
 fn non_stream_answer_has_openai_shape_and_the_simulators_text() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let r = gw.post(
         "/v1/chat/completions",
         &chat_body("dashscope_qwen3_coder", "What is Rust?"),
@@ -35,7 +35,7 @@ fn non_stream_answer_has_openai_shape_and_the_simulators_text() {
 
 #[test]
 fn stream_answer_is_chunks_then_finish_usage_and_done() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut s = gw.post_stream(
         "/v1/chat/completions",
         &stream_body("kmodel", "Stream me [[sim:chunks=12]]"),
@@ -74,7 +74,7 @@ fn stream_answer_is_chunks_then_finish_usage_and_done() {
 
 #[test]
 fn stream_and_non_stream_agree() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Same answer both ways?";
     let plain = gw
         .post("/v1/chat/completions", &chat_body("auto", q))
@@ -90,7 +90,7 @@ fn stream_and_non_stream_agree() {
 fn first_event_arrives_while_lingma_is_still_answering() {
     // The simulator sends three deltas and then goes silent: the answer cannot finish, so
     // content reaching the client proves it is forwarded as it arrives, not buffered.
-    let gw = Gateway::start_with(Options::default().env("stream_keepalive_sec", "1"));
+    let gw = GatewayProcess::start_with(Options::default().env("stream_keepalive_sec", "1"));
     let mut s = gw.post_stream(
         "/v1/chat/completions",
         &stream_body("auto", "[[sim:stall=3]] hello"),
@@ -108,7 +108,7 @@ fn first_event_arrives_while_lingma_is_still_answering() {
 
 #[test]
 fn messages_are_flattened_with_roles() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let body = json!({"model": "auto", "messages": [
         {"role": "system", "content": "Be terse."},
         {"role": "user", "content": "Hi"},
@@ -124,7 +124,7 @@ fn messages_are_flattened_with_roles() {
 
 #[test]
 fn frames_packed_split_binary_and_multibyte_are_decoded() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let unicode = gw
         .post(
             "/v1/chat/completions",
@@ -160,7 +160,7 @@ fn frames_packed_split_binary_and_multibyte_are_decoded() {
 
 #[test]
 fn reasoning_models_get_reasoning_content_without_markers() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let model = "dashscope_qwen_plus_20250428_thinking";
     let v = gw
         .post("/v1/chat/completions", &chat_body(model, "Why?"))
@@ -182,7 +182,7 @@ fn reasoning_models_get_reasoning_content_without_markers() {
 
 #[test]
 fn stop_sequences_and_max_tokens_end_the_answer() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut body = chat_body("auto", "[[sim:chunks=30]]");
     body["stop"] = json!(["c5 "]);
     let v = gw.post("/v1/chat/completions", &body).json();
@@ -200,7 +200,7 @@ fn stop_sequences_and_max_tokens_end_the_answer() {
 
 #[test]
 fn models_lists_every_lingma_model_with_display_names() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let r = gw.get("/v1/models");
     assert_eq!(r.status, 200);
     let v = r.json();
@@ -227,7 +227,7 @@ fn models_lists_every_lingma_model_with_display_names() {
 
 #[test]
 fn model_names_resolve_by_display_name_default_and_alias() {
-    let gw = Gateway::start_with(Options::default().env("model_aliases", "gpt-4o=kmodel"));
+    let gw = GatewayProcess::start_with(Options::default().env("model_aliases", "gpt-4o=kmodel"));
     let ask = |model: &str| {
         gw.post("/v1/chat/completions", &chat_body(model, "Hi"))
             .json()
@@ -249,7 +249,7 @@ fn model_names_resolve_by_display_name_default_and_alias() {
 
 #[test]
 fn unknown_model_is_404_model_not_found() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     for stream in [false, true] {
         let mut body = chat_body("gpt-17", "Hi");
         body["stream"] = json!(stream);
@@ -264,7 +264,7 @@ fn unknown_model_is_404_model_not_found() {
 
 #[test]
 fn bad_requests_get_openai_errors_naming_the_problem() {
-    let gw = Gateway::start_with(Options::default().env("max_body_bytes", "4096"));
+    let gw = GatewayProcess::start_with(Options::default().env("max_body_bytes", "4096"));
     let post_raw = |body: &[u8]| request(&gw.addr, "POST", "/v1/chat/completions", &[], Some(body));
     let r = post_raw(b"{not json");
     assert_eq!(r.status, 400);
@@ -306,7 +306,7 @@ fn bad_requests_get_openai_errors_naming_the_problem() {
 
 #[test]
 fn api_keys_are_required_when_configured() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some("sk-test-secret-123".into()),
         ..Default::default()
     });
@@ -344,7 +344,7 @@ fn api_keys_are_required_when_configured() {
 
 #[test]
 fn request_id_is_echoed() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let body = chat_body("auto", "Hi").to_string();
     let r = request(
         &gw.addr,
@@ -364,7 +364,7 @@ fn trace_logs_lingma_frames_but_never_the_api_key() {
         log_level: "trace",
         ..Default::default()
     };
-    let gw = Gateway::start_with(opts);
+    let gw = GatewayProcess::start_with(opts);
     gw.assert_answers("traced");
     gw.wait_log("\"method\":\"chat/ask\"");
     gw.wait_log("\"method\":\"chat/finish\"");
@@ -373,7 +373,7 @@ fn trace_logs_lingma_frames_but_never_the_api_key() {
 
 #[test]
 fn huge_declared_bodies_and_endless_headers_do_not_hurt_the_gateway() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some("sk-k".into()),
         ..Default::default()
     });
@@ -396,7 +396,7 @@ fn huge_declared_bodies_and_endless_headers_do_not_hurt_the_gateway() {
 
 #[test]
 fn a_client_that_stops_sending_its_body_gets_408() {
-    let gw = Gateway::start_with(Options::default().env("client_timeout_sec", "1"));
+    let gw = GatewayProcess::start_with(Options::default().env("client_timeout_sec", "1"));
     let raw =
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n{\"model\":";
     let r = raw_request(&gw.addr, raw).expect("an answer");

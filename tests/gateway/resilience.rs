@@ -9,7 +9,7 @@ use crate::harness::*;
 
 #[test]
 fn lingma_status_codes_become_openai_errors_with_the_right_status() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     for (code, status, kind) in [
         (429, 429, "rate_limit_error"),
         (403, 403, "permission_error"),
@@ -36,7 +36,7 @@ fn lingma_status_codes_become_openai_errors_with_the_right_status() {
 
 #[test]
 fn content_filter_finish_is_a_finish_reason_not_an_error() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let r = gw.post(
         "/v1/chat/completions",
         &chat_body("auto", "[[sim:status=406]]"),
@@ -47,7 +47,7 @@ fn content_filter_finish_is_a_finish_reason_not_an_error() {
 
 #[test]
 fn crash_mid_stream_gives_an_error_event_then_the_instance_comes_back() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let before = gw.health()["instances"][0]["pid"].as_u64().unwrap();
     let mut s = gw.post_stream(
         "/v1/chat/completions",
@@ -89,7 +89,7 @@ fn crash_mid_stream_gives_an_error_event_then_the_instance_comes_back() {
 
 #[test]
 fn socket_closed_mid_stream_reconnects_to_the_same_process() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let pid = gw.health()["instances"][0]["pid"].as_u64().unwrap();
     let mut s = gw.post_stream(
         "/v1/chat/completions",
@@ -110,7 +110,7 @@ fn socket_closed_mid_stream_reconnects_to_the_same_process() {
 
 #[test]
 fn garbage_from_lingma_fails_the_request_and_recovers() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let r = gw.post(
         "/v1/chat/completions",
         &chat_body("auto", "[[sim:chunks=10]] [[sim:garbage=2]]"),
@@ -126,7 +126,7 @@ fn garbage_from_lingma_fails_the_request_and_recovers() {
 
 #[test]
 fn stalled_upstream_times_out_with_an_error() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options::default()
             .env("idle_timeout_sec", "1")
             .env("first_token_timeout_sec", "1"),
@@ -156,7 +156,7 @@ fn stalled_upstream_times_out_with_an_error() {
 
 #[test]
 fn client_disconnect_mid_stream_sends_chat_stop_and_frees_the_slot() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut s = gw.post_stream(
         "/v1/chat/completions",
         &stream_body("auto", "[[sim:chunks=100000]] [[sim:delay=5]]"),
@@ -179,7 +179,7 @@ fn two_instances_share_load() {
         wait_ready: 2,
         ..Default::default()
     };
-    let gw = Gateway::start_with(opts.env("stream_keepalive_sec", "1"));
+    let gw = GatewayProcess::start_with(opts.env("stream_keepalive_sec", "1"));
     // Hold one instance busy with a stalled stream.
     let mut held = gw.post_stream(
         "/v1/chat/completions",
@@ -245,7 +245,7 @@ fn two_instances_share_load() {
 
 #[test]
 fn same_user_sticks_to_one_instance() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         instances: 2,
         wait_ready: 2,
         ..Default::default()
@@ -271,7 +271,7 @@ fn no_ready_instance_is_503_after_the_pool_wait() {
         wait_ready: 0,
         ..Default::default()
     };
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         opts.env("lingma_bin", "/bin/true")
             .env("pool_wait_sec", "1"),
     );
@@ -298,7 +298,7 @@ fn requests_over_max_workers_get_503_with_retry_after() {
     let opts = Options::default()
         .env("max_workers", "1")
         .env("stream_keepalive_sec", "1");
-    let gw = Gateway::start_with(opts);
+    let gw = GatewayProcess::start_with(opts);
     // The worker that answered the last /healthz poll may not have clocked out yet, so the
     // first attempt can itself be the one over the cap.
     let deadline = Instant::now() + WAIT;

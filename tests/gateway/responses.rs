@@ -67,7 +67,7 @@ fn shape(evs: &[Value]) -> Vec<&str> {
 
 #[test]
 fn a_text_answer_plain_and_streamed() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Say hello.";
     let r = gw.post(
         "/v1/responses",
@@ -148,7 +148,7 @@ fn a_text_answer_plain_and_streamed() {
 
 #[test]
 fn think_blocks_become_reasoning_items_with_summary_text() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let v = gw
         .post("/v1/responses", &body(json!("why? [[sim:think]]")))
         .json();
@@ -213,7 +213,7 @@ fn weather() -> Value {
 
 #[test]
 fn a_function_call_and_its_output_turn() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let input =
         json!([{"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}]);
     let first = json!({"model": "auto", "input": input, "tools": [weather()],
@@ -294,7 +294,7 @@ fn a_function_call_and_its_output_turn() {
 
 #[test]
 fn parallel_tool_calls_false_keeps_the_first_call() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let ask = |parallel: bool| {
         let v = gw
             .post(
@@ -312,7 +312,7 @@ fn parallel_tool_calls_false_keeps_the_first_call() {
 
 #[test]
 fn previous_response_id_continues_the_same_lingma_session() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some("sk-r1,sk-r2".into()),
         ..Options::default()
     });
@@ -415,7 +415,7 @@ fn previous_response_id_continues_the_same_lingma_session() {
 /// Codex's way: `store: false`, the whole conversation as input every turn.
 #[test]
 fn a_whole_input_conversation_continues_its_session_and_an_edit_misses() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let system = json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]});
     let user1 = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first [[sim:turn]]"}]});
     let ask = |input: Value| {
@@ -443,7 +443,7 @@ fn a_whole_input_conversation_continues_its_session_and_an_edit_misses() {
 
 #[test]
 fn codex_namespace_and_custom_tools_come_back_in_their_own_shapes() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let tools = json!([
         {"type": "function", "name": "exec_command", "description": "Runs a command.", "strict": false,
          "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}},
@@ -510,7 +510,7 @@ fn codex_namespace_and_custom_tools_come_back_in_their_own_shapes() {
 
 #[test]
 fn a_failure_mid_stream_ends_with_response_failed_and_the_next_request_works() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut s = gw.post_stream(
         "/v1/responses",
         &streamed(body(json!("[[sim:chunks=20]] [[sim:crash=4]]"))),
@@ -550,7 +550,7 @@ fn a_failure_mid_stream_ends_with_response_failed_and_the_next_request_works() {
 
 #[test]
 fn max_output_tokens_ends_incomplete() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let b = json!({"model": "auto", "input": "long [[sim:chunks=40]]", "max_output_tokens": 3});
     let v = gw.post("/v1/responses", &b).json();
     assert_eq!(v["status"], "incomplete", "{v}");
@@ -568,7 +568,7 @@ fn max_output_tokens_ends_incomplete() {
 
 #[test]
 fn bad_requests_get_openai_errors_naming_the_parameter() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let cases = [
         (json!([]), "body"),
         (json!({"input": "x"}), "model"),

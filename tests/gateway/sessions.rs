@@ -24,7 +24,7 @@ fn anthropic_text(v: &Value) -> String {
 
 #[test]
 fn openai_turn_two_goes_as_only_the_new_text_on_the_same_session() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some("sk-reuse-1".into()),
         ..Options::default()
     });
@@ -94,7 +94,7 @@ fn openai_turn_two_goes_as_only_the_new_text_on_the_same_session() {
 
 #[test]
 fn another_api_key_never_continues_someone_elses_session() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some("sk-a,sk-b".into()),
         ..Options::default()
     });
@@ -124,7 +124,7 @@ fn another_api_key_never_continues_someone_elses_session() {
 
 #[test]
 fn anthropic_stream_turns_and_tool_results_reuse_the_session() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let tools = json!([{"name": "get_weather", "description": "Weather.",
         "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}]);
     let body = |messages: &Value, stream: bool| {
@@ -190,7 +190,7 @@ fn anthropic_stream_turns_and_tool_results_reuse_the_session() {
 
 #[test]
 fn reuse_can_be_switched_off() {
-    let gw = Gateway::start_with(Options::default().env("session_reuse_enabled", "false"));
+    let gw = GatewayProcess::start_with(Options::default().env("session_reuse_enabled", "false"));
     let a1 = openai_text(
         &gw.post("/v1/chat/completions", &chat_body("auto", "x [[sim:turn]]"))
             .json(),
@@ -208,7 +208,7 @@ fn reuse_can_be_switched_off() {
 
 #[test]
 fn claude_code_sessions_spread_over_instances_and_each_stays_put() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         instances: 2,
         wait_ready: 2,
         ..Options::default()

@@ -33,7 +33,7 @@ fn read_to_close(mut s: TcpStream) -> String {
 }
 
 /// A real client's requests, checked as it would: every one answered correctly.
-fn real_requests_are_served(gw: &Gateway, n: usize) {
+fn real_requests_are_served(gw: &GatewayProcess, n: usize) {
     for i in 0..n {
         let q = format!("real {i}");
         if i % 2 == 0 {
@@ -55,7 +55,7 @@ fn real_requests_are_served(gw: &Gateway, n: usize) {
 
 #[test]
 fn five_hundred_idle_and_trickling_connections_do_not_stop_real_requests() {
-    let gw = Gateway::start_with(Options::default().env("client_header_timeout_sec", "2"));
+    let gw = GatewayProcess::start_with(Options::default().env("client_header_timeout_sec", "2"));
     // 250 connections that never send a byte.
     let idle: Vec<TcpStream> = (0..250).map(|_| connect(&gw.addr)).collect();
     // 250 that start a request head and then send one byte at a time.
@@ -102,7 +102,7 @@ fn five_hundred_idle_and_trickling_connections_do_not_stop_real_requests() {
 
 #[test]
 fn a_stalled_request_head_gets_408_at_its_deadline() {
-    let gw = Gateway::start_with(Options::default().env("client_header_timeout_sec", "1"));
+    let gw = GatewayProcess::start_with(Options::default().env("client_header_timeout_sec", "1"));
     let mut s = connect(&gw.addr);
     // Half a head, then silence (well within the 60 s socket timeout).
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -114,7 +114,7 @@ fn a_stalled_request_head_gets_408_at_its_deadline() {
 
 #[test]
 fn a_stalled_request_body_gets_408_at_its_deadline() {
-    let gw = Gateway::start_with(Options::default().env("client_body_timeout_sec", "1"));
+    let gw = GatewayProcess::start_with(Options::default().env("client_body_timeout_sec", "1"));
     // A large body (read by the handler): 408 in the route's protocol shape.
     for (path, shape) in [
         ("/v1/chat/completions", "openai"),
@@ -155,7 +155,7 @@ fn a_stalled_request_body_gets_408_at_its_deadline() {
 
 #[test]
 fn at_the_connection_cap_idle_connections_make_room_and_busy_ones_get_503() {
-    let gw = Gateway::start_with(Options::default().env("max_connections", "16"));
+    let gw = GatewayProcess::start_with(Options::default().env("max_connections", "16"));
     // Far more idle connections than the cap: each new one closes the longest-waiting.
     let idle: Vec<TcpStream> = (0..100).map(|_| connect(&gw.addr)).collect();
     real_requests_are_served(&gw, 6);

@@ -105,7 +105,7 @@ fn bad_configuration_is_a_clear_error_naming_the_key() {
 
 #[test]
 fn simulator_use_is_logged_loudly_and_no_keys_warns() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let log = gw.log_text();
     assert!(log.contains("USING THE BUNDLED LINGMA SIMULATOR"), "{log}");
     assert!(log.contains("NO API KEYS CONFIGURED"));
@@ -119,7 +119,7 @@ fn pid_alive(pid: u64) -> bool {
 
 #[test]
 fn sigterm_stops_the_gateway_and_reaps_lingma() {
-    let mut gw = Gateway::start_with(Options {
+    let mut gw = GatewayProcess::start_with(Options {
         instances: 2,
         wait_ready: 2,
         ..Default::default()
@@ -168,7 +168,8 @@ fn attaches_to_an_already_running_lingma() {
         assert!(Instant::now() < deadline, "simulator did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let gw = Gateway::start_with(Options::default().env("lingma_socket_port", &port.to_string()));
+    let gw =
+        GatewayProcess::start_with(Options::default().env("lingma_socket_port", &port.to_string()));
     let inst = &gw.health()["instances"][0];
     assert_eq!(inst["attached"], true);
     assert_eq!(inst["port"].as_u64(), Some(port as u64));
@@ -195,7 +196,7 @@ fn attaches_to_an_already_running_lingma() {
 #[test]
 fn a_relative_work_dir_is_relative_to_the_gateways_directory() {
     // Lingma runs in its own binary's directory; a relative workDir must still mean ours.
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         relative_work_dir: true,
         ..Default::default()
     });
@@ -205,7 +206,7 @@ fn a_relative_work_dir_is_relative_to_the_gateways_directory() {
 
 #[test]
 fn shutdown_lets_streams_finish_and_refuses_new_requests() {
-    let mut gw = Gateway::start_with(Options::default().env("shutdown_grace_sec", "20"));
+    let mut gw = GatewayProcess::start_with(Options::default().env("shutdown_grace_sec", "20"));
     let mut s = gw.post_stream(
         "/v1/chat/completions",
         &stream_body("auto", "[[sim:chunks=15]] [[sim:delay=100]]"),
@@ -230,7 +231,7 @@ fn shutdown_lets_streams_finish_and_refuses_new_requests() {
 
 #[test]
 fn sigint_past_the_grace_cuts_streams_with_an_error_event_and_reaps_lingma() {
-    let mut gw = Gateway::start_with(Options::default().env("shutdown_grace_sec", "1"));
+    let mut gw = GatewayProcess::start_with(Options::default().env("shutdown_grace_sec", "1"));
     let pid = gw.health()["instances"][0]["pid"].as_u64().unwrap();
     // A stream that would take 20 s, far past the 1 s grace.
     let mut s = gw.post_stream(
@@ -275,7 +276,7 @@ fn sigterm_during_a_slow_lingma_start_stops_promptly_and_kills_it() {
         wait_ready: 0,
         ..Default::default()
     };
-    let mut gw = Gateway::start_with(
+    let mut gw = GatewayProcess::start_with(
         opts.env("lingma_bin", script.to_str().unwrap())
             .env("lingma_startup_timeout", "600"),
     );
@@ -320,9 +321,9 @@ fn the_gateway_tunes_glibc_malloc_for_itself_only_and_leaves_an_operators_choice
             .into_iter()
             .find_map(|e| e.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
     };
-    let lingma = |gw: &Gateway| gw.health()["instances"][0]["pid"].as_u64().unwrap();
+    let lingma = |gw: &GatewayProcess| gw.health()["instances"][0]["pid"].as_u64().unwrap();
     // By default: the gateway runs (same pid, re-executed) with one arena and no tcache...
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     // (glibc rewrites the variable in place as it reads it, so /proc shows only part.)
     let own = tunables(gw.pid() as u64).expect("GLIBC_TUNABLES on the gateway");
     assert!(own.starts_with("glibc.malloc.arena_max=1"), "{own}");
@@ -331,7 +332,7 @@ fn the_gateway_tunes_glibc_malloc_for_itself_only_and_leaves_an_operators_choice
     assert_eq!(tunables(lingma(&gw)), None);
     gw.assert_answers("tuned?");
     // An operator's own settings stay as they are.
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         env: vec![("GLIBC_TUNABLES".into(), "glibc.malloc.arena_max=4".into())],
         ..Default::default()
     });
@@ -341,7 +342,7 @@ fn the_gateway_tunes_glibc_malloc_for_itself_only_and_leaves_an_operators_choice
     );
     gw.wait_log("the operator's GLIBC_TUNABLES/MALLOC_ARENA_MAX apply");
     // And `malloc_tuning = false` leaves glibc's defaults.
-    let gw = Gateway::start_with(Options::default().env("malloc_tuning", "false"));
+    let gw = GatewayProcess::start_with(Options::default().env("malloc_tuning", "false"));
     assert_eq!(tunables(gw.pid() as u64), None);
     gw.assert_answers("untuned?");
 }

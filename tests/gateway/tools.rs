@@ -43,14 +43,14 @@ fn stream_of(mut body: Value) -> Value {
 }
 
 /// The non-stream answer's first choice, after checking the status.
-fn choice(gw: &Gateway, body: &Value) -> Value {
+fn choice(gw: &GatewayProcess, body: &Value) -> Value {
     let r = gw.post("/v1/chat/completions", body);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["choices"][0].clone()
 }
 
 /// The chunks of a stream (not `[DONE]`), after checking it ends with `[DONE]`.
-fn stream_chunks(gw: &Gateway, body: &Value) -> Vec<Value> {
+fn stream_chunks(gw: &GatewayProcess, body: &Value) -> Vec<Value> {
     let mut s = gw.post_stream("/v1/chat/completions", body);
     assert_eq!(s.status, 200);
     let events = s.collect();
@@ -97,7 +97,7 @@ fn text_of(chunks: &[Value]) -> String {
 
 #[test]
 fn tool_call_non_stream() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let c = choice(
         &gw,
         &tool_body("Weather in Paris? [[sim:tool=get_weather]]"),
@@ -118,7 +118,7 @@ fn tool_call_non_stream() {
 
 #[test]
 fn tool_call_stream() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let chunks = stream_chunks(
         &gw,
         &stream_of(tool_body("Weather in Paris? [[sim:tool=get_weather]]")),
@@ -149,7 +149,7 @@ fn tool_call_stream() {
 
 #[test]
 fn tool_results_are_answered() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let body = json!({"model": "auto", "tools": [weather_tool()], "messages": [
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": null, "tool_calls": [{
@@ -167,7 +167,7 @@ fn tool_results_are_answered() {
 
 #[test]
 fn forced_tool_choice_calls_and_retries_once() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let forced = |text: &str, choice: Value| {
         let mut b = tool_body(text);
         b["tools"] = json!([weather_tool(), bash_tool()]);
@@ -217,7 +217,7 @@ fn forced_tool_choice_calls_and_retries_once() {
 
 #[test]
 fn tolerant_parser_accepts_common_call_formats_only_when_valid() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     for style in ["action", "fence", "qwen", "bare", "unclosed"] {
         let q = format!("Weather? [[sim:tool=get_weather]] [[sim:style={style}]]");
         let c = choice(&gw, &tool_body(&q));
@@ -258,7 +258,7 @@ fn tolerant_parser_accepts_common_call_formats_only_when_valid() {
 
 #[test]
 fn several_calls_in_one_answer() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Two cities [[sim:tool=get_weather]] [[sim:calls=2]]";
     let c = choice(&gw, &tool_body(q));
     assert_eq!(c["finish_reason"], "tool_calls");
@@ -296,7 +296,7 @@ fn several_calls_in_one_answer() {
 
 #[test]
 fn tool_choice_none_answers_in_text() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Weather? [[sim:tool=get_weather]]";
     let mut body = tool_body(q);
     body["tool_choice"] = json!("none");
@@ -308,7 +308,7 @@ fn tool_choice_none_answers_in_text() {
 
 #[test]
 fn the_tool_contract_reaches_the_prompt_and_the_allowlist_filters_it() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let c = choice(&gw, &tool_body("Show me [[sim:echo]]"));
     let prompt = c["message"]["content"].as_str().unwrap();
     assert!(prompt.contains("[tools]\n"), "{prompt}");
@@ -316,7 +316,7 @@ fn the_tool_contract_reaches_the_prompt_and_the_allowlist_filters_it() {
     assert!(prompt.contains("Tool choice: auto"), "{prompt}");
     assert!(prompt.contains("[user]\nShow me [[sim:echo]]"), "{prompt}");
 
-    let gw = Gateway::start_with(Options::default().env("tool_allowlist", "get_weather"));
+    let gw = GatewayProcess::start_with(Options::default().env("tool_allowlist", "get_weather"));
     let mut body = tool_body("Show me [[sim:echo]]");
     body["tools"] = json!([weather_tool(), bash_tool()]);
     let c = choice(&gw, &body);
@@ -335,7 +335,7 @@ fn the_tool_contract_reaches_the_prompt_and_the_allowlist_filters_it() {
 
 #[test]
 fn lingma_native_tools_are_approved_answered_and_reported() {
-    let gw = Gateway::start_with(Options::default().env("tool_report_native", "true"));
+    let gw = GatewayProcess::start_with(Options::default().env("tool_report_native", "true"));
     let c = choice(
         &gw,
         &chat_body("auto", "Read the readme [[sim:native=read_file]]"),
@@ -412,7 +412,7 @@ fn lingma_native_tools_are_approved_answered_and_reported() {
 
 #[test]
 fn native_tools_are_refused_when_auto_approve_is_off() {
-    let gw = Gateway::start_with(Options::default().env("tool_auto_approve", "false"));
+    let gw = GatewayProcess::start_with(Options::default().env("tool_auto_approve", "false"));
     let c = choice(
         &gw,
         &chat_body("auto", "Read the readme [[sim:native=read_file]]"),
@@ -436,7 +436,7 @@ fn native_tools_are_refused_when_auto_approve_is_off() {
 
 #[test]
 fn reasoning_streams_apart_from_content_and_calls() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = "Think it over [[sim:think]]";
     let chunks = stream_chunks(&gw, &stream_of(chat_body("auto", q)));
     let reasoning: String = chunks

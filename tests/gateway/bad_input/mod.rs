@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::harness::{chat_body, default_answer, Gateway, Options};
+use super::harness::{chat_body, default_answer, GatewayProcess, Options};
 use bodies::{body_cases, chat_valid, field_cases};
 use client::{judge, send};
 use requests::{
@@ -210,7 +210,7 @@ fn corpus() -> Vec<Case> {
 }
 
 /// The 5xx answers the gateway counted, by status (`/internal/stats`).
-fn server_errors(gw: &Gateway) -> Vec<(String, Value)> {
+fn server_errors(gw: &GatewayProcess) -> Vec<(String, Value)> {
     let auth = format!("Bearer {KEY}");
     let stats = super::harness::request(
         &gw.addr,
@@ -229,7 +229,7 @@ fn server_errors(gw: &Gateway) -> Vec<(String, Value)> {
 
 #[test]
 fn bad_input_corpus_gets_clean_4xx_answers_in_each_protocols_shape() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options {
             key: Some(KEY.into()),
             log_level: "info",
@@ -335,7 +335,7 @@ fn tool_argument_strings_nested_a_thousand_levels_deep_do_not_crash_the_gateway(
     // JSON value at most 128 levels deep, but a chain of 22 such strings, 16 MB (under the
     // default max_body_bytes), once recursed until a worker's stack overflowed, which
     // aborts the process.
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let mut inner = json!("x");
     for _ in 0..22 {
         let mut v = json!({"arguments": inner.to_string()});

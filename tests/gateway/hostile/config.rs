@@ -118,7 +118,7 @@ fn a_set_value_that_means_nothing_stops_startup_naming_the_key() {
 
 #[test]
 fn an_empty_value_still_means_not_set() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options::default()
             .env("api_keys", "")
             .env("admin_token", "")
@@ -129,14 +129,14 @@ fn an_empty_value_still_means_not_set() {
 }
 
 /// The error a client sees: its status and body.
-fn answer(gw: &Gateway, path: &str, body: &Value) -> (u16, Value) {
+fn answer(gw: &GatewayProcess, path: &str, body: &Value) -> (u16, Value) {
     let r = gw.post(path, body);
     (r.status, r.json())
 }
 
 #[test]
 fn count_tokens_refuses_what_messages_refuses_with_the_same_error() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let user = |content: Value| json!([{"role": "user", "content": content}]);
     let refused = [
         ("no messages", json!({"model": "auto", "messages": []})),
@@ -191,7 +191,7 @@ fn count_tokens_refuses_what_messages_refuses_with_the_same_error() {
 
 #[test]
 fn a_system_prompt_that_is_not_text_is_refused_naming_the_parameter() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let then_user = |system: Value| json!([system, {"role": "user", "content": "hi"}]);
     for (body, param) in [
         (

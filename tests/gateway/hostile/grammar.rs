@@ -17,8 +17,8 @@ const KEY: &str = "sk-grammar";
 /// How long a case waits for the answer and the close.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-fn keyed_gateway() -> Gateway {
-    Gateway::start_with(Options {
+fn keyed_gateway() -> GatewayProcess {
+    GatewayProcess::start_with(Options {
         key: Some(KEY.into()),
         ..Options::default()
     })

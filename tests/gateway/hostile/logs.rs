@@ -21,8 +21,8 @@ const LINGMA_TOKENS: &[&str] = &["sim-token-", "sim-refresh-"];
 /// A forged access line, as a client would smuggle it after a line break.
 const FORGED: &str = "1999-01-01T00:00:00Z [INFO] access: req_forged GET /forged 200 0ms";
 
-fn hostile_gateway() -> Gateway {
-    Gateway::start_with(
+fn hostile_gateway() -> GatewayProcess {
+    GatewayProcess::start_with(
         Options {
             key: Some(API_KEY.into()),
             log_level: "trace",
@@ -35,7 +35,7 @@ fn hostile_gateway() -> Gateway {
     )
 }
 
-fn post_id(gw: &Gateway, path: &str, id: &str, body: &Value) -> Resp {
+fn post_id(gw: &GatewayProcess, path: &str, id: &str, body: &Value) -> Resp {
     request(
         &gw.addr,
         "POST",
@@ -225,7 +225,7 @@ fn no_log_line_at_trace_holds_a_secret_or_a_line_a_client_forged() {
 
 #[test]
 fn the_debug_ring_keeps_no_inline_data_url() {
-    let gw = Gateway::start_with(Options::default().env("admin_token", ADMIN));
+    let gw = GatewayProcess::start_with(Options::default().env("admin_token", ADMIN));
     let text = "see data:image/png;base64,SU5MSU5FREFUQVVSTA== here, \
                 and (data:text/plain,SECONDINLINEPAYLOAD) there";
     let r = gw.post("/v1/chat/completions", &chat_body("auto", text));

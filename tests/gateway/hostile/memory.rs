@@ -54,7 +54,7 @@ fn many_parts(path: &str, n: usize) -> Vec<u8> {
     )
 }
 
-fn post_raw(gw: &Gateway, path: &str, body: &[u8]) -> Resp {
+fn post_raw(gw: &GatewayProcess, path: &str, body: &[u8]) -> Resp {
     request(&gw.addr, "POST", path, &[], Some(body))
 }
 
@@ -80,7 +80,7 @@ fn assert_refused(r: &Resp, path: &str, status: u16, param: &str, needle: &str) 
     }
 }
 
-fn assert_chats(gw: &Gateway) {
+fn assert_chats(gw: &GatewayProcess) {
     for (path, _, _) in ROUTES {
         let r = post_raw(gw, path, &tiny_messages(path, 1));
         assert_eq!(r.status, 200, "{path}: {}", r.text());
@@ -94,7 +94,7 @@ fn assert_chats(gw: &Gateway) {
 /// start after. Unfixed, each body parsed into 1.2 GB, and glibc kept it.
 #[test]
 fn bodies_of_800000_tiny_messages_are_refused_and_rss_comes_back() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     assert_chats(&gw);
     let pid = gw.pid();
     let start = rss_kib(pid);
@@ -129,7 +129,7 @@ fn bodies_of_800000_tiny_messages_are_refused_and_rss_comes_back() {
 /// the list, in each API; at the limit, an answer.
 #[test]
 fn too_many_messages_or_content_parts_get_a_400_naming_the_parameter() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     for (path, _, list) in ROUTES {
         let r = post_raw(&gw, path, &tiny_messages(path, 50_001));
         assert_refused(&r, path, 400, list, "maximum length 50000");
@@ -143,7 +143,7 @@ fn too_many_messages_or_content_parts_get_a_400_naming_the_parameter() {
 /// A prompt over `max_prompt_bytes` is refused in each API's shape, before Lingma sees it.
 #[test]
 fn a_prompt_over_max_prompt_bytes_gets_a_400() {
-    let gw = Gateway::start_with(Options::default().env("max_prompt_bytes", "4096"));
+    let gw = GatewayProcess::start_with(Options::default().env("max_prompt_bytes", "4096"));
     let asks = gw.sim_asks(0);
     for (path, anthropic, _) in ROUTES {
         let long = body(
@@ -171,7 +171,7 @@ fn a_prompt_over_max_prompt_bytes_gets_a_400() {
     }
 }
 
-fn response(gw: &Gateway, body: &Value) -> Resp {
+fn response(gw: &GatewayProcess, body: &Value) -> Resp {
     gw.post("/v1/responses", body)
 }
 
@@ -187,7 +187,8 @@ fn big_input(bytes: usize, tag: &str) -> Value {
 /// stored.
 #[test]
 fn the_responses_store_is_bounded_in_bytes() {
-    let gw = Gateway::start_with(Options::default().env("responses_store_max_bytes", "4194304"));
+    let gw =
+        GatewayProcess::start_with(Options::default().env("responses_store_max_bytes", "4194304"));
     let id = |r: Resp| {
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["id"].as_str().unwrap().to_string()

@@ -63,7 +63,7 @@ impl Drop for StopOnDrop<'_> {
 }
 
 /// A settled RSS: after a few requests, so that lazily built state exists.
-fn settled_rss(gw: &Gateway) -> u64 {
+fn settled_rss(gw: &GatewayProcess) -> u64 {
     for i in 0..3 {
         gw.assert_answers(&format!("warm up {i}"));
     }
@@ -72,7 +72,7 @@ fn settled_rss(gw: &Gateway) -> u64 {
 
 #[test]
 fn a_connection_pipelining_3000_heads_stalls_no_one_else() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let before = settled_rss(&gw);
     // 3,000 heads of 15 KB each (under the 16 KiB request-line limit), 45 MB in all.
     let head = format!(
@@ -120,7 +120,7 @@ fn a_connection_pipelining_3000_heads_stalls_no_one_else() {
 
 #[test]
 fn heads_of_1_8_mb_get_431_and_leave_no_memory_behind() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let before = settled_rss(&gw);
     // A head of 1.8 MB: 112 header lines of 16,000 bytes (within the limits of a line and
     // of the count of lines, not of a head's size); ten of them pipelined on each of four
@@ -177,7 +177,7 @@ fn heads_of_1_8_mb_get_431_and_leave_no_memory_behind() {
 
 #[test]
 fn well_behaved_pipelining_gets_every_answer_in_order() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let chat = chat_body("auto", "pipelined").to_string();
     let requests = [
         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_string(),

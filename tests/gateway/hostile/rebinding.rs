@@ -16,7 +16,13 @@ const KEY: &str = "sk-rebinding";
 const EXPORT: &str = "/internal/session/export?instance=lingma-0";
 
 /// A request with exactly these headers (`Host` included); its answer.
-fn send(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+fn send(
+    gw: &GatewayProcess,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         raw.push_str(&format!("{k}: {v}\r\n"));
@@ -78,7 +84,7 @@ fn assert_served(what: &str, path: &str, r: &Resp) {
 
 #[test]
 fn without_keys_a_foreign_host_or_origin_is_refused() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let port = gw.addr.rsplit(':').next().unwrap().to_string();
     let asks = gw.sim_asks(0);
     let loopback = format!("127.0.0.1:{port}");
@@ -146,7 +152,8 @@ fn without_keys_a_foreign_host_or_origin_is_refused() {
 
 #[test]
 fn allowed_hosts_are_served_without_keys() {
-    let gw = Gateway::start_with(Options::default().env("allowed_hosts", "gw.lan,.corp.example"));
+    let gw =
+        GatewayProcess::start_with(Options::default().env("allowed_hosts", "gw.lan,.corp.example"));
     let (method, path, body) = &targets()[0];
     let ct = ("Content-Type", "application/json");
     for host in [
@@ -175,12 +182,12 @@ fn allowed_hosts_are_served_without_keys() {
 #[test]
 fn exporting_a_login_always_needs_the_admin_token() {
     // Without admin_token, not even a loopback request exports it.
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let r = send(&gw, "POST", EXPORT, &[("Host", "127.0.0.1")], "");
     assert_forbidden("export without admin_token", EXPORT, &r);
     drop(gw);
     // With admin_token and API keys: only the admin token exports it.
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some(KEY.into()),
         ..Options::default().env("admin_token", ADMIN)
     });
@@ -211,7 +218,7 @@ fn exporting_a_login_always_needs_the_admin_token() {
 
 #[test]
 fn with_api_keys_a_foreign_host_is_served_when_the_key_is_right() {
-    let gw = Gateway::start_with(Options {
+    let gw = GatewayProcess::start_with(Options {
         key: Some(KEY.into()),
         ..Options::default()
     });
@@ -244,8 +251,8 @@ fn a_cors_simple_cross_site_post_cannot_export_the_login() {
         ]
     };
     let body = json!({"instance": "lingma-0"}).to_string();
-    let keyless = Gateway::start();
-    let with_admin = Gateway::start_with(Options::default().env("admin_token", ADMIN));
+    let keyless = GatewayProcess::start();
+    let with_admin = GatewayProcess::start_with(Options::default().env("admin_token", ADMIN));
     for gw in [&keyless, &with_admin] {
         for host in ["127.0.0.1", "attacker.example"] {
             let r = send(gw, "POST", EXPORT, &simple(host), &body);

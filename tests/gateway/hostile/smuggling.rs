@@ -21,8 +21,8 @@ const PADDING: usize = 1 << 20;
 /// How long a test waits for the server to close a connection it must close.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-fn keyed_gateway(opts: Options) -> Gateway {
-    Gateway::start_with(Options {
+fn keyed_gateway(opts: Options) -> GatewayProcess {
+    GatewayProcess::start_with(Options {
         key: Some(KEY.into()),
         ..opts
     })
@@ -104,7 +104,7 @@ fn assert_closes(what: &str, r: &Resp) {
 }
 
 /// A keyed chat on a fresh connection gets its own answer.
-fn victim_is_served(gw: &Gateway, q: &str) {
+fn victim_is_served(gw: &GatewayProcess, q: &str) {
     let r = gw.post("/v1/chat/completions", &chat_body("auto", q));
     assert_own_answer(&r, q);
 }

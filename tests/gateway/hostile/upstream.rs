@@ -21,7 +21,7 @@ const LONG: usize = 100_000;
 
 #[test]
 fn a_hundred_thousand_delta_answer_streams_to_the_end() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let q = format!("[[sim:chunks={LONG}]]");
     let mut s = gw.post_stream("/v1/chat/completions", &stream_body("auto", &q));
     assert_eq!(s.status, 200);
@@ -46,7 +46,7 @@ fn a_hundred_thousand_delta_answer_streams_to_the_end() {
 /// 170 MB here), and once it reads again it gets every delta.
 #[test]
 fn an_answer_waiting_for_a_paused_client_holds_its_text_not_its_frames() {
-    let gw = Gateway::start();
+    let gw = GatewayProcess::start();
     let start = super::rss_kib(gw.pid());
     let q = format!("[[sim:chunks={LONG}]][[sim:first=1]]");
     let mut s = gw.post_stream("/v1/chat/completions", &stream_body("auto", &q));
@@ -128,7 +128,7 @@ fn a_deaf_lingma(p: &Protocol) {
     let opts = Options::default()
         .env("lingma_write_timeout_sec", &WRITE_TIMEOUT_SEC.to_string())
         .env("max_prompt_bytes", PROMPT_CEILING);
-    let gw = Gateway::start_with(opts);
+    let gw = GatewayProcess::start_with(opts);
     let health = gw.health();
     let (pid, restarts) = (
         &health["instances"][0]["pid"],
@@ -203,7 +203,7 @@ fn a_lingma_that_stops_reading_fails_anthropic_messages_with_errors_and_is_resta
 
 #[test]
 fn a_lingma_that_stops_reading_for_less_than_the_deadline_is_waited_for() {
-    let gw = Gateway::start_with(Options::default().env("max_prompt_bytes", PROMPT_CEILING));
+    let gw = GatewayProcess::start_with(Options::default().env("max_prompt_bytes", PROMPT_CEILING));
     // The default deadline (10 s) is well past the two seconds the simulator reads nothing.
     gw.assert_answers("pause [[sim:deaf=2000]]");
     gw.wait_sim_log("deaf, reading nothing for 2000 ms");

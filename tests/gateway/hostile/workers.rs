@@ -21,8 +21,8 @@ const PROBING: Duration = Duration::from_secs(4);
 /// Connections each attack opens.
 const ATTACKERS: usize = 120;
 
-fn gateway(opts: Options) -> Gateway {
-    Gateway::start_with(Options {
+fn gateway(opts: Options) -> GatewayProcess {
+    GatewayProcess::start_with(Options {
         key: Some(KEY.into()),
         ..opts
             .env("max_workers", "8")
@@ -53,7 +53,7 @@ fn probes_are_answered(addr: &str, span: Duration, ok: &[u16]) -> Vec<u16> {
 }
 
 /// A keyed chat is answered correctly.
-fn chat_is_answered(gw: &Gateway, q: &str) {
+fn chat_is_answered(gw: &GatewayProcess, q: &str) {
     let r = gw.post("/v1/chat/completions", &chat_body("auto", q));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -63,7 +63,7 @@ fn chat_is_answered(gw: &Gateway, q: &str) {
 }
 
 /// A keyed chat is answered correctly, once a worker is free (see `unless_busy`).
-fn chat_is_answered_unless_busy(gw: &Gateway, q: &str) {
+fn chat_is_answered_unless_busy(gw: &GatewayProcess, q: &str) {
     let r = unless_busy(
         || gw.post("/v1/chat/completions", &chat_body("auto", q)),
         |r| r.status,
@@ -175,7 +175,7 @@ fn keyed_bodies_trickled_a_byte_at_a_time_hold_no_worker() {
 
 #[test]
 fn clients_that_stop_reading_a_long_answer_are_cut_at_the_send_deadline() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options {
             key: Some(KEY.into()),
             ..Options::default()
@@ -262,7 +262,7 @@ fn clients_that_stop_reading_a_long_answer_are_cut_at_the_send_deadline() {
 
 #[test]
 fn with_every_worker_busy_new_requests_get_an_answer_within_a_second() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options {
             key: Some(KEY.into()),
             ..Options::default()
@@ -320,7 +320,7 @@ fn with_every_worker_busy_new_requests_get_an_answer_within_a_second() {
 
 #[test]
 fn a_body_that_stops_half_way_gets_408_without_holding_a_worker() {
-    let gw = Gateway::start_with(
+    let gw = GatewayProcess::start_with(
         Options {
             key: Some(KEY.into()),
             ..Options::default()

@@ -13,8 +13,8 @@ use signal_hook::iterator::Signals;
 use crate::accounts::Logins;
 use crate::cli::ServeArgs;
 use crate::config::{self, Config};
-use crate::http::{routes::App, Workers};
-use crate::service::Gateway;
+use crate::http::{routes::HttpState, Workers};
+use crate::service::ChatService;
 use crate::upstream::pool::{Pool, PoolConfig};
 use crate::upstream::process::LaunchCommand;
 
@@ -206,7 +206,7 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
 /// read (before any worker sees the request) only for a request the gateway will handle.
 fn http_server(
     listener: std::net::TcpListener,
-    app: &Arc<App>,
+    app: &Arc<HttpState>,
 ) -> Result<tiny_http::Server, String> {
     let cfg = &app.gw.cfg;
     let policy_app = Arc::clone(app);
@@ -276,14 +276,14 @@ pub fn serve(args: &ServeArgs) -> i32 {
         ))
     });
     let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir, sessions.clone());
-    let gw = Arc::new(Gateway {
+    let gw = Arc::new(ChatService {
         cfg,
         pool: Arc::clone(&pool),
         logins: Arc::clone(&logins),
         sessions,
         started: SystemTime::now(),
     });
-    let app = Arc::new(App::new(gw, &raw));
+    let app = Arc::new(HttpState::new(gw, &raw));
     let server = match http_server(listener, &app) {
         Ok(s) => Arc::new(s),
         Err(e) => {
