@@ -10,7 +10,6 @@ pub mod error;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
-pub mod jsonrpc;
 pub mod logging;
 pub mod login;
 pub mod lru;
@@ -27,4 +26,6 @@ pub mod sessions;
 pub mod simulator;
 pub mod tools;
 pub mod upstream;
-pub mod wsio;
+
+/// The Lingma wire, shared with the simulator: `crate::jsonrpc` and `crate::wsio` as before.
+pub use lingma_protocol::{jsonrpc, wsio};
