@@ -13,6 +13,11 @@ pub enum Command {
     Version,
 }
 
+/// What `simulate` (and `serve` with `simulator = true`) says in a build without the
+/// simulator (`cargo build --no-default-features`).
+pub const NO_SIMULATOR: &str =
+    "this build has no simulator: rebuild with the default feature `simulator`";
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServeArgs {
     pub config: Option<String>,

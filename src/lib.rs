@@ -1,5 +1,6 @@
 //! lingma-gateway: OpenAI- and Anthropic-compatible HTTP APIs in front of a local Alibaba
-//! Tongyi Lingma server, plus a simulator of that server. See ARCHITECTURE.md.
+//! Tongyi Lingma server. Its simulator of that server is the `lingma-simulator` crate, built into
+//! the binary by the default feature `simulator`. See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -23,7 +24,8 @@ pub mod redact;
 pub mod response_store;
 pub mod service;
 pub mod sessions;
-pub mod simulator;
+#[cfg(all(test, feature = "simulator"))]
+mod simulator_reads;
 pub mod tools;
 pub mod upstream;
 

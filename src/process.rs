@@ -116,6 +116,12 @@ fn init_logging(cfg: &Config) {
 
 fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
     if cfg.simulator {
+        if !cfg!(feature = "simulator") {
+            return Err(format!(
+                "simulator = true (or --simulator), but {}; or set lingma_bin to a real Lingma",
+                crate::cli::NO_SIMULATOR
+            ));
+        }
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot locate my own binary for the simulator: {e}"))?;
         return Ok(LaunchCommand {

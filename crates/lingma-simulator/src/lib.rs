@@ -1,8 +1,11 @@
 //! The bundled Lingma simulator (`lingma-gateway simulate ...`): a fake of the real `Lingma`
 //! server binary for tests, with the same command line, `.info` file and WebSocket protocol.
+//! Its API is `main` (the `simulate` command) and `prompt` (so the gateway's tests check that
+//! it reads what the gateway renders).
 //! This module owns the process lifecycle on the main thread: it binds the listeners, writes
 //! `.info`, starts the named threads (`sim-signals`, `sim-parent`, `sim-accept`, `sim-http`),
 //! waits for a reason to stop (SIGTERM/SIGINT or the parent process gone) and joins them.
+#![forbid(unsafe_code)]
 
 mod account;
 mod chat;
@@ -12,7 +15,7 @@ mod login;
 mod models;
 mod native;
 mod outbox;
-mod prompt;
+pub mod prompt;
 mod script;
 mod server;
 mod session;
@@ -33,7 +36,7 @@ use cli::{Command, SimOptions, StartOptions};
 use simlog::SimLog;
 
 /// The real server version the simulator imitates.
-pub const VERSION: &str = "2.11.1";
+pub(crate) const VERSION: &str = "2.11.1";
 
 const PARENT_POLL: Duration = Duration::from_millis(500);
 

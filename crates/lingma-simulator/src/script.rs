@@ -844,7 +844,7 @@ pub fn split_points(bytes: &[u8]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::models;
+    use crate::models;
 
     fn turn<'a>(question: &'a str, model: Option<&'a Model>) -> Turn<'a> {
         Turn {
@@ -1132,7 +1132,7 @@ mod tests {
 
     #[test]
     fn split_points_cut_the_header_and_a_multibyte_char() {
-        let frame = crate::jsonrpc::encode_frame("{\"t\":\"ab 你\"}".as_bytes());
+        let frame = lingma_protocol::jsonrpc::encode_frame("{\"t\":\"ab 你\"}".as_bytes());
         let cuts = split_points(&frame);
         assert_eq!(cuts.len(), 2);
         assert_eq!(&frame[..cuts[0]], b"Content-L");
@@ -1140,7 +1140,7 @@ mod tests {
             std::str::from_utf8(&frame[cuts[1]..]).is_err(),
             "second cut is inside 你"
         );
-        let ascii = crate::jsonrpc::encode_frame(b"{\"a\":1}");
+        let ascii = lingma_protocol::jsonrpc::encode_frame(b"{\"a\":1}");
         let cuts = split_points(&ascii);
         assert_eq!(cuts.len(), 2);
         assert!(cuts[0] < cuts[1] && cuts[1] < ascii.len());

@@ -20,7 +20,7 @@ use super::script::{self, Plan, Reason, Step};
 use super::server::Conn;
 use super::session::Record;
 use super::{models, Shared};
-use crate::jsonrpc::{self, method};
+use lingma_protocol::jsonrpc::{self, method};
 
 const DEFAULT_SESSION_TYPE: &str = "chat";
 

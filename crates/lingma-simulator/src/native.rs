@@ -18,7 +18,7 @@ use super::outbox::Outbox;
 use super::script::NativeCall;
 use super::server::Reply;
 
-pub(super) use crate::jsonrpc::method::{
+pub(super) use lingma_protocol::jsonrpc::method::{
     TOOL_CALL_APPROVE as APPROVE, TOOL_CALL_SYNC as SYNC, TOOL_INVOKE as INVOKE,
     TOOL_INVOKE_RESULT as INVOKE_RESULT,
 };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::script::{self, Wire};
 use super::server::Conn;
-use crate::jsonrpc;
+use lingma_protocol::jsonrpc;
 
 /// Puts one generation's frames on the wire as its `Wire` directives say.
 pub(super) struct Outbox<'a> {

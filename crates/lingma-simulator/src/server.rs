@@ -22,8 +22,8 @@ use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::script::Deaf;
 use super::{account, chat, login, models, native, Shared, VERSION};
-use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
-use crate::wsio::{self, SplitStream};
+use lingma_protocol::jsonrpc::{self, method, Decoder, Message, RpcError};
+use lingma_protocol::wsio::{self, SplitStream};
 
 /// JSON-RPC error codes the simulator sends.
 const PARSE_ERROR: i64 = -32700;
