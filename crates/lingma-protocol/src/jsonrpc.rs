@@ -15,6 +15,8 @@ pub mod method {
     pub const PING: &str = "ping";
     pub const LOGIN_GENERATE_URL: &str = "login/generateUrl";
     pub const AUTH_LOGOUT: &str = "auth/logout";
+    /// Server→client notification: the AuthStatus after a login completed.
+    pub const AUTH_REPORT: &str = "auth/report";
     pub const CHAT_ASK: &str = "chat/ask";
     pub const CHAT_STOP: &str = "chat/stop";
     pub const CHAT_ANSWER: &str = "chat/answer";

@@ -10,29 +10,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// `auth/status.status` values.
-pub const STATUS_LOGGED_OUT: u8 = 1;
-pub const STATUS_LOGGED_IN: u8 = 2;
+pub(crate) const STATUS_LOGGED_OUT: u8 = 1;
+pub(crate) const STATUS_LOGGED_IN: u8 = 2;
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Account {
-    pub id: String,
-    pub name: String,
+pub(crate) struct Account {
+    pub(crate) id: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub account_id: String,
+    pub(crate) account_id: String,
     #[serde(default)]
-    pub user_type: String,
+    pub(crate) user_type: String,
     #[serde(default)]
-    pub email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    pub org_id: String,
+    pub(crate) org_id: String,
 }
 
 impl Account {
     /// The account a fresh simulator workDir is logged in as.
-    pub fn test_account() -> Account {
+    pub(crate) fn test_account() -> Account {
         Account {
             id: "sim-user-1".into(),
             name: "simulator".into(),
@@ -44,7 +44,7 @@ impl Account {
     }
 
     /// A login made through the login page as user `name`, with fresh ids.
-    pub fn logged_in_as(name: &str) -> Account {
+    pub(crate) fn logged_in_as(name: &str) -> Account {
         let id = uuid::Uuid::new_v4().simple().to_string();
         Account {
             account_id: format!("sim-account-{id}"),
@@ -57,12 +57,12 @@ impl Account {
     }
 }
 
-pub fn user_file(work_dir: &Path) -> PathBuf {
+pub(crate) fn user_file(work_dir: &Path) -> PathBuf {
     work_dir.join("cache").join("user")
 }
 
 /// The stored login; `None` when logged out (no file, or one that does not parse).
-pub fn load(work_dir: &Path) -> Option<Account> {
+pub(crate) fn load(work_dir: &Path) -> Option<Account> {
     let path = user_file(work_dir);
     let text = std::fs::read(&path).ok()?;
     match serde_json::from_slice::<Account>(&text) {
@@ -79,7 +79,7 @@ pub fn load(work_dir: &Path) -> Option<Account> {
 }
 
 /// Writes the login file atomically (temp file + rename).
-pub fn store(work_dir: &Path, account: &Account) -> io::Result<()> {
+pub(crate) fn store(work_dir: &Path, account: &Account) -> io::Result<()> {
     let path = user_file(work_dir);
     std::fs::create_dir_all(path.parent().expect("user file has a parent"))?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -90,7 +90,7 @@ pub fn store(work_dir: &Path, account: &Account) -> io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
-pub fn remove(work_dir: &Path) -> io::Result<()> {
+pub(crate) fn remove(work_dir: &Path) -> io::Result<()> {
     match std::fs::remove_file(user_file(work_dir)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -99,14 +99,14 @@ pub fn remove(work_dir: &Path) -> io::Result<()> {
 
 /// Tokens of this process; new ones on every start, as after a real token refresh.
 #[derive(Debug, Clone)]
-pub struct Tokens {
-    pub token: String,
-    pub refresh_token: String,
-    pub expire_ms: u64,
+pub(crate) struct Tokens {
+    pub(crate) token: String,
+    pub(crate) refresh_token: String,
+    pub(crate) expire_ms: u64,
 }
 
 impl Tokens {
-    pub fn generate() -> Tokens {
+    pub(crate) fn generate() -> Tokens {
         let expire = SystemTime::now() + TOKEN_LIFETIME;
         Tokens {
             token: format!("sim-token-{}", uuid::Uuid::new_v4().simple()),
@@ -119,7 +119,7 @@ impl Tokens {
 }
 
 /// The `auth/status` result.
-pub fn auth_status(account: Option<&Account>, tokens: &Tokens) -> Value {
+pub(crate) fn auth_status(account: Option<&Account>, tokens: &Tokens) -> Value {
     match account {
         Some(a) => json!({
             "status": STATUS_LOGGED_IN,
@@ -153,7 +153,7 @@ pub fn auth_status(account: Option<&Account>, tokens: &Tokens) -> Value {
 }
 
 /// The `status -o json` output.
-pub fn status_json(account: Option<&Account>, version: &str) -> Value {
+pub(crate) fn status_json(account: Option<&Account>, version: &str) -> Value {
     match account {
         Some(a) => {
             json!({"logged_in": true, "username": a.name, "user_type": a.user_type, "version": version})

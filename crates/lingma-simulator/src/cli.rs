@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 Lingma SIMULATOR (a fake of the Tongyi Lingma local server, for tests)
 
 usage: lingma-gateway simulate [SIMOPTS] start [--workDir DIR] [--socketPort N] [--httpPort N]
@@ -30,15 +30,15 @@ login in <workDir>/cache/user; auth/logout removes it.
 Ports default to 0 (ephemeral); the WebSocket port is written to <workDir>/.info.
 ";
 
-pub const DEFAULT_WORK_DIR: &str = "./lingma-sim-work";
+pub(crate) const DEFAULT_WORK_DIR: &str = "./lingma-sim-work";
 
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct SimOptions {
-    pub first_token_ms: Option<u64>,
-    pub chunk_ms: Option<u64>,
-    pub logged_out: bool,
-    pub login_user: Option<String>,
-    pub login_password: Option<String>,
+pub(crate) struct SimOptions {
+    pub(crate) first_token_ms: Option<u64>,
+    pub(crate) chunk_ms: Option<u64>,
+    pub(crate) logged_out: bool,
+    pub(crate) login_user: Option<String>,
+    pub(crate) login_password: Option<String>,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -58,15 +58,15 @@ impl std::fmt::Debug for SimOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartOptions {
-    pub work_dir: PathBuf,
-    pub socket_port: u16,
-    pub http_port: u16,
-    pub endpoint: String,
+pub(crate) struct StartOptions {
+    pub(crate) work_dir: PathBuf,
+    pub(crate) socket_port: u16,
+    pub(crate) http_port: u16,
+    pub(crate) endpoint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Help,
     Version,
     Status { work_dir: PathBuf, json: bool },
@@ -74,15 +74,15 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cli {
-    pub sim: SimOptions,
-    pub command: Command,
+pub(crate) struct Cli {
+    pub(crate) sim: SimOptions,
+    pub(crate) command: Command,
     /// Flags of the real binary that the simulator accepts and ignores, for the log.
-    pub ignored: Vec<String>,
+    pub(crate) ignored: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliError(pub String);
+pub(crate) struct CliError(pub String);
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,7 +164,7 @@ impl<'a> Args<'a> {
     }
 }
 
-pub fn parse(args: &[String]) -> Result<Cli, CliError> {
+pub(crate) fn parse(args: &[String]) -> Result<Cli, CliError> {
     let mut a = Args { args, pos: 0 };
     let mut sim = SimOptions::default();
     let mut ignored = Vec::new();

@@ -16,24 +16,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use lingma_protocol::jsonrpc::method;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use super::login::{self, html_escape, loggable, Refused};
-use super::{account, server, Shared};
+use crate::account;
+use crate::login::{self, html_escape, loggable, Refused};
+use crate::shared::Shared;
 
 const HOME_PAGE: &str = "Lingma simulator\n";
 const TITLE: &str = "Lingma simulator login";
 /// A login form is a few hundred bytes; anything much bigger is not one.
 const MAX_FORM_BYTES: u64 = 64 * 1024;
 
-pub(super) struct HttpServer {
+pub(crate) struct HttpServer {
     server: Arc<Server>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Binds `127.0.0.1:port` (0: ephemeral) and returns the server with its real port.
-pub(super) fn bind(port: u16) -> io::Result<(Server, u16)> {
+pub(crate) fn bind(port: u16) -> io::Result<(Server, u16)> {
     let server = Server::http(("127.0.0.1", port)).map_err(io::Error::other)?;
     let port = server
         .server_addr()
@@ -44,7 +46,7 @@ pub(super) fn bind(port: u16) -> io::Result<(Server, u16)> {
 }
 
 impl HttpServer {
-    pub fn spawn(server: Server, shared: Arc<Shared>) -> io::Result<HttpServer> {
+    pub(crate) fn spawn(server: Server, shared: Arc<Shared>) -> io::Result<HttpServer> {
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let (srv, flag) = (Arc::clone(&server), Arc::clone(&stop));
@@ -220,7 +222,7 @@ fn callback(shared: &Shared, query: &[(String, String)]) -> Page {
         .log
         .line(&format!("auth/callback: logged in as {name}"));
     let status = account::auth_status(Some(&account), &shared.tokens);
-    let sent = shared.clients.notify_all(server::AUTH_REPORT, &status);
+    let sent = shared.clients.notify_all(method::AUTH_REPORT, &status);
     shared
         .log
         .line(&format!("auth/report sent to {sent} client(s)"));

@@ -9,22 +9,22 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a login started by `login/generateUrl` stays usable.
-pub const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// At most this many logins pending at once; starting another drops the oldest.
-pub const MAX_PENDING: usize = 16;
+pub(crate) const MAX_PENDING: usize = 16;
 
-pub const DEFAULT_USER: &str = "lingma-test";
-pub const DEFAULT_PASSWORD: &str = "lingma-pass";
+pub(crate) const DEFAULT_USER: &str = "lingma-test";
+pub(crate) const DEFAULT_PASSWORD: &str = "lingma-pass";
 
 /// The user name and password the login form accepts. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
+pub(crate) struct Credentials {
+    pub(crate) user: String,
+    pub(crate) password: String,
 }
 
 impl Credentials {
-    pub fn matches(&self, user: &str, password: &str) -> bool {
+    pub(crate) fn matches(&self, user: &str, password: &str) -> bool {
         // Both compared in full, so a wrong user name takes as long as a wrong password.
         let user_ok = self.user == user;
         let password_ok = self.password == password;
@@ -59,7 +59,7 @@ struct Pending {
 
 /// Why a callback was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// No such state, or it expired (or was already completed).
     UnknownState,
     /// The state is pending but the code is not the one issued for it.
@@ -67,7 +67,7 @@ pub enum Refused {
 }
 
 #[derive(Default)]
-pub struct Logins {
+pub(crate) struct Logins {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -77,7 +77,7 @@ impl Logins {
     }
 
     /// Starts a login; returns its `state`.
-    pub fn begin(&self) -> String {
+    pub(crate) fn begin(&self) -> String {
         self.begin_at(Instant::now())
     }
 
@@ -106,7 +106,7 @@ impl Logins {
     }
 
     /// Whether `state` is a login still waiting to be completed.
-    pub fn is_pending(&self, state: &str) -> bool {
+    pub(crate) fn is_pending(&self, state: &str) -> bool {
         self.is_pending_at(state, Instant::now())
     }
 
@@ -116,7 +116,7 @@ impl Logins {
 
     /// The credentials were right: issues a fresh code for `state` (replacing one issued
     /// before), or `None` when the state is not pending.
-    pub fn authorize(&self, state: &str, user: &str) -> Option<String> {
+    pub(crate) fn authorize(&self, state: &str, user: &str) -> Option<String> {
         self.authorize_at(state, user, Instant::now())
     }
 
@@ -130,7 +130,7 @@ impl Logins {
 
     /// Completes the login of `state` with `code`: returns the user it logs in. The state
     /// (and with it the code) is used up; a wrong code leaves it pending.
-    pub fn redeem(&self, state: &str, code: &str) -> Result<String, Refused> {
+    pub(crate) fn redeem(&self, state: &str, code: &str) -> Result<String, Refused> {
         self.redeem_at(state, code, Instant::now())
     }
 
@@ -154,14 +154,14 @@ fn live(p: &Pending, now: Instant) -> bool {
 }
 
 /// 32 random hex digits: states, codes, nonces.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body or a URL query: `&`-separated
 /// `name=value` pairs, `+` is a space, `%XX` a byte (the bytes then read as UTF-8, invalid
 /// sequences replaced); a `%` not followed by two hex digits stays as it is.
-pub fn decode_form(text: &str) -> Vec<(String, String)> {
+pub(crate) fn decode_form(text: &str) -> Vec<(String, String)> {
     text.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -172,7 +172,7 @@ pub fn decode_form(text: &str) -> Vec<(String, String)> {
 }
 
 /// The first value of `name` in a decoded form.
-pub fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
@@ -208,7 +208,7 @@ fn hex_value(digit: u8) -> u8 {
 }
 
 /// Percent-encodes everything but the URL-safe unreserved characters, for query values.
-pub fn encode_component(text: &str) -> String {
+pub(crate) fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -221,7 +221,7 @@ pub fn encode_component(text: &str) -> String {
 }
 
 /// Escapes text for HTML element content and double-quoted attribute values.
-pub fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -238,7 +238,7 @@ pub fn html_escape(text: &str) -> String {
 
 /// A user name as it goes into a log line: control characters (a line break could forge
 /// a log line) shown escaped.
-pub fn loggable(name: &str) -> String {
+pub(crate) fn loggable(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_control() {

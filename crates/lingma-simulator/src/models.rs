@@ -5,12 +5,12 @@ use serde_json::{json, Map, Value};
 
 /// One model as the real server lists it (only the fields the simulator varies).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Model {
-    pub key: &'static str,
-    pub display_name: &'static str,
-    pub is_reasoning: bool,
-    pub is_vl: bool,
-    pub max_input_tokens: u64,
+pub(crate) struct Model {
+    pub(crate) key: &'static str,
+    pub(crate) display_name: &'static str,
+    pub(crate) is_reasoning: bool,
+    pub(crate) is_vl: bool,
+    pub(crate) max_input_tokens: u64,
 }
 
 const fn model(key: &'static str, display_name: &'static str, is_reasoning: bool) -> Model {
@@ -24,7 +24,7 @@ const fn model(key: &'static str, display_name: &'static str, is_reasoning: bool
 }
 
 /// Every model, in display order; `order` in the listing is the index here.
-pub const MODELS: &[Model] = &[
+pub(crate) const MODELS: &[Model] = &[
     model("auto", "Auto", false),
     model("dashscope_qwen3_coder", "Qwen3-Coder", false),
     model("dashscope_qwen_max_latest", "Qwen-Max", false),
@@ -39,18 +39,18 @@ pub const MODELS: &[Model] = &[
 ];
 
 /// Scenes of `config/queryModels`; `inline` only offers the two code-completion models.
-pub const SCENES: &[&str] = &["chat", "assistant", "developer", "inline", "quest"];
+pub(crate) const SCENES: &[&str] = &["chat", "assistant", "developer", "inline", "quest"];
 const INLINE_KEYS: &[&str] = &["auto", "dashscope_qwen3_coder"];
 
 /// The model `chat/ask` uses when `extra.modelConfig.key` is absent.
-pub const DEFAULT_KEY: &str = "auto";
+pub(crate) const DEFAULT_KEY: &str = "auto";
 
-pub fn find(key: &str) -> Option<&'static Model> {
+pub(crate) fn find(key: &str) -> Option<&'static Model> {
     MODELS.iter().find(|m| m.key == key)
 }
 
 /// The `config/queryModels` result: `{}` while logged out, else scene → model list.
-pub fn query_models(logged_in: bool) -> Value {
+pub(crate) fn query_models(logged_in: bool) -> Value {
     let mut scenes = Map::new();
     if logged_in {
         for scene in SCENES {

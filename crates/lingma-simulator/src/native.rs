@@ -1,103 +1,24 @@
 //! Lingma's own agent-tool path (protocol §5), run by a generator for a
 //! `script::Step::Native`: `tool/call/sync` `PENDING`, wait for `tool/call/approve`, `RUNNING`,
 //! the `tool/invoke` server request and its reply (or a `tool/invokeResult` notification),
-//! then `FINISHED` / `ERROR` (or `CANCELLED`). Also the table through which the connection
-//! threads hand the client's approvals and results to the waiting generator.
+//! then `FINISHED` / `ERROR` (or `CANCELLED`). The client's approvals and results reach the
+//! generator through `tool_calls`.
 
-use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver};
+use lingma_protocol::jsonrpc::method::{TOOL_CALL_SYNC as SYNC, TOOL_INVOKE as INVOKE};
 use serde_json::{json, Value};
 
-use super::chat::{Generation, Wake};
-use super::outbox::Outbox;
-use super::script::NativeCall;
-use super::server::Reply;
-
-pub(super) use lingma_protocol::jsonrpc::method::{
-    TOOL_CALL_APPROVE as APPROVE, TOOL_CALL_SYNC as SYNC, TOOL_INVOKE as INVOKE,
-    TOOL_INVOKE_RESULT as INVOKE_RESULT,
-};
+use crate::conn::Reply;
+use crate::generation::{Generation, Wake};
+use crate::outbox::Outbox;
+use crate::script::NativeCall;
+use crate::tool_calls::{Event, Waiter};
 
 /// How long the generator waits for the approval, and then for the tool's result.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// What a client sent about a tool call.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Event {
-    /// `tool/call/approve`.
-    Approve(bool),
-    /// `tool/invokeResult` (the params: `toolCallId`, `name`, `success`, `errorMessage`, ...).
-    Result(Value),
-}
-
-/// Tool calls waiting for the client, by `toolCallId`; shared by all connections.
-#[derive(Default)]
-pub(super) struct Calls {
-    waiting: Mutex<HashMap<String, Sender<Event>>>,
-    next: AtomicU64,
-}
-
-impl Calls {
-    /// A fresh `toolCallId`.
-    pub fn next_id(&self) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("sim-toolcall-{n}")
-    }
-
-    /// Starts taking events for `tool_call_id` (before anyone can know the id, so none is
-    /// lost); they stop when the `Waiter` is dropped.
-    pub fn register(&self, tool_call_id: &str) -> Waiter<'_> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        self.lock().insert(tool_call_id.to_string(), tx);
-        Waiter {
-            calls: self,
-            tool_call_id: tool_call_id.to_string(),
-            events: rx,
-        }
-    }
-
-    /// Checks the params of a `tool/call/approve` or `tool/invokeResult` and hands the event to
-    /// the generator waiting for its `toolCallId`; `Ok(false)` when none waits.
-    pub fn receive(&self, method: &str, params: &Value) -> Result<bool, String> {
-        let id = params
-            .get("toolCallId")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .ok_or("toolCallId must be a non-empty string")?;
-        let event = if method == APPROVE {
-            let approval = params.get("approval").and_then(Value::as_bool);
-            Event::Approve(approval.ok_or("approval must be a boolean")?)
-        } else {
-            if !params.get("success").is_some_and(Value::is_boolean) {
-                return Err("success must be a boolean".into());
-            }
-            Event::Result(params.clone())
-        };
-        Ok(self.lock().get(id).is_some_and(|tx| tx.send(event).is_ok()))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sender<Event>>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// One registered tool call's events; unregisters when dropped.
-pub(super) struct Waiter<'a> {
-    calls: &'a Calls,
-    tool_call_id: String,
-    events: Receiver<Event>,
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        self.calls.lock().remove(&self.tool_call_id);
-    }
-}
 
 /// What ended a wait for the client.
 enum Got {
@@ -109,41 +30,30 @@ enum Got {
     Wake(Wake),
 }
 
+/// What a native tool call came to: `Ok(text)` is what the answer says about it next;
+/// `Err` is a `chat/stop` (after a `CANCELLED` sync) or the connection's end.
+type Said = Result<String, Wake>;
+
 impl Generation {
-    /// Runs one native tool call. `Ok(text)` is what the answer says about it next; `Err` is a
-    /// `chat/stop` (after a `CANCELLED` sync) or the connection's end.
-    pub(super) fn native(
+    /// Runs one native tool call.
+    pub(crate) fn native(
         &self,
         call: &NativeCall,
         waiter: &Waiter,
         out: &mut Outbox,
-    ) -> io::Result<Result<String, Wake>> {
+    ) -> io::Result<Said> {
         let (id, name) = (&call.tool_call_id, &call.name);
-        let log = |msg: String| {
-            self.shared
-                .log
-                .line(&format!("requestId={}: {msg}", self.request_id))
-        };
         self.sync(out, call, "PENDING", json!([]), "")?;
-
-        let deadline = Instant::now() + WAIT;
-        let approval = loop {
-            match self.next(&waiter.events, &crossbeam_channel::never(), deadline) {
-                Got::Event(Event::Approve(approval)) => break Some(approval),
-                Got::Event(Event::Result(_)) => {
-                    log(format!("toolCallId={id}: result before approval ignored"))
-                }
-                Got::Reply(_) | Got::NoMoreReplies => {}
-                Got::Timeout => break None,
-                Got::Wake(wake) => return self.interrupted(out, call, wake),
-            }
+        let approval = match self.approval(call, waiter) {
+            Ok(approval) => approval,
+            Err(wake) => return self.interrupted(out, call, wake),
         };
         if approval != Some(true) {
             let why = match approval {
                 Some(_) => "approval=false".to_string(),
                 None => format!("no approval within {} s", WAIT.as_secs()),
             };
-            log(format!("tool {name} toolCallId={id} not approved ({why})"));
+            self.log(&format!("tool {name} toolCallId={id} not approved ({why})"));
             self.sync(out, call, "CANCELLED", json!([]), "not approved")?;
             return Ok(Ok(format!("Tool {name} was not approved.")));
         }
@@ -162,7 +72,39 @@ impl Generation {
         self.shared
             .log
             .line(&format!("send tool/invoke toolCallId={id} name={name}"));
+        let result = match self.result(call, waiter, reply.replies.clone()) {
+            Ok(result) => result,
+            Err(wake) => return self.interrupted(out, call, wake),
+        };
+        self.finished(out, call, &result)
+    }
 
+    /// Waits for the client's approval: `None` when none came in time.
+    fn approval(&self, call: &NativeCall, waiter: &Waiter) -> Result<Option<bool>, Wake> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.next(&waiter.events, &crossbeam_channel::never(), deadline) {
+                Got::Event(Event::Approve(approval)) => return Ok(Some(approval)),
+                Got::Event(Event::Result(_)) => self.log(&format!(
+                    "toolCallId={}: result before approval ignored",
+                    call.tool_call_id
+                )),
+                Got::Reply(_) | Got::NoMoreReplies => {}
+                Got::Timeout => return Ok(None),
+                Got::Wake(wake) => return Err(wake),
+            }
+        }
+    }
+
+    /// Waits for the tool's result: the `tool/invoke` reply or a `tool/invokeResult`, or a
+    /// failure made up when neither came in time or the reply was an error.
+    fn result(
+        &self,
+        call: &NativeCall,
+        waiter: &Waiter,
+        mut replies: Receiver<Reply>,
+    ) -> Result<Value, Wake> {
+        let (id, name) = (&call.tool_call_id, &call.name);
         let failure = |message: String| {
             json!({
                 "toolCallId": id,
@@ -172,45 +114,47 @@ impl Generation {
                 "result": null,
             })
         };
+        let line = |msg: String| self.shared.log.line(&msg);
         let deadline = Instant::now() + WAIT;
-        let mut replies = reply.replies.clone();
-        let result = loop {
+        loop {
             match self.next(&waiter.events, &replies, deadline) {
                 // After an ack only `tool/invokeResult` can come.
                 Got::NoMoreReplies => replies = crossbeam_channel::never(),
                 Got::Reply(Ok(result)) => match result.get("success") {
                     Some(Value::Bool(success)) => {
-                        self.shared.log.line(&format!(
+                        line(format!(
                             "recv tool/invoke reply toolCallId={id} success={success}"
                         ));
-                        break result;
+                        return Ok(result);
                     }
-                    None if result.is_object() => self.shared.log.line(&format!(
+                    None if result.is_object() => line(format!(
                         "recv tool/invoke reply toolCallId={id} ack, waiting for tool/invokeResult"
                     )),
                     _ => {
-                        self.shared.log.line(&format!(
+                        line(format!(
                             "recv tool/invoke reply toolCallId={id} invalid: {result}"
                         ));
-                        break failure("invalid tool/invoke reply".into());
+                        return Ok(failure("invalid tool/invoke reply".into()));
                     }
                 },
                 Got::Reply(Err(e)) => {
-                    self.shared.log.line(&format!(
-                        "recv tool/invoke reply toolCallId={id} error: {e}"
-                    ));
-                    break failure(e.message);
+                    line(format!("recv tool/invoke reply toolCallId={id} error: {e}"));
+                    return Ok(failure(e.message));
                 }
-                Got::Event(Event::Result(result)) => break result,
+                Got::Event(Event::Result(result)) => return Ok(result),
                 Got::Event(Event::Approve(_)) => {}
                 Got::Timeout => {
                     let message = format!("no tool/invoke result within {} s", WAIT.as_secs());
-                    log(format!("toolCallId={id}: {message}"));
-                    break failure(message);
+                    self.log(&format!("toolCallId={id}: {message}"));
+                    return Ok(failure(message));
                 }
-                Got::Wake(wake) => return self.interrupted(out, call, wake),
+                Got::Wake(wake) => return Err(wake),
             }
-        };
+        }
+    }
+
+    /// The last `tool/call/sync` (`FINISHED` or `ERROR`) and what the answer says next.
+    fn finished(&self, out: &mut Outbox, call: &NativeCall, result: &Value) -> io::Result<Said> {
         let success = result.get("success") == Some(&Value::Bool(true));
         let error = result
             .get("errorMessage")
@@ -223,7 +167,7 @@ impl Generation {
             (false, false) => ("ERROR", error.as_str()),
         };
         self.sync(out, call, status, json!([result]), error_msg)?;
-        let mut text = format!("Tool {name} finished: success={success}");
+        let mut text = format!("Tool {} finished: success={success}", call.name);
         if !error.is_empty() {
             text.push_str(&format!(" ({error})"));
         }
@@ -231,12 +175,7 @@ impl Generation {
     }
 
     /// A stop (after a `CANCELLED` sync) or a closed connection during a wait.
-    fn interrupted(
-        &self,
-        out: &mut Outbox,
-        call: &NativeCall,
-        wake: Wake,
-    ) -> io::Result<Result<String, Wake>> {
+    fn interrupted(&self, out: &mut Outbox, call: &NativeCall, wake: Wake) -> io::Result<Said> {
         if matches!(wake, Wake::Stop) {
             self.sync(out, call, "CANCELLED", json!([]), "stopped")?;
         }
@@ -281,52 +220,5 @@ impl Generation {
             recv(replies) -> reply => reply.map_or(Got::NoMoreReplies, Got::Reply),
             default(left) => Got::Timeout,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_reach_the_registered_call_only() {
-        let calls = Calls::default();
-        let (a, b) = (calls.next_id(), calls.next_id());
-        assert_ne!(a, b);
-        let waiter = calls.register(&a);
-        let approve =
-            json!({"sessionId": "s", "requestId": "r", "toolCallId": a, "approval": true});
-        assert_eq!(calls.receive(APPROVE, &approve), Ok(true));
-        assert_eq!(waiter.events.try_recv(), Ok(Event::Approve(true)));
-        let result =
-            json!({"toolCallId": a, "name": "read_file", "success": false, "errorMessage": "x"});
-        assert_eq!(calls.receive(INVOKE_RESULT, &result), Ok(true));
-        assert_eq!(waiter.events.try_recv(), Ok(Event::Result(result)));
-        let other = json!({"toolCallId": b, "approval": false});
-        assert_eq!(calls.receive(APPROVE, &other), Ok(false));
-        drop(waiter);
-        assert_eq!(calls.receive(APPROVE, &approve), Ok(false));
-    }
-
-    #[test]
-    fn malformed_events_are_refused() {
-        let calls = Calls::default();
-        let bad = |method: &str, params: Value| calls.receive(method, &params).unwrap_err();
-        assert_eq!(
-            bad(APPROVE, json!({"approval": true})),
-            "toolCallId must be a non-empty string"
-        );
-        assert_eq!(
-            bad(APPROVE, json!({"toolCallId": "", "approval": true})),
-            "toolCallId must be a non-empty string"
-        );
-        assert_eq!(
-            bad(APPROVE, json!({"toolCallId": "t", "approval": "yes"})),
-            "approval must be a boolean"
-        );
-        assert_eq!(
-            bad(INVOKE_RESULT, json!({"toolCallId": "t"})),
-            "success must be a boolean"
-        );
     }
 }

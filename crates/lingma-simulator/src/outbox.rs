@@ -4,14 +4,14 @@
 
 use std::io;
 
+use lingma_protocol::jsonrpc;
 use serde_json::Value;
 
-use super::script::{self, Wire};
-use super::server::Conn;
-use lingma_protocol::jsonrpc;
+use crate::conn::Conn;
+use crate::script::{self, Wire};
 
 /// Puts one generation's frames on the wire as its `Wire` directives say.
-pub(super) struct Outbox<'a> {
+pub(crate) struct Outbox<'a> {
     conn: &'a Conn,
     wire: Wire,
     /// `wire=packed`: everything since the ack, sent as one message by `flush`.
@@ -19,7 +19,7 @@ pub(super) struct Outbox<'a> {
 }
 
 impl<'a> Outbox<'a> {
-    pub fn new(conn: &'a Conn, wire: Wire) -> Self {
+    pub(crate) fn new(conn: &'a Conn, wire: Wire) -> Self {
         Outbox {
             conn,
             wire,
@@ -27,16 +27,16 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    pub fn notify(&mut self, name: &str, params: Value) -> io::Result<()> {
+    pub(crate) fn notify(&mut self, name: &str, params: Value) -> io::Result<()> {
         self.send(&jsonrpc::notification(name, params))
     }
 
-    pub fn request(&mut self, name: &str, params: Value) -> io::Result<()> {
+    pub(crate) fn request(&mut self, name: &str, params: Value) -> io::Result<()> {
         let msg = self.conn.request(name, params);
         self.send(&msg)
     }
 
-    pub fn send(&mut self, msg: &Value) -> io::Result<()> {
+    pub(crate) fn send(&mut self, msg: &Value) -> io::Result<()> {
         let frame = jsonrpc::encode_message(msg);
         if self.wire.packed {
             self.packed.extend_from_slice(&frame);
@@ -45,7 +45,7 @@ impl<'a> Outbox<'a> {
         self.write(&frame)
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         if self.packed.is_empty() {
             return Ok(());
         }
@@ -54,12 +54,12 @@ impl<'a> Outbox<'a> {
     }
 
     /// One WebSocket text message that is not an LSP frame, sent at once even when packing.
-    pub fn garbage(&self) -> io::Result<()> {
+    pub(crate) fn garbage(&self) -> io::Result<()> {
         self.conn.send_parts(&[script::GARBAGE.as_bytes()], false)
     }
 
     /// A frame header declaring a body one byte over the frame limit, sent at once.
-    pub fn oversize(&self) -> io::Result<()> {
+    pub(crate) fn oversize(&self) -> io::Result<()> {
         let head = format!("Content-Length: {}\r\n\r\n{{", jsonrpc::MAX_FRAME_BYTES + 1);
         self.conn.send_parts(&[head.as_bytes()], false)
     }

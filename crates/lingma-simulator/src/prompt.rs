@@ -3,14 +3,17 @@
 //! `[assistant]` and `[tool_result NAME call_id=ID]` sections, the declared tools with their
 //! JSON schemas and the tool choice, the latest turn, and the retry instruction. A question
 //! without any header line is one user section. Pure code, tested on string literals.
+//!
+//! Public (`read`, `parse_tools` and what they return) so that the gateway's tests check the
+//! simulator reads what the gateway renders.
 
 use serde_json::Value;
 
 /// The phrase that marks the gateway's retry instruction for a forced tool call.
-pub const RETRY_MARKER: &str = "Your previous answer did not call a tool";
+pub(crate) const RETRY_MARKER: &str = "Your previous answer did not call a tool";
 
 /// How the gateway's answer-format instruction starts, and the line with its schema.
-pub const FORMAT_MARKER: &str = "Answer format: one JSON value";
+pub(crate) const FORMAT_MARKER: &str = "Answer format: one JSON value";
 const FORMAT_SCHEMA_LINE: &str = "JSON schema: ";
 
 const TOOL_HEADING: &str = "## Tool: ";
@@ -19,7 +22,7 @@ const CHOICE_LINE: &str = "Tool choice: ";
 
 /// What a section header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// No header: the text of a question without header lines (or before the first one).
     Plain,
     System,
@@ -36,14 +39,14 @@ pub enum Kind {
 /// One section: its kind and its body (the lines up to the next header, without the blank
 /// separator line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Section<'a> {
-    pub kind: Kind,
-    pub text: &'a str,
+pub(crate) struct Section<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) text: &'a str,
 }
 
 /// The kind a header line names; `None` when `line` is not a header line. Trailing spaces
 /// (and a `\r`) are tolerated, leading ones are not: a header starts its line.
-pub fn header(line: &str) -> Option<Kind> {
+pub(crate) fn header(line: &str) -> Option<Kind> {
     let line = line.trim_end();
     let kind = match line {
         "[system]" => Kind::System,
@@ -76,7 +79,7 @@ pub fn header(line: &str) -> Option<Kind> {
 /// Splits `question` into sections. Without any header line the whole question is one
 /// `Plain` section, untouched; otherwise non-blank text before the first header is a `Plain`
 /// section, and every body loses its trailing line breaks.
-pub fn sections(question: &str) -> Vec<Section<'_>> {
+pub(crate) fn sections(question: &str) -> Vec<Section<'_>> {
     // (byte offset of the header line, offset of the body, kind)
     let mut heads: Vec<(usize, usize, Kind)> = Vec::new();
     let mut offset = 0;
@@ -289,7 +292,6 @@ pub fn read(question: &str) -> Prompt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn headers_are_whole_lines() {

@@ -9,39 +9,39 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Record {
-    pub request_id: String,
-    pub question: String,
-    pub answer: String,
+pub(crate) struct Record {
+    pub(crate) request_id: String,
+    pub(crate) question: String,
+    pub(crate) answer: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Session {
-    pub session_id: String,
-    pub session_title: String,
-    pub chat_records: Vec<Record>,
+pub(crate) struct Session {
+    pub(crate) session_id: String,
+    pub(crate) session_title: String,
+    pub(crate) chat_records: Vec<Record>,
 }
 
 /// `chat/listAllSessions` entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Summary {
-    pub session_id: String,
-    pub session_title: String,
+pub(crate) struct Summary {
+    pub(crate) session_id: String,
+    pub(crate) session_title: String,
 }
 
 /// Where a new turn goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub session_id: String,
-    pub new_session: bool,
+pub(crate) struct Placement {
+    pub(crate) session_id: String,
+    pub(crate) new_session: bool,
     /// 1-based position of the turn in its session.
-    pub turn: usize,
+    pub(crate) turn: usize,
 }
 
 #[derive(Default)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Mutex<Inner>,
 }
 
@@ -59,7 +59,7 @@ impl Store {
 
     /// Continues the session `hint` if it exists; otherwise (empty or unknown id) creates a new
     /// one with a fresh id and `title`.
-    pub fn place(&self, hint: &str, title: &str) -> Placement {
+    pub(crate) fn place(&self, hint: &str, title: &str) -> Placement {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get(hint) {
             let turn = s.chat_records.len() + 1;
@@ -85,19 +85,19 @@ impl Store {
     }
 
     /// Appends a finished turn; a session deleted meanwhile stays deleted.
-    pub fn record(&self, session_id: &str, record: Record) {
+    pub(crate) fn record(&self, session_id: &str, record: Record) {
         if let Some(s) = self.lock().sessions.get_mut(session_id) {
             s.chat_records.push(record);
         }
     }
 
-    pub fn delete(&self, session_id: &str) -> bool {
+    pub(crate) fn delete(&self, session_id: &str) -> bool {
         let mut inner = self.lock();
         inner.order.retain(|id| id != session_id);
         inner.sessions.remove(session_id).is_some()
     }
 
-    pub fn list(&self) -> Vec<Summary> {
+    pub(crate) fn list(&self) -> Vec<Summary> {
         let inner = self.lock();
         inner
             .order
@@ -110,7 +110,7 @@ impl Store {
             .collect()
     }
 
-    pub fn get(&self, session_id: &str) -> Option<Session> {
+    pub(crate) fn get(&self, session_id: &str) -> Option<Session> {
         self.lock().sessions.get(session_id).cloned()
     }
 }

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub struct SimLog {
+pub(crate) struct SimLog {
     file: Mutex<File>,
 }
 
 impl SimLog {
-    pub fn open(work_dir: &Path) -> io::Result<SimLog> {
+    pub(crate) fn open(work_dir: &Path) -> io::Result<SimLog> {
         let dir = work_dir.join("logs");
         std::fs::create_dir_all(&dir)?;
         let file = OpenOptions::new()
@@ -26,7 +26,7 @@ impl SimLog {
     }
 
     /// Appends `<unix seconds.millis> <msg>` and mirrors it to the process log.
-    pub fn line(&self, msg: &str) {
+    pub(crate) fn line(&self, msg: &str) {
         log::info!("simulator: {msg}");
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
