@@ -1,5 +1,5 @@
 //! The simulator's command line: the real `Lingma` binary's (`start`, `version`, `status`)
-//! plus simulator-only options before the subcommand. Pure parsing; `mod.rs` applies the
+//! plus simulator-only options before the subcommand. Pure parsing; `process` applies the
 //! environment fallbacks and runs the command.
 
 use std::path::PathBuf;
