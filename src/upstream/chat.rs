@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use serde_json::{json, Value};
 
-use super::connection::{Connection, Routed, Subscription, UpstreamError};
+use super::connection::{Connection, Subscription, UpstreamError};
+use super::mailbox::Routed;
 use crate::config::AskMode;
 use crate::jsonrpc::method;
 

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::mailbox::Mailbox;
+use super::mailbox::{Mailbox, Routed};
 use super::writer::{self, Link, QueuedStream};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::redact;
@@ -50,13 +50,6 @@ impl std::fmt::Display for UpstreamError {
             }
         }
     }
-}
-
-/// What the reader hands to a waiter.
-#[derive(Debug)]
-pub enum Routed {
-    Response(Result<Value, RpcError>),
-    Event { method: String, params: Value },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use serde_json::Value;
 
-use super::connection::Routed;
-use crate::jsonrpc::method;
+use crate::jsonrpc::{method, RpcError};
 
 /// The most answer text (and other event bytes) one waiter may have waiting: sixteen
 /// times a long answer (64k tokens are about 256 KB of text); with `gateway_max_in_flight`
@@ -28,6 +27,13 @@ const MAX_JOINED: usize = 64 * 1024;
 
 /// Bytes an event other than a merged delta counts for, besides its text.
 const EVENT_COST: usize = 512;
+
+/// What the reader hands to a waiter.
+#[derive(Debug)]
+pub enum Routed {
+    Response(Result<Value, RpcError>),
+    Event { method: String, params: Value },
+}
 
 #[derive(Default)]
 struct Held {
