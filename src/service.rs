@@ -21,10 +21,11 @@ use crate::prompt;
 use crate::sessions::{self, Conversation, Place, SessionCache};
 use crate::tools::scan::{Piece, ToolScanner};
 use crate::tools::ToolPolicy;
-use crate::upstream::chat::{Ask, ChatEvent, ChatStream, Deadlines, ToolUpdate};
+use crate::upstream::chat::{ChatStream, Deadlines};
 use crate::upstream::models::{ModelInfo, ModelList};
 use crate::upstream::pool::{Lease, LeaseError, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
+use crate::upstream::{Ask, ChatEvent, ToolStatus, ToolUpdate};
 
 /// The gateway's shared state, one per process.
 pub struct ChatService {
@@ -814,7 +815,10 @@ impl NativeTools {
     /// Merges one update; returns the call once it has ended, if it is to be reported.
     fn update(&mut self, u: ToolUpdate) -> Option<NativeTool> {
         if u.tool_call_id.is_empty() {
-            log::debug!("native tool event without a toolCallId ({})", u.status);
+            log::debug!(
+                "native tool event without a toolCallId ({})",
+                u.status.as_str()
+            );
             return None;
         }
         let i = match self.calls.iter().position(|c| c.id == u.tool_call_id) {
@@ -838,7 +842,7 @@ impl NativeTools {
         if u.parameters.as_object().is_some_and(|o| !o.is_empty()) {
             call.input = u.parameters.clone();
         }
-        if u.status == "INVOKE" {
+        if u.status == ToolStatus::Invoke {
             log::info!(
                 "Lingma asked the gateway to run its IDE tool {} ({}); answered that it cannot",
                 call.name,
@@ -846,11 +850,11 @@ impl NativeTools {
             );
             return None;
         }
-        call.status = u.status.clone();
-        if !matches!(u.status.as_str(), "FINISHED" | "ERROR" | "CANCELLED") {
+        call.status = u.status.as_str().to_string();
+        if !u.status.is_end() {
             return None;
         }
-        call.is_error = u.status != "FINISHED";
+        call.is_error = u.status != ToolStatus::Finished;
         call.output = match &u.results {
             Value::Null => String::new(),
             Value::String(s) => s.clone(),

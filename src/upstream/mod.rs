@@ -1,12 +1,17 @@
 //! Everything about talking to Lingma: processes, the WebSocket connection with its reader
-//! and writer threads, chat turns, the model catalogue and the pool of instances.
+//! and writer threads, chat turns (`turn`: what a turn asks and hears, in no dialect's
+//! terms; `cosy`: that dialect's codec; `chat`: the stream with its deadlines), the model
+//! catalogue and the pool of instances.
 
 pub mod chat;
 pub mod connection;
+mod cosy;
 mod mailbox;
 pub mod models;
 pub mod pool;
 pub mod process;
+pub mod turn;
 mod writer;
 
 pub use connection::UpstreamError;
+pub use turn::{Ask, ChatEvent, Finish, ToolStatus, ToolUpdate};
