@@ -18,11 +18,10 @@ use serde_json::{json, Value};
 
 use crate::bundle;
 use crate::config::{Account, Config, LoginConfig};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{ErrorKind, GatewayError, NamedLease};
 use crate::jsonrpc::method;
 use crate::login::browser;
 use crate::login::webdriver::Chromedriver;
-use crate::service::lease_named;
 use crate::sessions::SessionCache;
 use crate::upstream::pool::{Lease, NamedLeaseError, Pool};
 use crate::upstream::UpstreamError;
@@ -424,7 +423,10 @@ impl Logins {
 
     /// `GET /internal/login-url`: a login URL for a person to open.
     pub fn login_url(&self, name: &str) -> Result<String, GatewayError> {
-        let lease = lease_named(&self.pool, name)?;
+        let lease = self
+            .pool
+            .lease_named(name)
+            .map_err(|error| NamedLease { name, error })?;
         let generated = lease
             .conn
             .call(method::LOGIN_GENERATE_URL, json!({}), self.rpc_timeout)
@@ -436,7 +438,10 @@ impl Logins {
     /// `POST /internal/session/export`: the instance's workDir as a session bundle.
     pub fn export(&self, name: &str) -> Result<Value, GatewayError> {
         let index = self.index_of(name)?;
-        let lease = lease_named(&self.pool, name)?;
+        let lease = self
+            .pool
+            .lease_named(name)
+            .map_err(|error| NamedLease { name, error })?;
         let status = lease
             .conn
             .call(method::AUTH_STATUS, json!({}), self.rpc_timeout)

@@ -1,7 +1,12 @@
 //! The one error type every request path returns, and its HTTP status. Each wire protocol
 //! renders its own error body from it (`openai::error_body`, later `anthropic::error_body`).
+//! The errors of the layers below (leasing an instance, talking to Lingma) become it here,
+//! in one place, with the message a client reads.
 
 use std::fmt;
+
+use crate::upstream::pool::{LeaseError, NamedLeaseError};
+use crate::upstream::UpstreamError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -104,3 +109,74 @@ impl fmt::Display for GatewayError {
 }
 
 impl std::error::Error for GatewayError {}
+
+impl From<LeaseError> for GatewayError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::NotReady(states) => GatewayError::new(
+                ErrorKind::Unavailable,
+                format!("no Lingma instance is ready ({states})"),
+            )
+            .retry_after(5),
+            LeaseError::ShuttingDown => {
+                GatewayError::new(ErrorKind::Unavailable, "the gateway is shutting down")
+            }
+        }
+    }
+}
+
+/// The instance called `name` could not be leased (operator routes name the instance they
+/// want; the pool's error does not carry the name).
+pub struct NamedLease<'a> {
+    pub name: &'a str,
+    pub error: NamedLeaseError,
+}
+
+impl From<NamedLease<'_>> for GatewayError {
+    fn from(NamedLease { name, error }: NamedLease<'_>) -> Self {
+        match error {
+            NamedLeaseError::Unknown => GatewayError::new(
+                ErrorKind::NotFound,
+                format!("There is no Lingma instance named `{name}`; /healthz lists them."),
+            ),
+            NamedLeaseError::NotReady(state) => GatewayError::new(
+                ErrorKind::Unavailable,
+                format!("Lingma instance {name} is {state}, not ready."),
+            )
+            .retry_after(5),
+        }
+    }
+}
+
+impl From<UpstreamError> for GatewayError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Timeout(what) => GatewayError::new(
+                ErrorKind::Timeout,
+                format!("Lingma did not answer in time: timed out waiting for {what}"),
+            ),
+            UpstreamError::Status { code, message } => status_error(code, &message),
+            other => GatewayError::new(ErrorKind::Upstream, other.to_string()),
+        }
+    }
+}
+
+/// A `chat/finish` statusCode other than success, as the client's error.
+fn status_error(code: i64, reason: &str) -> GatewayError {
+    let detail = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    };
+    match code {
+        401 | 403 => GatewayError::new(
+            ErrorKind::PermissionDenied,
+            format!("Lingma refused the request with status {code}{detail}: the account is not logged in, not allowed, or out of quota"),
+        ),
+        408 => GatewayError::new(ErrorKind::Timeout, format!("Lingma timed out (status 408{detail})")),
+        429 => GatewayError::new(ErrorKind::RateLimited, format!("Lingma rate limit reached (status 429{detail})"))
+            .with_code("rate_limit_exceeded")
+            .retry_after(10),
+        _ => GatewayError::new(ErrorKind::Upstream, format!("Lingma failed the request with status {code}{detail}")),
+    }
+}

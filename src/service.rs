@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::accounts::Logins;
 use crate::config::Config;
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{ErrorKind, GatewayError, NamedLease};
 use crate::metrics::AnswerStats;
 use crate::model::{
     estimate_tokens, ChatRequest, Event, NativeTool, StopReason, ToolChoice, Usage,
@@ -23,7 +23,7 @@ use crate::tools::scan::{Piece, ToolScanner};
 use crate::tools::ToolPolicy;
 use crate::upstream::chat::{ChatStream, Deadlines};
 use crate::upstream::models::{ModelInfo, ModelList};
-use crate::upstream::pool::{Lease, LeaseError, NamedLeaseError, Pool};
+use crate::upstream::pool::{Lease, Pool};
 use crate::upstream::UpstreamError;
 use crate::upstream::{Ask, ChatEvent, ToolStatus, ToolUpdate};
 
@@ -45,7 +45,7 @@ impl ChatService {
         let lease = self
             .pool
             .lease(None, self.cfg.pool_wait)
-            .map_err(lease_error)?;
+            .map_err(GatewayError::from)?;
         self.through_gate(lease)
     }
 
@@ -84,7 +84,7 @@ impl ChatService {
     pub fn models(&self, lease: &Lease) -> Result<Arc<ModelList>, GatewayError> {
         let list = lease
             .models(self.cfg.lingma_rpc_timeout)
-            .map_err(upstream_error)?;
+            .map_err(GatewayError::from)?;
         if list.is_empty() {
             return Err(GatewayError::new(
                 ErrorKind::Unavailable,
@@ -183,7 +183,7 @@ impl ChatService {
                 let lease = self
                     .pool
                     .lease(Some(req.affinity_key()), self.cfg.pool_wait)
-                    .map_err(lease_error)?;
+                    .map_err(GatewayError::from)?;
                 (lease, None)
             }
         };
@@ -338,7 +338,7 @@ impl ChatService {
         };
         let mut raw = lease
             .raw_models(self.cfg.lingma_rpc_timeout)
-            .map_err(upstream_error)?;
+            .map_err(GatewayError::from)?;
         crate::redact::redact_json(&mut raw);
         Ok((lease.name.clone(), raw))
     }
@@ -555,7 +555,11 @@ impl Answer {
                     406 | 601 => StopReason::ContentFilter,
                     code => {
                         self.end_upstream();
-                        return Some(Poll::Event(Err(status_error(code, &f.reason))));
+                        return Some(Poll::Event(Err(UpstreamError::Status {
+                            code,
+                            message: f.reason,
+                        }
+                        .into())));
                     }
                 };
                 if !self.saw_text && !f.full_answer.is_empty() {
@@ -922,59 +926,11 @@ fn digest_conversation(req: &ChatRequest) -> (Conversation, Option<(sessions::Ke
 
 /// Leases the instance called `name` if it is ready (operator routes, session reuse).
 pub fn lease_named(pool: &Pool, name: &str) -> Result<Lease, GatewayError> {
-    pool.lease_named(name).map_err(|e| match e {
-        NamedLeaseError::Unknown => GatewayError::new(
-            ErrorKind::NotFound,
-            format!("There is no Lingma instance named `{name}`; /healthz lists them."),
-        ),
-        NamedLeaseError::NotReady(state) => GatewayError::new(
-            ErrorKind::Unavailable,
-            format!("Lingma instance {name} is {state}, not ready."),
-        )
-        .retry_after(5),
-    })
+    pool.lease_named(name)
+        .map_err(|error| NamedLease { name, error }.into())
 }
 
-fn lease_error(e: LeaseError) -> GatewayError {
-    match e {
-        LeaseError::NotReady(states) => GatewayError::new(
-            ErrorKind::Unavailable,
-            format!("no Lingma instance is ready ({states})"),
-        )
-        .retry_after(5),
-        LeaseError::ShuttingDown => {
-            GatewayError::new(ErrorKind::Unavailable, "the gateway is shutting down")
-        }
-    }
-}
-
+/// The client's error for an upstream one (kept for the HTTP layer; it is `From`).
 pub fn upstream_error(e: UpstreamError) -> GatewayError {
-    match e {
-        UpstreamError::Timeout(what) => GatewayError::new(
-            ErrorKind::Timeout,
-            format!("Lingma did not answer in time: timed out waiting for {what}"),
-        ),
-        UpstreamError::Status { code, message } => status_error(code, &message),
-        other => GatewayError::new(ErrorKind::Upstream, other.to_string()),
-    }
-}
-
-/// Maps a `chat/finish` statusCode to the client-facing error.
-fn status_error(code: i64, reason: &str) -> GatewayError {
-    let detail = if reason.is_empty() {
-        String::new()
-    } else {
-        format!(" ({reason})")
-    };
-    match code {
-        401 | 403 => GatewayError::new(
-            ErrorKind::PermissionDenied,
-            format!("Lingma refused the request with status {code}{detail}: the account is not logged in, not allowed, or out of quota"),
-        ),
-        408 => GatewayError::new(ErrorKind::Timeout, format!("Lingma timed out (status 408{detail})")),
-        429 => GatewayError::new(ErrorKind::RateLimited, format!("Lingma rate limit reached (status 429{detail})"))
-            .with_code("rate_limit_exceeded")
-            .retry_after(10),
-        _ => GatewayError::new(ErrorKind::Upstream, format!("Lingma failed the request with status {code}{detail}")),
-    }
+    e.into()
 }
