@@ -58,7 +58,7 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewayError {
     pub kind: ErrorKind,
     pub message: String,

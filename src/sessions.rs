@@ -146,6 +146,23 @@ pub fn new_part(messages: &[Message]) -> Option<usize> {
     (!rest.is_empty() && rest.iter().all(|m| m.role != Role::Assistant)).then_some(last + 1)
 }
 
+/// The digest of the whole conversation, and the key of its prefix (everything up to its
+/// last assistant message) with where the new part starts, when it has one: one pass gives
+/// both the key to continue a session by and the digest to store once the answer is in.
+pub fn digest(req: &ChatRequest) -> (Conversation, Option<(Key, usize)>) {
+    let mut conv = Conversation::new(&req.scope, req);
+    let start = new_part(&req.messages);
+    let split = start.unwrap_or(0);
+    for m in &req.messages[..split] {
+        conv.push(m);
+    }
+    let prefix = start.map(|start| (conv.key(), start));
+    for m in &req.messages[split..] {
+        conv.push(m);
+    }
+    (conv, prefix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
