@@ -3,7 +3,7 @@
 //! through the think splitter, the tool scanner, the stop filter and (for a JSON answer
 //! format) the fence remover, in that order; `max_tokens` cuts it; Lingma's own tools are
 //! merged and reported; a forced tool choice without a call asks once more. No channel,
-//! socket or clock.
+//! socket or clock: it is tested on literal events (`fold/tests.rs`).
 
 use crate::error::GatewayError;
 use crate::model::{estimate_tokens, ChatRequest, Event, StopReason, ToolCall, Usage};
@@ -361,3 +361,5 @@ impl AnswerFold {
     }
 }
 
+#[cfg(test)]
+mod tests;
