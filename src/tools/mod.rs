@@ -1,6 +1,8 @@
 //! Tools: the contract that puts client-declared tools into Lingma's prompt, the scanner that
-//! finds the model's calls in its answer, and the policy for which tools pass.
+//! finds the model's calls in its answer (and `calls`, which says what JSON is one), and the
+//! policy for which tools pass.
 
+mod calls;
 pub mod contract;
 pub mod scan;
 
