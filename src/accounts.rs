@@ -31,7 +31,7 @@ const CONFIRM_POLL: Duration = Duration::from_millis(300);
 
 /// Where one instance's login stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Idle,
     Running,
     LoggedIn,
@@ -39,7 +39,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::Idle => "idle",
             Phase::Running => "running",
@@ -61,7 +61,7 @@ struct InstanceLogin {
 }
 
 /// The logins of every instance.
-pub struct Logins {
+pub(crate) struct Logins {
     cfg: LoginConfig,
     rpc_timeout: Duration,
     /// The account owning each instance (`None`: no accounts configured).
@@ -93,7 +93,7 @@ fn logged_in(status: &Value) -> bool {
 }
 
 impl Logins {
-    pub fn new(
+    pub(crate) fn new(
         cfg: &Config,
         pool: Arc<Pool>,
         work_dir: PathBuf,
@@ -139,7 +139,7 @@ impl Logins {
 
     /// The auth gate: `Ok` when the leased instance is logged in (after auto-login, if it
     /// had to and may), else the error the client gets.
-    pub fn gate(self: &Arc<Self>, lease: &Lease) -> Result<(), GatewayError> {
+    pub(crate) fn gate(self: &Arc<Self>, lease: &Lease) -> Result<(), GatewayError> {
         let Some(index) = instance_index(&lease.name) else {
             return Ok(());
         };
@@ -194,7 +194,7 @@ impl Logins {
     }
 
     /// Instances whose login was confirmed and not found gone since.
-    pub fn logged_in_instances(&self) -> Vec<String> {
+    pub(crate) fn logged_in_instances(&self) -> Vec<String> {
         self.lock()
             .iter()
             .enumerate()
@@ -212,7 +212,7 @@ impl Logins {
     }
 
     /// Starts auto-login for the instance unless it is already running; `false` when it was.
-    pub fn start(self: &Arc<Self>, index: usize) -> bool {
+    pub(crate) fn start(self: &Arc<Self>, index: usize) -> bool {
         {
             let mut t = self.lock();
             if t[index].phase == Phase::Running || self.stopping.load(Ordering::SeqCst) {
@@ -246,7 +246,7 @@ impl Logins {
     }
 
     /// Starts auto-login for the instance called `name`; the state it is in afterwards.
-    pub fn start_named(self: &Arc<Self>, name: &str) -> Result<Value, GatewayError> {
+    pub(crate) fn start_named(self: &Arc<Self>, name: &str) -> Result<Value, GatewayError> {
         let index = self.index_of(name)?;
         if !self.account(index).is_some_and(Account::can_log_in) {
             return Err(GatewayError::invalid(
@@ -401,7 +401,7 @@ impl Logins {
     }
 
     /// `GET /internal/auto-login/status`: every instance (no secrets).
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let items: Vec<Value> = (0..self.owners.len()).map(|i| self.status_of(i)).collect();
         json!({"ok": true, "auto_login_enabled": self.cfg.auto, "instances": items})
     }
@@ -422,7 +422,7 @@ impl Logins {
     }
 
     /// `GET /internal/login-url`: a login URL for a person to open.
-    pub fn login_url(&self, name: &str) -> Result<String, GatewayError> {
+    pub(crate) fn login_url(&self, name: &str) -> Result<String, GatewayError> {
         let lease = self
             .pool
             .lease_named(name)
@@ -436,7 +436,7 @@ impl Logins {
     }
 
     /// `POST /internal/session/export`: the instance's workDir as a session bundle.
-    pub fn export(&self, name: &str) -> Result<Value, GatewayError> {
+    pub(crate) fn export(&self, name: &str) -> Result<Value, GatewayError> {
         let index = self.index_of(name)?;
         let lease = self
             .pool
@@ -469,7 +469,7 @@ impl Logins {
     }
 
     /// Stops starting logins and waits for running ones (each ends within its timeout).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
@@ -521,7 +521,7 @@ fn account_name(status: &Value) -> String {
 }
 
 /// Unpacks each account's session bundle into its instances' workDirs, before Lingma starts.
-pub fn install_bundles(cfg: &Config, work_dir: &Path) -> Result<(), String> {
+pub(crate) fn install_bundles(cfg: &Config, work_dir: &Path) -> Result<(), String> {
     for (index, account) in cfg.instance_accounts().into_iter().enumerate() {
         let (b64, key) = match (&account.session_bundle, &account.session_bundle_file) {
             (Some(b), _) => (b.clone(), "session_bundle"),

@@ -39,7 +39,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::Authentication => 401,
@@ -60,18 +60,18 @@ impl ErrorKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayError {
-    pub kind: ErrorKind,
-    pub message: String,
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
     /// The request field at fault (`messages[0].content`), when there is one.
-    pub param: Option<String>,
+    pub(crate) param: Option<String>,
     /// A machine-readable code (`model_not_found`, `invalid_api_key`, ...).
-    pub code: Option<&'static str>,
+    pub(crate) code: Option<&'static str>,
     /// Seconds a client should wait before retrying (sent as `Retry-After`).
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl GatewayError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         GatewayError {
             kind,
             message: message.into(),
@@ -81,23 +81,23 @@ impl GatewayError {
         }
     }
 
-    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::InvalidRequest, message);
         e.param = Some(param.into());
         e
     }
 
-    pub fn with_code(mut self, code: &'static str) -> Self {
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
         self
     }
 
-    pub fn retry_after(mut self, secs: u64) -> Self {
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
     }
 
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.kind.status()
     }
 }
@@ -127,9 +127,9 @@ impl From<LeaseError> for GatewayError {
 
 /// The instance called `name` could not be leased (operator routes name the instance they
 /// want; the pool's error does not carry the name).
-pub struct NamedLease<'a> {
-    pub name: &'a str,
-    pub error: NamedLeaseError,
+pub(crate) struct NamedLease<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) error: NamedLeaseError,
 }
 
 impl From<NamedLease<'_>> for GatewayError {

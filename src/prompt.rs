@@ -12,7 +12,7 @@ use crate::tools::contract;
 /// Only the turn that continues a reused Lingma session (which holds the system text, the
 /// tool contract and the history): the messages from `start` on. Tool results are named
 /// after the calls earlier in the conversation.
-pub fn question_from(req: &ChatRequest, start: usize) -> String {
+pub(crate) fn question_from(req: &ChatRequest, start: usize) -> String {
     let mut names: HashMap<&str, &str> = HashMap::new();
     for m in &req.messages[..start] {
         for c in &m.tool_calls {
@@ -35,7 +35,7 @@ pub fn question_from(req: &ChatRequest, start: usize) -> String {
 }
 
 /// The question for a request.
-pub fn question(req: &ChatRequest) -> String {
+pub(crate) fn question(req: &ChatRequest) -> String {
     let messages: Vec<&Message> = req.messages.iter().filter(|m| !m.is_empty()).collect();
     if req.tools.is_empty() && req.output_format.is_none() {
         if let [only] = messages.as_slice() {
@@ -64,7 +64,7 @@ pub fn question(req: &ChatRequest) -> String {
 
 /// Refuses a question longer than `limit` bytes (`max_prompt_bytes`): no model Lingma offers
 /// reads that much in one turn, and the ask's frame must stay within the frame limit.
-pub fn check_size(question: &str, limit: usize) -> Result<(), GatewayError> {
+pub(crate) fn check_size(question: &str, limit: usize) -> Result<(), GatewayError> {
     if question.len() <= limit {
         return Ok(());
     }
@@ -79,9 +79,9 @@ pub fn check_size(question: &str, limit: usize) -> Result<(), GatewayError> {
 }
 
 /// How the answer-format instruction starts (the simulator looks for it).
-pub const FORMAT_MARKER: &str = "Answer format: one JSON value";
+pub(crate) const FORMAT_MARKER: &str = "Answer format: one JSON value";
 /// The line before the schema in that instruction.
-pub const FORMAT_SCHEMA_LINE: &str = "JSON schema: ";
+pub(crate) const FORMAT_SCHEMA_LINE: &str = "JSON schema: ";
 
 /// The answer-format instruction, last, so it is the last thing the model reads every turn
 /// (a continued session gets it again with the new turn).
@@ -134,7 +134,7 @@ fn turns<'a>(out: &mut Sections, messages: &[&'a Message], names: &mut HashMap<&
 }
 
 /// The question of the one retry a forced tool choice gets when the answer called no tool.
-pub fn with_retry_instruction(question: &str, choice: &ToolChoice) -> String {
+pub(crate) fn with_retry_instruction(question: &str, choice: &ToolChoice) -> String {
     let mut out = Sections(question.to_string());
     out.section("[system]", &contract::retry_instruction(choice));
     out.0

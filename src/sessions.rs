@@ -24,25 +24,25 @@ use sha1::{Digest, Sha1};
 use crate::lru::TtlLru;
 use crate::model::{ChatRequest, Message, Role, ToolCall};
 
-pub type Key = [u8; 20];
+pub(crate) type Key = [u8; 20];
 
 /// Where a conversation lives upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    pub instance: String,
-    pub session_id: String,
+pub(crate) struct Place {
+    pub(crate) instance: String,
+    pub(crate) session_id: String,
     /// The instance's restart count when the entry was stored.
-    pub restarts: u64,
+    pub(crate) restarts: u64,
 }
 
-pub struct SessionCache {
+pub(crate) struct SessionCache {
     entries: TtlLru<Key, Place>,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
 }
 
 impl SessionCache {
-    pub fn new(max: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(max: usize, ttl: Duration) -> Self {
         SessionCache {
             entries: TtlLru::new(max, ttl),
             hits: AtomicU64::new(0),
@@ -50,17 +50,13 @@ impl SessionCache {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Takes the entry for `key` if it is fresh and `alive` says its instance is still the
     /// one that stored it. Counts a hit or a miss.
-    pub fn take(&self, key: &Key, alive: impl FnOnce(&Place) -> bool) -> Option<Place> {
+    pub(crate) fn take(&self, key: &Key, alive: impl FnOnce(&Place) -> bool) -> Option<Place> {
         let found = self.entries.take(key).filter(alive);
         let counter = if found.is_some() {
             &self.hits
@@ -71,12 +67,12 @@ impl SessionCache {
         found
     }
 
-    pub fn insert(&self, key: Key, place: Place) {
+    pub(crate) fn insert(&self, key: Key, place: Place) {
         self.entries.insert(key, place);
     }
 
     /// Forgets every entry of an instance (it restarted or logged in anew).
-    pub fn forget_instance(&self, instance: &str) {
+    pub(crate) fn forget_instance(&self, instance: &str) {
         self.entries.retain(|p| p.instance != instance);
     }
 }
@@ -84,12 +80,12 @@ impl SessionCache {
 /// A running digest of a conversation, in the canonical form both the request that stores a
 /// key and the request that looks it up produce.
 #[derive(Clone)]
-pub struct Conversation(Sha1);
+pub(crate) struct Conversation(Sha1);
 
 impl Conversation {
     /// Starts with what scopes a conversation: the client's key, the model, the system text
     /// and the tools.
-    pub fn new(scope: &str, req: &ChatRequest) -> Self {
+    pub(crate) fn new(scope: &str, req: &ChatRequest) -> Self {
         let mut h = Sha1::new();
         field(&mut h, b"scope", scope.as_bytes());
         field(&mut h, b"model", req.model.as_bytes());
@@ -101,7 +97,7 @@ impl Conversation {
         Conversation(h)
     }
 
-    pub fn push(&mut self, m: &Message) {
+    pub(crate) fn push(&mut self, m: &Message) {
         let h = &mut self.0;
         field(h, b"role", m.role.as_str().as_bytes());
         field(h, b"text", m.text.trim().as_bytes());
@@ -116,13 +112,13 @@ impl Conversation {
 
     /// The answer as the client will send it back: an assistant message with its text and
     /// calls.
-    pub fn push_answer(&mut self, text: &str, calls: &[ToolCall]) {
+    pub(crate) fn push_answer(&mut self, text: &str, calls: &[ToolCall]) {
         let mut m = Message::new(Role::Assistant, text);
         m.tool_calls = calls.to_vec();
         self.push(&m);
     }
 
-    pub fn key(&self) -> Key {
+    pub(crate) fn key(&self) -> Key {
         self.0.clone().finalize().into()
     }
 }
@@ -140,7 +136,7 @@ fn call(h: &mut Sha1, c: &ToolCall) {
 
 /// Where the conversation's new part starts: right after its last assistant message. `None`
 /// for a first turn (nothing to continue).
-pub fn new_part(messages: &[Message]) -> Option<usize> {
+pub(crate) fn new_part(messages: &[Message]) -> Option<usize> {
     let last = messages.iter().rposition(|m| m.role == Role::Assistant)?;
     let rest = &messages[last + 1..];
     (!rest.is_empty() && rest.iter().all(|m| m.role != Role::Assistant)).then_some(last + 1)
@@ -149,7 +145,7 @@ pub fn new_part(messages: &[Message]) -> Option<usize> {
 /// The digest of the whole conversation, and the key of its prefix (everything up to its
 /// last assistant message) with where the new part starts, when it has one: one pass gives
 /// both the key to continue a session by and the digest to store once the answer is in.
-pub fn digest(req: &ChatRequest) -> (Conversation, Option<(Key, usize)>) {
+pub(crate) fn digest(req: &ChatRequest) -> (Conversation, Option<(Key, usize)>) {
     let mut conv = Conversation::new(&req.scope, req);
     let start = new_part(&req.messages);
     let split = start.unwrap_or(0);

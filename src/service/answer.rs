@@ -73,9 +73,9 @@ pub struct Answer {
     // gives the instance back.
     stream: Option<ChatStream>,
     lease: Lease,
-    pub model: ModelInfo,
+    pub(crate) model: ModelInfo,
     /// The fold's count, as of the last event it gave.
-    pub usage: Usage,
+    pub(crate) usage: Usage,
     fold: AnswerFold,
     queue: VecDeque<Result<Event, GatewayError>>,
     retry: Option<Retry>,
@@ -116,12 +116,12 @@ impl Answer {
     }
 
     /// The name of the Lingma instance answering.
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         &self.lease.name
     }
 
     /// What this answer measured; `since` is the request's start.
-    pub fn stats(&self, since: Instant) -> AnswerStats {
+    pub(crate) fn stats(&self, since: Instant) -> AnswerStats {
         AnswerStats {
             input_tokens: self.usage.input_tokens,
             output_tokens: self.usage.output_tokens,
@@ -133,7 +133,7 @@ impl Answer {
     }
 
     /// The next event, `None` after the finish. An `Err` ends the answer.
-    pub fn next_event(&mut self) -> Option<Result<Event, GatewayError>> {
+    pub(crate) fn next_event(&mut self) -> Option<Result<Event, GatewayError>> {
         loop {
             match self.poll(None) {
                 Poll::Idle => continue,
@@ -145,7 +145,7 @@ impl Answer {
 
     /// Like `next_event`, but returns `Poll::Idle` when Lingma has been silent for `slice`
     /// (the stream writer uses it to keep the client connection alive and notice hang-ups).
-    pub fn poll(&mut self, slice: Option<Duration>) -> Poll {
+    pub(crate) fn poll(&mut self, slice: Option<Duration>) -> Poll {
         loop {
             if let Some(item) = self.queue.pop_front() {
                 if let Ok(e) = &item {

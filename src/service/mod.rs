@@ -28,7 +28,7 @@ use crate::upstream::pool::{Lease, Pool};
 use crate::upstream::UpstreamError;
 
 pub use answer::{Answer, Poll};
-pub use placement::lease_named;
+pub(crate) use placement::lease_named;
 
 use answer::{Failed, SessionNote};
 use placement::Placer;
@@ -36,26 +36,26 @@ use start::Prompt;
 
 /// The gateway's shared state, one per process.
 pub struct ChatService {
-    pub cfg: Config,
-    pub pool: Arc<Pool>,
+    pub(crate) cfg: Config,
+    pub(crate) pool: Arc<Pool>,
     /// The auth gate and auto-login.
-    pub logins: Arc<Logins>,
+    pub(crate) logins: Arc<Logins>,
     /// Conversations to continue on their Lingma session (`None`: reuse is off).
-    pub sessions: Option<Arc<SessionCache>>,
-    pub started: std::time::SystemTime,
+    pub(crate) sessions: Option<Arc<SessionCache>>,
+    pub(crate) started: std::time::SystemTime,
 }
 
 impl ChatService {
     /// Leases an instance for a request that is not a chat (`/v1/models`), through the auth
     /// gate.
-    pub fn lease_any(&self) -> Result<Lease, GatewayError> {
+    pub(crate) fn lease_any(&self) -> Result<Lease, GatewayError> {
         let lease = self.pool.lease(None, self.cfg.pool_wait)?;
         self.placer().through_gate(lease)
     }
 
     /// The leased instance's models. An empty list means Lingma is not logged in, which no
     /// request can get past.
-    pub fn models(&self, lease: &Lease) -> Result<Arc<ModelList>, GatewayError> {
+    pub(crate) fn models(&self, lease: &Lease) -> Result<Arc<ModelList>, GatewayError> {
         let list = lease.models(self.cfg.lingma_rpc_timeout)?;
         if list.is_empty() {
             return Err(GatewayError::new(
@@ -73,7 +73,7 @@ impl ChatService {
     /// the catalogue lacks, no ready or logged-in instance), with the same errors, without
     /// starting a chat: `count_tokens` refuses what `/v1/messages` refuses. Returns the
     /// instance whose catalogue was read.
-    pub fn check_chat(&self, req: &ChatRequest) -> Result<String, GatewayError> {
+    pub(crate) fn check_chat(&self, req: &ChatRequest) -> Result<String, GatewayError> {
         check_text(req)?;
         let lease = self.lease_any()?;
         let models = self.models(&lease)?;
@@ -85,7 +85,7 @@ impl ChatService {
     /// before any byte reaches the client. When the instance itself fails before that
     /// (Lingma died, closed its socket, sent garbage), the chat is tried once more on
     /// another ready instance, with the whole conversation.
-    pub fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
+    pub(crate) fn start_chat(&self, req: &ChatRequest) -> Result<Answer, GatewayError> {
         let (error, broken) = match self.attempt(req, None) {
             Ok(answer) => return Ok(answer),
             Err(Failed {
@@ -111,7 +111,10 @@ impl ChatService {
 
     /// Lingma's raw `config/queryModels` answer from the named instance (any ready one when
     /// `None`), secrets redacted: what `/internal/models/raw` shows.
-    pub fn raw_models(&self, instance: Option<&str>) -> Result<(String, Value), GatewayError> {
+    pub(crate) fn raw_models(
+        &self,
+        instance: Option<&str>,
+    ) -> Result<(String, Value), GatewayError> {
         let lease = match instance {
             None => self.lease_any()?,
             Some(name) => {

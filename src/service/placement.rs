@@ -110,7 +110,7 @@ impl Placer<'_> {
 }
 
 /// Leases the instance called `name` if it is ready (operator routes, session reuse).
-pub fn lease_named(pool: &Pool, name: &str) -> Result<Lease, GatewayError> {
+pub(crate) fn lease_named(pool: &Pool, name: &str) -> Result<Lease, GatewayError> {
     pool.lease_named(name)
         .map_err(|error| NamedLease { name, error }.into())
 }

@@ -6,13 +6,13 @@
 use crate::model::{ToolCall, ToolChoice, ToolSpec};
 
 /// The opening fence line of an action block.
-pub const ACTION_FENCE: &str = "```json action";
+pub(crate) const ACTION_FENCE: &str = "```json action";
 
 /// Marks the retry instruction; the simulator looks for it.
-pub const RETRY_MARKER: &str = "Your previous answer did not call a tool";
+pub(crate) const RETRY_MARKER: &str = "Your previous answer did not call a tool";
 
 /// How the contract begins: how to write a call, and the rules.
-pub const INTRO: &str = "You can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:
+pub(crate) const INTRO: &str = "You can call tools. To call one, write a fenced block tagged `json action` that holds one JSON object with the tool's exact name and its parameters:
 
 ```json action
 {\"tool\": \"TOOL_NAME\", \"parameters\": {\"PARAMETER\": \"VALUE\"}}
@@ -25,7 +25,7 @@ Rules:
 - Never write a tool result yourself.";
 
 /// The body of the `[tools]` section.
-pub fn render(tools: &[ToolSpec], choice: &ToolChoice) -> String {
+pub(crate) fn render(tools: &[ToolSpec], choice: &ToolChoice) -> String {
     let mut out = String::with_capacity(1024 + tools.len() * 512);
     out.push_str(INTRO);
     out.push_str("\n\nTool choice: ");
@@ -60,7 +60,7 @@ fn choice_line(choice: &ToolChoice) -> String {
 }
 
 /// The instruction appended when a forced tool choice got an answer without a call.
-pub fn retry_instruction(choice: &ToolChoice) -> String {
+pub(crate) fn retry_instruction(choice: &ToolChoice) -> String {
     let what = match choice {
         ToolChoice::Named(n) => format!("the tool \"{n}\""),
         _ => "one of the tools".to_string(),
@@ -69,7 +69,7 @@ pub fn retry_instruction(choice: &ToolChoice) -> String {
 }
 
 /// An earlier call, written back the way the model is asked to write calls.
-pub fn action_block(call: &ToolCall) -> String {
+pub(crate) fn action_block(call: &ToolCall) -> String {
     let name = serde_json::Value::String(call.name.clone());
     format!(
         "{ACTION_FENCE}\n{{\"tool\": {name}, \"parameters\": {}}}\n```",

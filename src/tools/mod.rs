@@ -3,8 +3,8 @@
 //! policy for which tools pass.
 
 mod calls;
-pub mod contract;
-pub mod scan;
+pub(crate) mod contract;
+pub(crate) mod scan;
 
 use crate::model::ToolSpec;
 
@@ -13,23 +13,23 @@ use crate::model::ToolSpec;
 #[derive(Debug, Clone, Default)]
 pub struct ToolPolicy {
     /// Tool names that may pass; empty allows every client tool.
-    pub allowlist: Vec<String>,
+    pub(crate) allowlist: Vec<String>,
     /// Also send the declared tools in `chat/ask` (`tools`, `tool_choice`).
-    pub forward: bool,
+    pub(crate) forward: bool,
     /// Approve Lingma's own pending tool calls.
-    pub auto_approve: bool,
+    pub(crate) auto_approve: bool,
     /// Report Lingma's own tool calls in the answer (allowlisted names only, when the
     /// allowlist is set).
-    pub report_native: bool,
+    pub(crate) report_native: bool,
 }
 
 impl ToolPolicy {
-    pub fn allows(&self, name: &str) -> bool {
+    pub(crate) fn allows(&self, name: &str) -> bool {
         self.allowlist.is_empty() || self.allowlist.iter().any(|a| a == name || a == "*")
     }
 
     /// Drops client tools the allowlist does not name (logged once per request).
-    pub fn filter(&self, tools: Vec<ToolSpec>) -> Vec<ToolSpec> {
+    pub(crate) fn filter(&self, tools: Vec<ToolSpec>) -> Vec<ToolSpec> {
         let (kept, dropped): (Vec<_>, Vec<_>) =
             tools.into_iter().partition(|t| self.allows(&t.name));
         if !dropped.is_empty() {

@@ -11,7 +11,7 @@ use super::calls::{parse_calls, Reject};
 
 /// What the scanner lets out, in order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Piece {
+pub(crate) enum Piece {
     Text(String),
     Call(ToolCall),
 }
@@ -43,7 +43,7 @@ enum Mode {
 }
 
 #[derive(Debug)]
-pub struct ToolScanner {
+pub(crate) struct ToolScanner {
     tools: Vec<ToolSpec>,
     /// Client tools are looked for only when the request has some (and allows calls).
     active: bool,
@@ -60,7 +60,7 @@ pub struct ToolScanner {
 }
 
 impl ToolScanner {
-    pub fn new(tools: Vec<ToolSpec>, active: bool) -> Self {
+    pub(crate) fn new(tools: Vec<ToolSpec>, active: bool) -> Self {
         ToolScanner {
             tools,
             active,
@@ -74,16 +74,16 @@ impl ToolScanner {
         }
     }
 
-    pub fn tools(&self) -> &[ToolSpec] {
+    pub(crate) fn tools(&self) -> &[ToolSpec] {
         &self.tools
     }
 
     /// Calls found so far.
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls
     }
 
-    pub fn push(&mut self, delta: &str) -> Vec<Piece> {
+    pub(crate) fn push(&mut self, delta: &str) -> Vec<Piece> {
         // Without client tools only Lingma's tool cards (a fence) are looked for: text with
         // no backtick, arriving at no held state, passes as it is.
         if !self.active
@@ -109,7 +109,7 @@ impl ToolScanner {
 
     /// The end of the answer: a block still held is decided on what arrived (an action
     /// block whose closing fence never came still counts).
-    pub fn finish(&mut self) -> Vec<Piece> {
+    pub(crate) fn finish(&mut self) -> Vec<Piece> {
         let mut out = Vec::new();
         while !self.buf.is_empty() && self.step(&mut out, true) {}
         let rest = std::mem::take(&mut self.buf);

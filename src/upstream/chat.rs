@@ -15,14 +15,14 @@ use super::turn::{Ask, ChatEvent, ToolStatus, ToolUpdate};
 use crate::jsonrpc::method;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     /// From `chat/ask` to the first answer text.
-    pub first_token: Duration,
+    pub(crate) first_token: Duration,
     /// Between two events once text flows.
-    pub idle: Duration,
+    pub(crate) idle: Duration,
 }
 
-pub struct ChatStream {
+pub(crate) struct ChatStream {
     conn: Arc<Connection>,
     sub: Subscription,
     request_id: String,
@@ -38,7 +38,7 @@ pub struct ChatStream {
 impl ChatStream {
     /// Subscribes, then sends `chat/ask` (as a notification, or as a request whose ack nobody
     /// waits for: waiting for it cost the seed 30 s per request).
-    pub fn start(
+    pub(crate) fn start(
         conn: Arc<Connection>,
         ask: &Ask,
         as_request: bool,
@@ -66,14 +66,14 @@ impl ChatStream {
         })
     }
 
-    pub fn request_id(&self) -> &str {
+    pub(crate) fn request_id(&self) -> &str {
         &self.request_id
     }
 
     /// The next event, waiting at most `slice` (if given): `Ok(None)` means nothing arrived
     /// within the slice but the deadline is still ahead, so the caller can keep its client
     /// connection alive. After the finish (or an error) the stream is over.
-    pub fn next_event(
+    pub(crate) fn next_event(
         &mut self,
         slice: Option<Duration>,
     ) -> Result<Option<ChatEvent>, UpstreamError> {

@@ -11,7 +11,7 @@ use crate::jsonrpc::method;
 
 /// Builds the `chat/ask` params (ChatAskParam). The server reads `questionText`; the model is
 /// chosen by `extra.modelConfig.key`.
-pub fn ask_params(request_id: &str, ask: &Ask) -> Value {
+pub(crate) fn ask_params(request_id: &str, ask: &Ask) -> Value {
     let agent = ask.mode == AskMode::Agent;
     let mut params = json!({
         "requestId": request_id,
@@ -37,12 +37,17 @@ pub fn ask_params(request_id: &str, ask: &Ask) -> Value {
 }
 
 /// The `chat/stop` params for a turn.
-pub fn stop_params(request_id: &str, session_id: &str) -> Value {
+pub(crate) fn stop_params(request_id: &str, session_id: &str) -> Value {
     json!({"requestId": request_id, "sessionId": session_id})
 }
 
 /// The `tool/call/approve` params answering a pending tool call.
-pub fn approve_params(request_id: &str, session_id: &str, call: &str, approval: bool) -> Value {
+pub(crate) fn approve_params(
+    request_id: &str,
+    session_id: &str,
+    call: &str,
+    approval: bool,
+) -> Value {
     json!({
         "sessionId": session_id, "requestId": request_id,
         "toolCallId": call, "approval": approval,
@@ -52,24 +57,24 @@ pub fn approve_params(request_id: &str, session_id: &str, call: &str, approval: 
 /// Decodes one turn's events. Every event may name the session; the last one named is the
 /// session the turn runs in.
 #[derive(Debug)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     session_id: String,
 }
 
 impl Decoder {
     /// For a turn asked in `session_id` (`""`: a new session).
-    pub fn new(session_id: &str) -> Self {
+    pub(crate) fn new(session_id: &str) -> Self {
         Decoder {
             session_id: session_id.to_string(),
         }
     }
 
-    pub fn session_id(&self) -> &str {
+    pub(crate) fn session_id(&self) -> &str {
         &self.session_id
     }
 
     /// The chat event a routed `method` carries, if any (an empty delta carries none).
-    pub fn decode(&mut self, method: &str, params: &Value) -> Option<ChatEvent> {
+    pub(crate) fn decode(&mut self, method: &str, params: &Value) -> Option<ChatEvent> {
         if let Some(sid) = params
             .get("sessionId")
             .and_then(Value::as_str)

@@ -19,7 +19,7 @@ use crate::jsonrpc::{method, RpcError};
 /// The most answer text (and other event bytes) one waiter may have waiting: sixteen
 /// times a long answer (64k tokens are about 256 KB of text); with `gateway_max_in_flight`
 /// chats at once (64), at most 256 MiB in all.
-pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Deltas are joined up to this much text: the one event a slow consumer then takes stays
 /// small to copy and to write.
@@ -46,14 +46,14 @@ struct Held {
 }
 
 #[derive(Default)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     held: Mutex<Held>,
     arrived: Condvar,
 }
 
 /// Why a mailbox gave nothing.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Empty {
+pub(crate) enum Empty {
     Timeout,
     /// Closed: the connection ended.
     Closed,
@@ -77,7 +77,7 @@ impl Mailbox {
 
     /// Adds what the reader routed; never waits. False once nothing more is taken (closed,
     /// or over the bound).
-    pub fn put(&self, msg: Routed) -> bool {
+    pub(crate) fn put(&self, msg: Routed) -> bool {
         let mut held = self.lock();
         if held.closed || held.overflowed {
             return false;
@@ -104,18 +104,18 @@ impl Mailbox {
     }
 
     /// Nothing more will come (the connection ended): a waiter wakes at once.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.arrived.notify_all();
     }
 
     /// Whether it fell too far behind.
-    pub fn overflowed(&self) -> bool {
+    pub(crate) fn overflowed(&self) -> bool {
         self.lock().overflowed
     }
 
     /// The next thing routed, waiting up to `timeout`.
-    pub fn take(&self, timeout: Duration) -> Result<Routed, Empty> {
+    pub(crate) fn take(&self, timeout: Duration) -> Result<Routed, Empty> {
         let deadline = Instant::now() + timeout;
         let mut held = self.lock();
         loop {

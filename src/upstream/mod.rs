@@ -3,15 +3,15 @@
 //! terms; `cosy`: that dialect's codec; `chat`: the stream with its deadlines), the model
 //! catalogue and the pool of instances.
 
-pub mod chat;
+pub(crate) mod chat;
 pub mod connection;
 mod cosy;
 mod mailbox;
 pub mod models;
 pub mod pool;
 pub mod process;
-pub mod turn;
+pub(crate) mod turn;
 mod writer;
 
 pub use connection::UpstreamError;
-pub use turn::{Ask, ChatEvent, Finish, ToolStatus, ToolUpdate};
+pub(crate) use turn::{Ask, ChatEvent, Finish, ToolStatus, ToolUpdate};

@@ -9,22 +9,22 @@ use crate::config::AskMode;
 
 /// What the gateway asks.
 #[derive(Debug, Clone)]
-pub struct Ask {
+pub(crate) struct Ask {
     /// `""` for a new session.
-    pub session_id: String,
-    pub question: String,
-    pub model_key: String,
-    pub is_reply: bool,
-    pub mode: AskMode,
+    pub(crate) session_id: String,
+    pub(crate) question: String,
+    pub(crate) model_key: String,
+    pub(crate) is_reply: bool,
+    pub(crate) mode: AskMode,
     /// The client's tools and tool choice, forwarded as `tools` / `tool_choice` when
     /// `tool_forward_enabled` is set.
-    pub forward_tools: Option<(Value, Value)>,
+    pub(crate) forward_tools: Option<(Value, Value)>,
     /// How to answer Lingma's own pending tool calls: approve (true) or refuse (false).
-    pub approve_tools: bool,
+    pub(crate) approve_tools: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum ChatEvent {
+pub(crate) enum ChatEvent {
     /// A delta of answer text (never empty).
     Text(String),
     /// News of one of Lingma's own agent tools.
@@ -34,31 +34,31 @@ pub enum ChatEvent {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finish {
+pub(crate) struct Finish {
     /// The session the turn ran in (the one to continue, which may differ from the one asked).
-    pub session_id: String,
+    pub(crate) session_id: String,
     /// 200 for an answer; 406 and 601 for one the content filter ended; anything else failed.
-    pub status_code: i64,
-    pub reason: String,
+    pub(crate) status_code: i64,
+    pub(crate) reason: String,
     /// The whole answer, when Lingma sends it (often empty: the deltas are the answer).
-    pub full_answer: String,
+    pub(crate) full_answer: String,
 }
 
 /// One update of a Lingma agent tool call.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolUpdate {
-    pub tool_call_id: String,
-    pub name: String,
-    pub status: ToolStatus,
-    pub parameters: Value,
-    pub results: Value,
-    pub error: String,
+pub(crate) struct ToolUpdate {
+    pub(crate) tool_call_id: String,
+    pub(crate) name: String,
+    pub(crate) status: ToolStatus,
+    pub(crate) parameters: Value,
+    pub(crate) results: Value,
+    pub(crate) error: String,
 }
 
 /// Where a Lingma agent tool call is. The usual course is `Init`/`Pending` → `Running` →
 /// `Finished`, `Error` or `Cancelled`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolStatus {
+pub(crate) enum ToolStatus {
     Init,
     /// Waiting for the client's approval.
     Pending,
@@ -76,7 +76,7 @@ pub enum ToolStatus {
 
 impl ToolStatus {
     /// The name Lingma gives the status (what a reported tool's `status` says).
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             ToolStatus::Init => "INIT",
             ToolStatus::Pending => "PENDING",
@@ -91,7 +91,7 @@ impl ToolStatus {
     }
 
     /// Whether the call has ended (with a result or an error).
-    pub fn is_end(&self) -> bool {
+    pub(crate) fn is_end(&self) -> bool {
         matches!(
             self,
             ToolStatus::Finished | ToolStatus::Error | ToolStatus::Cancelled
