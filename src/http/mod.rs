@@ -8,6 +8,8 @@ pub mod anthropic;
 pub mod auth;
 pub mod exchange;
 pub mod gate;
+#[cfg(test)]
+mod golden;
 pub mod limits;
 pub mod openai;
 pub mod origin;

@@ -559,6 +559,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 type OnFinish = Box<dyn FnOnce(&Message, &Value) + Send>;
+type ItemIds = Box<dyn FnMut(&str) -> String + Send>;
 
 /// Turns internal events into Responses stream events, and keeps the response object they
 /// add up to (the `response.completed` payload, and the non-stream body).
@@ -578,6 +579,8 @@ pub struct ResponsesEncoder {
     /// Runs with the answer when the response finishes, before its last event is written
     /// (so a follow-up sent the moment the client sees it finds it stored).
     on_finish: Option<OnFinish>,
+    /// Makes an output item's id from its prefix (random; fixed in golden tests).
+    item_ids: ItemIds,
 }
 
 impl ResponsesEncoder {
@@ -595,7 +598,15 @@ impl ResponsesEncoder {
             answer: Message::new(Role::Assistant, ""),
             end: None,
             on_finish: None,
+            item_ids: Box::new(new_id),
         }
+    }
+
+    /// Output item ids from `f` instead of random ones, for transcripts that must not change.
+    #[cfg(test)]
+    pub(crate) fn with_item_ids(mut self, f: impl FnMut(&str) -> String + Send + 'static) -> Self {
+        self.item_ids = Box::new(f);
+        self
     }
 
     /// Sets what runs with the answer and the finished response object.
@@ -717,7 +728,7 @@ impl ResponsesEncoder {
     fn reasoning(&mut self, r: &str, out: &mut Vec<Frame>) {
         if !matches!(self.open, Some(Open::Reasoning { .. })) {
             self.close("completed", out);
-            let id = new_id("rs");
+            let id = (self.item_ids)("rs");
             let index = self.index();
             out.push(self.frame(ev::ITEM_ADDED, json!({"output_index": index, "item": {"id": id, "type": "reasoning", "summary": []}})));
             out.push(self.frame(ev::SUMMARY_PART_ADDED, json!({"item_id": id, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": ""}})));
@@ -739,7 +750,7 @@ impl ResponsesEncoder {
     fn text(&mut self, t: &str, out: &mut Vec<Frame>) {
         if !matches!(self.open, Some(Open::Message { .. })) {
             self.close("completed", out);
-            let id = new_id("msg");
+            let id = (self.item_ids)("msg");
             let index = self.index();
             out.push(self.frame(ev::ITEM_ADDED, json!({"output_index": index, "item": {"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}})));
             out.push(self.frame(ev::PART_ADDED, json!({"item_id": id, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})));
@@ -774,7 +785,7 @@ impl ResponsesEncoder {
                 .unwrap_or("")
                 .to_string();
             (
-                new_id("ctc"),
+                (self.item_ids)("ctc"),
                 "custom_tool_call",
                 "input",
                 input,
@@ -783,7 +794,7 @@ impl ResponsesEncoder {
             )
         } else {
             (
-                new_id("fc"),
+                (self.item_ids)("fc"),
                 "function_call",
                 "arguments",
                 c.arguments.to_string(),

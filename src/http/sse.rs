@@ -54,24 +54,12 @@ impl SseWriter {
 
     /// Sends one event (`event:` line only when named) and flushes it to the socket.
     pub fn event(&mut self, name: Option<&str>, data: &str) -> Result<(), ClientGone> {
-        let mut payload = String::with_capacity(data.len() + 32);
-        if let Some(n) = name {
-            payload.push_str("event: ");
-            payload.push_str(n);
-            payload.push('\n');
-        }
-        for line in data.split('\n') {
-            payload.push_str("data: ");
-            payload.push_str(line);
-            payload.push('\n');
-        }
-        payload.push('\n');
-        self.write_chunk(payload.as_bytes())
+        self.write_chunk(event_text(name, data).as_bytes())
     }
 
     /// A comment line; keeps idle connections and proxies awake.
     pub fn comment(&mut self, text: &str) -> Result<(), ClientGone> {
-        self.write_chunk(format!(": {text}\n\n").as_bytes())
+        self.write_chunk(comment_text(text).as_bytes())
     }
 
     fn write_chunk(&mut self, payload: &[u8]) -> Result<(), ClientGone> {
@@ -97,6 +85,29 @@ impl SseWriter {
         }
         Ok(())
     }
+}
+
+/// One event as it goes on the wire (before chunked framing): an `event:` line only when
+/// named, one `data:` line per line of `data`, and the blank line that ends it.
+pub(crate) fn event_text(name: Option<&str>, data: &str) -> String {
+    let mut payload = String::with_capacity(data.len() + 32);
+    if let Some(n) = name {
+        payload.push_str("event: ");
+        payload.push_str(n);
+        payload.push('\n');
+    }
+    for line in data.split('\n') {
+        payload.push_str("data: ");
+        payload.push_str(line);
+        payload.push('\n');
+    }
+    payload.push('\n');
+    payload
+}
+
+/// A comment as it goes on the wire.
+pub(crate) fn comment_text(text: &str) -> String {
+    format!(": {text}\n\n")
 }
 
 #[cfg(test)]
