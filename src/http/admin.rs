@@ -3,87 +3,13 @@
 //! shows a secret: configuration comes from the redacted view `check-config` prints,
 //! request bodies go through `redact::debug_copy` before they are stored.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{json, Value};
 
+use super::debug_ring::DEBUG_RING;
 use super::exchange::Exchange;
-use super::routes::HttpState;
+use super::state::HttpState;
 use crate::error::GatewayError;
 use crate::metrics::Live;
-use crate::redact;
-
-/// Request bodies kept for `/internal/debug/requests`.
-pub const DEBUG_RING: usize = 100;
-/// A stored body larger than this (after redaction) keeps only its beginning.
-const MAX_DEBUG_ENTRY: usize = 256 * 1024;
-
-/// The last `DEBUG_RING` chat request bodies, redacted, newest first. Each is at most about
-/// `MAX_DEBUG_ENTRY` bytes, and recording one copies no more than that.
-pub struct DebugRing {
-    entries: Mutex<VecDeque<Value>>,
-    /// Configured secrets, replaced wherever they show up in a body.
-    known: redact::Known,
-}
-
-impl DebugRing {
-    pub fn new(known: Vec<String>) -> Self {
-        DebugRing {
-            entries: Mutex::new(VecDeque::with_capacity(DEBUG_RING)),
-            known: redact::Known::new(known),
-        }
-    }
-
-    pub fn record(&self, ex: &Exchange, body: &Value) {
-        let entry = json!({
-            "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            "request_id": ex.id,
-            "protocol": protocol_name(ex),
-            "path": ex.path,
-            "body": self.redacted(body).value.unwrap_or_else(too_large),
-        });
-        let mut g = self.lock();
-        if g.len() >= DEBUG_RING {
-            g.pop_back();
-        }
-        g.push_front(entry);
-    }
-
-    /// The redacted copy of a body, given up once it passes `MAX_DEBUG_ENTRY`.
-    fn redacted(&self, body: &Value) -> redact::DebugCopy {
-        redact::debug_copy(body, &self.known, MAX_DEBUG_ENTRY)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn latest(&self, n: usize) -> Vec<Value> {
-        self.lock().iter().take(n).cloned().collect()
-    }
-}
-
-/// What the ring keeps of a body too large to keep.
-fn too_large() -> Value {
-    json!({"truncated": format!("more than {MAX_DEBUG_ENTRY} bytes after redaction; not kept")})
-}
-
-fn protocol_name(ex: &Exchange) -> &'static str {
-    match ex.protocol {
-        super::exchange::Protocol::OpenAi => "openai",
-        super::exchange::Protocol::Anthropic => "anthropic",
-    }
-}
 
 pub fn metrics(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let counts = app.gate.counts();
@@ -110,13 +36,7 @@ pub fn stats(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let m = app.metrics.snapshot();
     let counts = app.gate.counts();
     let uptime = app.gw.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
-    let instances: Vec<Value> = app
-        .gw
-        .pool
-        .statuses()
-        .iter()
-        .map(super::routes::instance_json)
-        .collect();
+    let instances: Vec<Value> = app.gw.pool.statuses().iter().map(instance_json).collect();
     let by_status: serde_json::Map<String, Value> = m
         .by_status
         .iter()
@@ -149,6 +69,15 @@ pub fn stats(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
         }),
     );
     Ok(())
+}
+
+/// One instance as `/healthz` and `/internal/stats` show it.
+pub(super) fn instance_json(s: &crate::upstream::pool::InstanceStatus) -> Value {
+    json!({
+        "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
+        "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
+        "last_error": s.last_error,
+    })
 }
 
 pub fn effective_config(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {

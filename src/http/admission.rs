@@ -6,7 +6,7 @@
 //! its upload), and on the worker, where the refusal is answered in the route's protocol.
 
 use super::exchange::Head;
-use super::routes::HttpState;
+use super::state::HttpState;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Who may use a route.

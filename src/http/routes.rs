@@ -6,56 +6,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::admin::{self, DebugRing};
+use super::admin::{self, instance_json};
 use super::admission::{admit, method_not_allowed, stored_response_id, Route};
 pub use super::admission::{body_policy, labels, route_table};
 use super::anthropic::{self, MessagesEncoder};
-use super::auth::{ApiKeys, OperatorAuth};
 use super::exchange::Exchange;
-use super::gate::Gate;
 use super::openai::{self, ChunkEncoder};
 use super::responses::{self, ResponsesEncoder};
+pub use super::state::HttpState;
 use super::stream::stream_answer;
-use crate::config::RawConfig;
 use crate::error::{ErrorKind, GatewayError};
-use crate::metrics::Metrics;
 use crate::model::{ChatRequest, Event, Message, Role, ToolChoice};
 use crate::prompt;
-use crate::response_store::ResponseStore;
-use crate::service::{Answer, ChatService};
-
-pub struct HttpState {
-    pub gw: Arc<ChatService>,
-    pub keys: ApiKeys,
-    pub operators: OperatorAuth,
-    pub gate: Gate,
-    pub metrics: Metrics,
-    pub debug: DebugRing,
-    /// Recent `/v1/responses` answers, for `previous_response_id`.
-    pub responses: Arc<ResponseStore>,
-    /// `(key, value, origin)` with secrets redacted, as `check-config` prints them.
-    pub effective_config: Vec<(String, String, String)>,
-}
-
-impl HttpState {
-    pub fn new(gw: Arc<ChatService>, raw: &RawConfig) -> HttpState {
-        let cfg = &gw.cfg;
-        HttpState {
-            keys: ApiKeys::new(&cfg.api_keys),
-            operators: OperatorAuth::new(cfg),
-            gate: Gate::new(cfg.max_in_flight, cfg.queue_timeout),
-            metrics: Metrics::new(),
-            debug: DebugRing::new(cfg.secrets()),
-            responses: Arc::new(ResponseStore::new(
-                cfg.responses_store_max_entries,
-                cfg.responses_store_max_bytes,
-                cfg.responses_store_ttl,
-            )),
-            effective_config: raw.redacted(),
-            gw,
-        }
-    }
-}
+use crate::service::Answer;
 
 pub fn handle(app: &HttpState, ex: &mut Exchange) {
     if let Err(e) = dispatch(app, ex) {
@@ -109,15 +72,6 @@ fn health(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     });
     ex.json(if ready > 0 { 200 } else { 503 }, &body);
     Ok(())
-}
-
-/// One instance as `/healthz` and `/internal/stats` show it.
-pub(super) fn instance_json(s: &crate::upstream::pool::InstanceStatus) -> Value {
-    json!({
-        "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
-        "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
-        "last_error": s.last_error,
-    })
 }
 
 fn models(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {

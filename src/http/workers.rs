@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::exchange::Exchange;
-use super::routes::HttpState;
-use super::{finish, serve_one};
+use super::serve::{finish, serve_one};
+use super::state::HttpState;
 use crate::error::{ErrorKind, GatewayError};
 
 pub const SHUTTING_DOWN: &str = "The gateway is shutting down; retry against another instance.";
