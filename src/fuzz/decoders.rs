@@ -9,8 +9,11 @@ use serde_json::{json, Value};
 
 use super::{check, mutate, Json, Rng};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::stream::StreamEncoder;
-use crate::http::{anthropic, exchange, openai, responses};
+use crate::http::api::anthropic::{decode as anthropic, encode::MessagesEncoder};
+use crate::http::api::encoder::{fold, Encoder, Form};
+use crate::http::api::errors;
+use crate::http::api::openai::{decode as openai, encode::ChunkEncoder};
+use crate::http::api::responses::{decode as responses, encode::ResponsesEncoder};
 use crate::model::{ChatRequest, Event, StopReason, ToolCall, Usage};
 
 /// What a decoder's answer must look like, and the pure steps the route takes next. A
@@ -42,8 +45,8 @@ fn judge<O>(
     if e.message.trim().is_empty() {
         return Err(format!("the error has no message: {e:?}"));
     }
-    let o = openai::error_body(&e);
-    let a = exchange::anthropic_error_body(&e);
+    let o = errors::openai_body(&e);
+    let a = errors::anthropic_body(&e);
     if o["error"]["message"] != e.message.as_str()
         || o["error"]["type"] != "invalid_request_error"
         || a["error"]["type"] != "invalid_request_error"
@@ -78,8 +81,9 @@ fn chat(body: &Value) -> Result<(), String> {
     let Some((req, opts)) = judge(body, openai::parse_chat(body))? else {
         return Ok(());
     };
-    let folded = openai::fold_completion("id", 0, &req.model, &answer(&req));
-    let mut enc = openai::ChunkEncoder::new("id".into(), 0, req.model.clone(), &opts);
+    let mut body = ChunkEncoder::new("id".into(), 0, req.model.clone(), &opts, Form::Body);
+    let folded = fold(&mut body, &answer(&req));
+    let mut enc = ChunkEncoder::new("id".into(), 0, req.model.clone(), &opts, Form::Stream);
     let frames: usize = answer(&req).iter().map(|ev| enc.encode(ev).len()).sum();
     if folded["object"] != "chat.completion" || frames == 0 {
         return Err(format!("folded {folded}, {frames} frames"));
@@ -91,8 +95,8 @@ fn responses(body: &Value) -> Result<(), String> {
     let Some((req, opts)) = judge(body, responses::parse_responses(body))? else {
         return Ok(());
     };
-    let mut enc = responses::ResponsesEncoder::new("resp_1".into(), 0, req.model.clone(), &opts);
-    let folded = responses::fold_response(&mut enc, &answer(&req));
+    let mut enc = ResponsesEncoder::new("resp_1".into(), 0, req.model.clone(), &opts, Form::Body);
+    let folded = fold(&mut enc, &answer(&req));
     if folded["object"] != "response" || folded["status"] != "completed" {
         return Err(format!("folded {folded}"));
     }
@@ -104,7 +108,8 @@ fn messages(body: &Value, for_count: bool) -> Result<(), String> {
         return Ok(());
     };
     let _ = anthropic::count_tokens(&crate::prompt::question(&req), &opts);
-    let folded = anthropic::fold_message("msg_1", &req.model, &opts, &answer(&req));
+    let mut enc = MessagesEncoder::new("msg_1".into(), req.model.clone(), 1, &opts, Form::Body);
+    let folded = fold(&mut enc, &answer(&req));
     if folded["type"] != "message" {
         return Err(format!("folded {folded}"));
     }

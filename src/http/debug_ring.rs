@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::exchange::{Exchange, Protocol};
+use super::exchange::Exchange;
 use crate::redact;
 
 /// Request bodies kept for `/internal/debug/requests`.
@@ -35,7 +35,7 @@ impl DebugRing {
         let entry = json!({
             "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "request_id": ex.id,
-            "protocol": protocol_name(ex),
+            "protocol": ex.protocol.name(),
             "path": ex.path,
             "body": self.redacted(body).value.unwrap_or_else(too_large),
         });
@@ -71,11 +71,4 @@ impl DebugRing {
 /// What the ring keeps of a body too large to keep.
 fn too_large() -> Value {
     json!({"truncated": format!("more than {MAX_DEBUG_ENTRY} bytes after redaction; not kept")})
-}
-
-fn protocol_name(ex: &Exchange) -> &'static str {
-    match ex.protocol {
-        Protocol::OpenAi => "openai",
-        Protocol::Anthropic => "anthropic",
-    }
 }

@@ -7,62 +7,9 @@ use std::time::Instant;
 use serde_json::Value;
 use tiny_http::{BodyStatus, Header, Request, Response};
 
-use super::openai;
+use super::api::errors::Protocol;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::AnswerStats;
-
-/// Which wire protocol's error shape a route answers in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    OpenAi,
-    Anthropic,
-}
-
-impl Protocol {
-    pub fn for_path(path: &str) -> Protocol {
-        if path.starts_with("/v1/messages") || path.starts_with("/messages") {
-            Protocol::Anthropic
-        } else {
-            Protocol::OpenAi
-        }
-    }
-
-    /// The HTTP status of an error. Anthropic's API has its own set: an overloaded server is
-    /// 529, an upstream failure is `api_error` 500.
-    pub fn status(self, e: &GatewayError) -> u16 {
-        match (self, e.kind) {
-            (Protocol::Anthropic, ErrorKind::Unavailable) => 529,
-            (Protocol::Anthropic, ErrorKind::Upstream) => 500,
-            _ => e.status(),
-        }
-    }
-
-    pub fn error_body(self, e: &GatewayError) -> Value {
-        match self {
-            Protocol::OpenAi => openai::error_body(e),
-            Protocol::Anthropic => anthropic_error_body(e),
-        }
-    }
-}
-
-/// `{"type":"error","error":{...}}` with Anthropic's error types.
-pub fn anthropic_error_body(e: &GatewayError) -> Value {
-    let kind = match e.kind {
-        ErrorKind::InvalidRequest
-        | ErrorKind::MethodNotAllowed
-        | ErrorKind::Conflict
-        | ErrorKind::RequestTimeout => "invalid_request_error",
-        ErrorKind::Authentication => "authentication_error",
-        ErrorKind::PermissionDenied => "permission_error",
-        ErrorKind::NotFound => "not_found_error",
-        ErrorKind::PayloadTooLarge => "request_too_large",
-        ErrorKind::RateLimited => "rate_limit_error",
-        ErrorKind::Unavailable => "overloaded_error",
-        ErrorKind::Timeout => "timeout_error",
-        ErrorKind::Internal | ErrorKind::Upstream => "api_error",
-    };
-    serde_json::json!({"type": "error", "error": {"type": kind, "message": e.message}})
-}
 
 /// A request as its head alone shows it (method, path, headers): what the admission checks
 /// read, on the connection's thread before the body is read, and again on the worker.
@@ -97,7 +44,7 @@ pub struct Exchange {
     pub id: String,
     pub method: String,
     pub path: String,
-    pub protocol: Protocol,
+    pub(crate) protocol: Protocol,
     pub started: Instant,
     /// Filled in as the request is handled, for the access log.
     pub status: u16,

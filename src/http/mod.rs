@@ -4,17 +4,13 @@
 
 pub mod admin;
 pub mod admission;
-pub mod anthropic;
+pub mod api;
 pub mod auth;
 pub mod debug_ring;
 pub mod exchange;
 pub mod gate;
-#[cfg(test)]
-mod golden;
 pub mod limits;
-pub mod openai;
 pub mod origin;
-pub mod responses;
 pub mod routes;
 pub mod serve;
 pub mod sse;

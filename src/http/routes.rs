@@ -9,10 +9,11 @@ use serde_json::{json, Value};
 use super::admin::{self, instance_json};
 use super::admission::{admit, method_not_allowed, stored_response_id, Route};
 pub use super::admission::{body_policy, labels, route_table};
-use super::anthropic::{self, MessagesEncoder};
+use super::api::anthropic::{self, encode::MessagesEncoder};
+use super::api::encoder::{fold, Form};
+use super::api::openai::{self, encode::ChunkEncoder};
+use super::api::responses::{self, encode::ResponsesEncoder};
 use super::exchange::Exchange;
-use super::openai::{self, ChunkEncoder};
-use super::responses::{self, ResponsesEncoder};
 pub use super::state::HttpState;
 use super::stream::stream_answer;
 use crate::error::{ErrorKind, GatewayError};
@@ -107,7 +108,7 @@ fn models(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
 fn chat_completions(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     app.debug.record(ex, &body);
-    let (mut req, opts) = openai::parse_chat(&body)?;
+    let (mut req, opts) = openai::decode::parse_chat(&body)?;
     drop(body);
     let user = req.affinity.take();
     req.affinity = affinity_hint(ex, None, [user, opts.prompt_cache_key.clone()]);
@@ -115,17 +116,18 @@ fn chat_completions(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayErr
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if !req.stream {
         let events = collect(ex, &mut answer)?;
-        ex.json(200, &openai::fold_completion(&id, now(), &model, &events));
+        let mut enc = ChunkEncoder::new(id, now(), model, &opts, Form::Body);
+        ex.json(200, &fold(&mut enc, &events));
         return Ok(());
     }
-    let mut enc = ChunkEncoder::new(id, now(), model, &opts);
+    let mut enc = ChunkEncoder::new(id, now(), model, &opts, Form::Stream);
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
 }
 
 fn responses(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     app.debug.record(ex, &body);
-    let (mut req, opts) = responses::parse_responses(&body)?;
+    let (mut req, opts) = responses::decode::parse_responses(&body)?;
     drop(body);
     // A previous response's conversation goes between the instructions (never carried
     // over) and the new input.
@@ -134,7 +136,7 @@ fn responses(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
         Some(id) => Some(
             app.responses
                 .get(&scope, id)
-                .ok_or_else(|| responses::unknown_previous(id))?,
+                .ok_or_else(|| responses::decode::unknown_previous(id))?,
         ),
         None => None,
     };
@@ -154,7 +156,8 @@ fn responses(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     req.affinity = affinity_hint(ex, None, opts.hints.clone());
     let (_slot, mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
-    let mut enc = ResponsesEncoder::new(id.clone(), now(), model, &opts);
+    let form = if req.stream { Form::Stream } else { Form::Body };
+    let mut enc = ResponsesEncoder::new(id.clone(), now(), model, &opts, form);
     if opts.store {
         let store = Arc::clone(&app.responses);
         enc.on_finish(move |answer, response| {
@@ -165,7 +168,7 @@ fn responses(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     }
     if !req.stream {
         let events = collect(ex, &mut answer)?;
-        ex.json(200, &responses::fold_response(&mut enc, &events));
+        ex.json(200, &fold(&mut enc, &events));
         return Ok(());
     }
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
@@ -205,23 +208,24 @@ fn stored_response(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayErro
 fn messages(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
     app.debug.record(ex, &body);
-    let (mut req, opts) = anthropic::parse_messages(&body, false)?;
+    let (mut req, opts) = anthropic::decode::parse_messages(&body, false)?;
     drop(body);
     req.affinity = affinity_hint(ex, opts.user_id.clone(), [None, None]);
     let (_slot, mut answer, model) = start(app, ex, &mut req)?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if !req.stream {
         let events = collect(ex, &mut answer)?;
-        ex.json(200, &anthropic::fold_message(&id, &model, &opts, &events));
+        let mut enc = MessagesEncoder::new(id, model, 0, &opts, Form::Body);
+        ex.json(200, &fold(&mut enc, &events));
         return Ok(());
     }
-    let mut enc = MessagesEncoder::new(id, model, answer.usage.input_tokens, &opts);
+    let mut enc = MessagesEncoder::new(id, model, answer.usage.input_tokens, &opts, Form::Stream);
     stream_answer(ex, answer, &mut enc, app.gw.cfg.stream_keepalive)
 }
 
 fn count_tokens(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let body = ex.read_json()?;
-    let (mut req, opts) = anthropic::parse_messages(&body, true)?;
+    let (mut req, opts) = anthropic::decode::parse_messages(&body, true)?;
     apply_tool_policy(app, &mut req)?;
     ex.model = req.model.clone();
     // What /v1/messages would refuse (no text, an unknown model) is refused here the same way.
@@ -229,7 +233,7 @@ fn count_tokens(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> 
     let question = prompt::question(&req);
     ex.json(
         200,
-        &json!({"input_tokens": anthropic::count_tokens(&question, &opts)}),
+        &json!({"input_tokens": anthropic::decode::count_tokens(&question, &opts)}),
     );
     Ok(())
 }

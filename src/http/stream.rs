@@ -3,42 +3,17 @@
 //! keep-alives fill Lingma's silences, a failure after the head is an in-stream error event,
 //! and a client that went away ends the answer (dropping it sends `chat/stop`).
 
+use super::api::encoder::{Encoder, Frame};
 use super::exchange::Exchange;
 use super::sse::SseWriter;
 use crate::error::{ErrorKind, GatewayError};
-use crate::model::Event;
 use crate::service::{Answer, Poll};
 
-/// One thing to write on the SSE stream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Frame {
-    Event {
-        name: Option<&'static str>,
-        data: String,
-    },
-    Comment(&'static str),
-}
-
-/// A wire protocol's streaming form of the internal events.
-pub trait StreamEncoder {
-    /// Frames sent right after the head, before the first event.
-    fn start(&mut self) -> Vec<Frame> {
-        Vec::new()
-    }
-    fn encode(&mut self, ev: &Event) -> Vec<Frame>;
-    /// What fills a silence.
-    fn keepalive(&self) -> Frame {
-        Frame::Comment("keep-alive")
-    }
-    /// The frames that end a stream that failed after its head was sent.
-    fn error(&mut self, e: &GatewayError) -> Vec<Frame>;
-}
-
 /// Streams the answer, then notes what it measured on the exchange.
-pub fn stream_answer(
+pub(crate) fn stream_answer(
     ex: &mut Exchange,
     mut answer: Answer,
-    enc: &mut dyn StreamEncoder,
+    enc: &mut dyn Encoder,
     keepalive: std::time::Duration,
 ) -> Result<(), GatewayError> {
     let result = stream(ex, &mut answer, enc, keepalive);
@@ -49,7 +24,7 @@ pub fn stream_answer(
 fn stream(
     ex: &mut Exchange,
     answer: &mut Answer,
-    enc: &mut dyn StreamEncoder,
+    enc: &mut dyn Encoder,
     keepalive: std::time::Duration,
 ) -> Result<(), GatewayError> {
     let first = match answer.next_event() {

@@ -4,6 +4,7 @@
 //! fixed inputs, so every byte is deterministic; any change to a wire format shows up as a
 //! diff of these files.
 //!
+//! Both files of a case come from one encoder type, in `Form::Stream` and in `Form::Body`.
 //! A `.sse` file is the body of the stream as `SseWriter` writes it, before chunked framing.
 //! A `.json` file is the non-stream body pretty-printed (one field per line, so a change
 //! diffs by line); the wire carries the same value compact. For a case that fails mid-way,
@@ -16,12 +17,16 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::anthropic::{self, MessagesEncoder, MessagesOptions};
-use super::openai::{self, ChatOptions, ChunkEncoder};
-use super::responses::{self, ResponsesEncoder};
-use super::sse::{comment_text, event_text};
-use super::stream::{Frame, StreamEncoder};
+use super::anthropic::decode::MessagesOptions;
+use super::anthropic::encode::MessagesEncoder;
+use super::encoder::{fold, Encoder, Form, Frame};
+use super::errors;
+use super::openai::decode::ChatOptions;
+use super::openai::encode::ChunkEncoder;
+use super::responses::decode::{parse_responses, ResponsesOptions};
+use super::responses::encode::ResponsesEncoder;
 use crate::error::{ErrorKind, GatewayError};
+use crate::http::sse::{comment_text, event_text};
 use crate::model::{Event, NativeTool, StopReason, ToolCall, Usage};
 
 const ID_CREATED: u64 = 1_700_000_000;
@@ -162,7 +167,7 @@ fn common_cases() -> Vec<Case> {
 }
 
 /// The SSE bytes of a case through `enc`, as the stream writer sends them.
-fn transcript(enc: &mut dyn StreamEncoder, case: &Case) -> String {
+fn transcript(enc: &mut dyn Encoder, case: &Case) -> String {
     let mut frames = enc.start();
     for step in &case.steps {
         match step {
@@ -185,21 +190,30 @@ fn pretty(v: &Value) -> String {
 }
 
 fn openai_files(case: &Case, opts: &ChatOptions, out: &mut Vec<(PathBuf, String)>) {
-    let mut enc = ChunkEncoder::new("chatcmpl-golden".into(), ID_CREATED, MODEL.into(), opts);
-    let sse = transcript(&mut enc, case);
+    let encoder = |form| {
+        ChunkEncoder::new(
+            "chatcmpl-golden".into(),
+            ID_CREATED,
+            MODEL.into(),
+            opts,
+            form,
+        )
+    };
+    let sse = transcript(&mut encoder(Form::Stream), case);
     let body = match case.failure() {
-        Some(e) => openai::error_body(e),
-        None => openai::fold_completion("chatcmpl-golden", ID_CREATED, MODEL, &case.events()),
+        Some(e) => errors::openai_body(e),
+        None => fold(&mut encoder(Form::Body), &case.events()),
     };
     push(out, "openai_chat", case.name, sse, pretty(&body));
 }
 
 fn anthropic_files(case: &Case, opts: &MessagesOptions, out: &mut Vec<(PathBuf, String)>) {
-    let mut enc = MessagesEncoder::new("msg_golden".into(), MODEL.into(), INPUT_TOKENS, opts);
-    let sse = transcript(&mut enc, case);
+    let encoder =
+        |form| MessagesEncoder::new("msg_golden".into(), MODEL.into(), INPUT_TOKENS, opts, form);
+    let sse = transcript(&mut encoder(Form::Stream), case);
     let body = match case.failure() {
-        Some(e) => super::exchange::anthropic_error_body(e),
-        None => anthropic::fold_message("msg_golden", MODEL, opts, &case.events()),
+        Some(e) => errors::anthropic_body(e),
+        None => fold(&mut encoder(Form::Body), &case.events()),
     };
     push(out, "anthropic", case.name, sse, pretty(&body));
 }
@@ -213,7 +227,7 @@ fn golden_ids() -> impl FnMut(&str) -> String + Send + 'static {
     }
 }
 
-fn responses_options() -> responses::ResponsesOptions {
+fn responses_options() -> ResponsesOptions {
     let body = json!({
         "model": MODEL, "instructions": "Be brief.", "input": "Hi", "metadata": {"k": "v"},
         "tools": [
@@ -223,19 +237,19 @@ fn responses_options() -> responses::ResponsesOptions {
             {"type": "custom", "name": "apply_patch"}
         ]
     });
-    responses::parse_responses(&body).expect("a valid body").1
+    parse_responses(&body).expect("a valid body").1
 }
 
 fn responses_files(case: &Case, out: &mut Vec<(PathBuf, String)>) {
     let opts = responses_options();
-    let encoder = || {
-        ResponsesEncoder::new("resp_golden".into(), ID_CREATED, MODEL.into(), &opts)
+    let encoder = |form| {
+        ResponsesEncoder::new("resp_golden".into(), ID_CREATED, MODEL.into(), &opts, form)
             .with_item_ids(golden_ids())
     };
-    let sse = transcript(&mut encoder(), case);
+    let sse = transcript(&mut encoder(Form::Stream), case);
     let body = match case.failure() {
-        Some(e) => openai::error_body(e),
-        None => responses::fold_response(&mut encoder(), &case.events()),
+        Some(e) => errors::openai_body(e),
+        None => fold(&mut encoder(Form::Body), &case.events()),
     };
     push(out, "responses", case.name, sse, pretty(&body));
 }
