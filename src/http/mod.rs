@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod debug_ring;
 pub mod exchange;
 pub mod gate;

@@ -3,6 +3,9 @@
 //! keep-alives fill Lingma's silences, a failure after the head is an in-stream error event,
 //! and a client that went away ends the answer (dropping it sends `chat/stop`).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
 use super::api::encoder::{Encoder, Frame};
 use super::exchange::Exchange;
 use super::sse::SseWriter;
@@ -14,7 +17,7 @@ pub(crate) fn stream_answer(
     ex: &mut Exchange,
     mut answer: Answer,
     enc: &mut dyn Encoder,
-    keepalive: std::time::Duration,
+    keepalive: Duration,
 ) -> Result<(), GatewayError> {
     let result = stream(ex, &mut answer, enc, keepalive);
     ex.answer = Some(answer.stats(ex.started));
@@ -25,7 +28,7 @@ fn stream(
     ex: &mut Exchange,
     answer: &mut Answer,
     enc: &mut dyn Encoder,
-    keepalive: std::time::Duration,
+    keepalive: Duration,
 ) -> Result<(), GatewayError> {
     let first = match answer.next_event() {
         Some(Ok(ev)) => ev,
@@ -37,49 +40,14 @@ fn stream(
             ))
         }
     };
-    let http10 = ex.is_http10();
-    let mut headers = vec![("x-request-id", ex.id.clone())];
-    let (out, close) = ex.into_stream_writer();
-    if close && !http10 {
-        headers.push(("Connection", "close".to_string()));
-    }
-    let Ok(mut sse) = SseWriter::start(out, http10, &headers) else {
+    let Some(mut sse) = open(ex) else {
         ex.status = 499;
         return Ok(());
     };
     let mut frames = enc.start();
     let mut next = Poll::Event(Ok(first));
     loop {
-        let last = match next {
-            Poll::Done => true,
-            Poll::Idle => {
-                frames.push(enc.keepalive());
-                false
-            }
-            Poll::Event(Ok(ev)) => {
-                // An encoder bug must not cut the stream silently either.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| enc.encode(&ev))) {
-                    Ok(more) => {
-                        frames.extend(more);
-                        false
-                    }
-                    Err(_) => {
-                        log::error!("{} the stream encoder failed on {ev:?}", ex.id);
-                        frames.extend(enc.error(&internal_failure()));
-                        true
-                    }
-                }
-            }
-            Poll::Event(Err(e)) => {
-                log::warn!(
-                    "{} stream failed after the head was sent: {}",
-                    ex.id,
-                    e.message
-                );
-                frames.extend(enc.error(&e));
-                true
-            }
-        };
+        let last = encode(&ex.id, enc, next, &mut frames);
         let sent = frames.drain(..).try_for_each(|f| match f {
             Frame::Event { name, data } => sse.event(name, &data),
             Frame::Comment(c) => sse.comment(c),
@@ -98,13 +66,51 @@ fn stream(
         }
         // A bug below must not end a stream silently once its head is out: it becomes the
         // protocol's error event (and dropping the answer stops Lingma).
-        next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            answer.poll(Some(keepalive))
-        }))
-        .unwrap_or_else(|_| Poll::Event(Err(internal_failure())));
+        next = catch_unwind(AssertUnwindSafe(|| answer.poll(Some(keepalive))))
+            .unwrap_or_else(|_| Poll::Event(Err(internal_failure())));
     }
     let _ = sse.finish();
     Ok(())
+}
+
+/// Writes the stream's head (`None`: the client is already gone).
+fn open(ex: &mut Exchange) -> Option<SseWriter> {
+    let http10 = ex.is_http10();
+    let mut headers = vec![("x-request-id", ex.id.clone())];
+    let (out, close) = ex.into_stream_writer();
+    if close && !http10 {
+        headers.push(("Connection", "close".to_string()));
+    }
+    SseWriter::start(out, http10, &headers).ok()
+}
+
+/// The frames for what the answer gave (`id` is the request's, for the log); true when
+/// they end the stream.
+fn encode(id: &str, enc: &mut dyn Encoder, next: Poll, frames: &mut Vec<Frame>) -> bool {
+    match next {
+        Poll::Done => true,
+        Poll::Idle => {
+            frames.push(enc.keepalive());
+            false
+        }
+        // An encoder bug must not cut the stream silently either.
+        Poll::Event(Ok(ev)) => match catch_unwind(AssertUnwindSafe(|| enc.encode(&ev))) {
+            Ok(more) => {
+                frames.extend(more);
+                false
+            }
+            Err(_) => {
+                log::error!("{id} the stream encoder failed on {ev:?}");
+                frames.extend(enc.error(&internal_failure()));
+                true
+            }
+        },
+        Poll::Event(Err(e)) => {
+            log::warn!("{id} stream failed after the head was sent: {}", e.message);
+            frames.extend(enc.error(&e));
+            true
+        }
+    }
 }
 
 fn internal_failure() -> GatewayError {
