@@ -11,7 +11,7 @@ use super::state::HttpState;
 use crate::error::GatewayError;
 use crate::metrics::Live;
 
-pub fn metrics(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn metrics(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let counts = app.gate.counts();
     let instances = app.gw.pool.statuses();
     let sessions = app.gw.sessions.as_ref().map(|c| {
@@ -32,7 +32,7 @@ pub fn metrics(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     Ok(())
 }
 
-pub fn stats(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn stats(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let m = app.metrics.snapshot();
     let counts = app.gate.counts();
     let uptime = app.gw.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
@@ -80,7 +80,7 @@ pub(super) fn instance_json(s: &crate::upstream::pool::InstanceStatus) -> Value 
     })
 }
 
-pub fn effective_config(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn effective_config(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let mut settings = serde_json::Map::new();
     let mut origins = serde_json::Map::new();
     for (key, value, origin) in &app.effective_config {
@@ -95,7 +95,7 @@ pub fn effective_config(app: &HttpState, ex: &mut Exchange) -> Result<(), Gatewa
     Ok(())
 }
 
-pub fn debug_requests(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn debug_requests(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let limit = match ex.query_param("limit") {
         None => 20,
         Some(v) => v.trim().parse::<usize>().map_err(|_| {
@@ -114,7 +114,7 @@ pub fn debug_requests(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayE
     Ok(())
 }
 
-pub fn models_raw(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn models_raw(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let wanted = ex.query_param("instance").filter(|s| !s.is_empty());
     let (instance, raw) = app.gw.raw_models(wanted.as_deref())?;
     ex.instance = instance.clone();
@@ -136,7 +136,7 @@ fn instance_param(ex: &Exchange) -> String {
 
 /// `POST /internal/auto-login/start?instance=`: starts auto-login (it runs in the
 /// background; `/internal/auto-login/status` follows it).
-pub fn auto_login_start(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn auto_login_start(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let name = instance_param(ex);
     ex.instance = name.clone();
     let state = app.gw.logins.start_named(&name)?;
@@ -145,14 +145,14 @@ pub fn auto_login_start(app: &HttpState, ex: &mut Exchange) -> Result<(), Gatewa
 }
 
 /// `GET /internal/auto-login/status`: where every instance's login stands.
-pub fn auto_login_status(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn auto_login_status(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     ex.json(200, &app.gw.logins.status());
     Ok(())
 }
 
 /// `POST /internal/session/export?instance=`: a logged-in instance's workDir as a session
 /// bundle (409 when it is not logged in). The bundle is a login: it is never logged.
-pub fn session_export(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn session_export(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let name = instance_param(ex);
     ex.instance = name.clone();
     let body = app.gw.logins.export(&name)?;
@@ -162,7 +162,7 @@ pub fn session_export(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayE
 
 /// `GET /internal/login-url?instance=`: a login URL for a person to open in a browser that
 /// can reach this machine's 127.0.0.1 (Lingma's login callback listens there).
-pub fn login_url(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn login_url(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let name = instance_param(ex);
     ex.instance = name.clone();
     let url = app.gw.logins.login_url(&name)?;
@@ -172,7 +172,7 @@ pub fn login_url(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError>
 
 /// What this gateway speaks and how it is set up (no secrets): `GET /capabilities` (public)
 /// and `GET /v1/capabilities` (behind the API keys).
-pub fn capabilities(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
+pub(crate) fn capabilities(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
     let cfg = &app.gw.cfg;
     let tools = &cfg.tools;
     ex.json(

@@ -24,7 +24,7 @@ enum Access {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Root,
     Health,
     Models,
@@ -107,7 +107,7 @@ impl Route {
 }
 
 /// The metrics labels of a request path; one label for every unknown path.
-pub fn labels(path: &str) -> (&'static str, &'static str) {
+pub(crate) fn labels(path: &str) -> (&'static str, &'static str) {
     find(path).map_or(("unmatched", "gateway"), |(_, r)| r.labels())
 }
 
@@ -169,14 +169,14 @@ fn find(path: &str) -> Option<(&'static [&'static str], Route)> {
 }
 
 /// `/v1/responses/{id}` (or `/responses/{id}`): the id, when the path is one.
-pub fn stored_response_id(path: &str) -> Option<&str> {
+pub(crate) fn stored_response_id(path: &str) -> Option<&str> {
     path.strip_prefix("/v1/responses/")
         .or_else(|| path.strip_prefix("/responses/"))
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// The checks a request passes before it is handled; see the module comment.
-pub fn admit(app: &HttpState, head: &Head<'_>) -> Result<Route, GatewayError> {
+pub(crate) fn admit(app: &HttpState, head: &Head<'_>) -> Result<Route, GatewayError> {
     if app.keys.is_empty() {
         super::origin::check(head, &app.gw.cfg.allowed_hosts)?;
     }
@@ -203,7 +203,7 @@ pub fn admit(app: &HttpState, head: &Head<'_>) -> Result<Route, GatewayError> {
 /// tiny_http's body policy: read the body (up to `max_body_bytes`) only of a request that
 /// is admitted to a route whose handler reads it. Every other body is left unread, and its
 /// connection closes after the answer.
-pub fn body_policy(app: &HttpState, request: &tiny_http::Request) -> tiny_http::BodyPolicy {
+pub(crate) fn body_policy(app: &HttpState, request: &tiny_http::Request) -> tiny_http::BodyPolicy {
     match admit(app, &Head::of(request)) {
         Ok(route) if route.takes_body() => tiny_http::BodyPolicy::Read {
             limit: app.gw.cfg.max_body_bytes,
@@ -213,7 +213,7 @@ pub fn body_policy(app: &HttpState, request: &tiny_http::Request) -> tiny_http::
 }
 
 /// The 405 for a method the path does not take (`param` carries the `Allow` list).
-pub fn method_not_allowed(head: &Head<'_>, methods: &[&str]) -> GatewayError {
+pub(crate) fn method_not_allowed(head: &Head<'_>, methods: &[&str]) -> GatewayError {
     let allowed = methods.join(", ");
     let mut e = GatewayError::new(
         ErrorKind::MethodNotAllowed,

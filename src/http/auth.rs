@@ -6,7 +6,7 @@ use sha1::{Digest, Sha1};
 use super::exchange::{Exchange, Head};
 use crate::error::{ErrorKind, GatewayError};
 
-pub struct ApiKeys {
+pub(crate) struct ApiKeys {
     digests: Vec<[u8; 20]>,
 }
 
@@ -17,17 +17,17 @@ fn digest(s: &str) -> [u8; 20] {
 }
 
 impl ApiKeys {
-    pub fn new(keys: &[String]) -> Self {
+    pub(crate) fn new(keys: &[String]) -> Self {
         ApiKeys {
             digests: keys.iter().map(|k| digest(k)).collect(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.digests.is_empty()
     }
 
-    pub fn accepts(&self, presented: &str) -> bool {
+    pub(crate) fn accepts(&self, presented: &str) -> bool {
         let d = digest(presented);
         let mut ok = false;
         for k in &self.digests {
@@ -41,7 +41,7 @@ impl ApiKeys {
     }
 
     /// Passes when no keys are configured or the request carries one of them.
-    pub fn check(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+    pub(crate) fn check(&self, head: &Head<'_>) -> Result<(), GatewayError> {
         if self.is_empty() {
             return Ok(());
         }
@@ -67,7 +67,7 @@ impl ApiKeys {
 }
 
 /// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`.
-pub fn presented<'a>(head: &Head<'a>) -> Option<&'a str> {
+pub(crate) fn presented<'a>(head: &Head<'a>) -> Option<&'a str> {
     let bearer = head.header("authorization").and_then(|v| {
         let (scheme, rest) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
@@ -79,7 +79,7 @@ pub fn presented<'a>(head: &Head<'a>) -> Option<&'a str> {
 
 /// Whose conversations a request belongs to, for session reuse: a digest of its key (never
 /// the key itself).
-pub fn scope(ex: &Exchange) -> String {
+pub(crate) fn scope(ex: &Exchange) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(40);
     for b in digest(presented(&ex.head()).unwrap_or("")) {
@@ -96,7 +96,7 @@ pub fn scope(ex: &Exchange) -> String {
 /// With no credential configured at all, these routes answer only when the gateway listens
 /// on a loopback address (only local clients can reach it, and the whole gateway is open
 /// anyway, warned at startup); beyond loopback they refuse with 403 until a token is set.
-pub struct OperatorAuth {
+pub(crate) struct OperatorAuth {
     admin: ApiKeys,
     /// `admin_token` alone, never the API keys: exporting a login needs it.
     admin_token: ApiKeys,
@@ -106,7 +106,7 @@ pub struct OperatorAuth {
 }
 
 impl OperatorAuth {
-    pub fn new(cfg: &crate::config::Config) -> Self {
+    pub(crate) fn new(cfg: &crate::config::Config) -> Self {
         let admin: Vec<String> = match &cfg.admin_token {
             Some(t) => vec![t.clone()],
             None => cfg.api_keys.clone(),
@@ -126,11 +126,11 @@ impl OperatorAuth {
         }
     }
 
-    pub fn check_admin(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+    pub(crate) fn check_admin(&self, head: &Head<'_>) -> Result<(), GatewayError> {
         self.check(&self.admin, head, "admin_token")
     }
 
-    pub fn check_metrics(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+    pub(crate) fn check_metrics(&self, head: &Head<'_>) -> Result<(), GatewayError> {
         if self.metrics_public {
             return Ok(());
         }
@@ -139,7 +139,7 @@ impl OperatorAuth {
 
     /// A login leaves the machine only with `admin_token`: not with an API key, and not
     /// without any credential on loopback (a page in the user's browser can reach that).
-    pub fn check_export(&self, head: &Head<'_>) -> Result<(), GatewayError> {
+    pub(crate) fn check_export(&self, head: &Head<'_>) -> Result<(), GatewayError> {
         if self.admin_token.is_empty() {
             return Err(GatewayError::new(
                 ErrorKind::PermissionDenied,

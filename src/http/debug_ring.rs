@@ -11,27 +11,27 @@ use super::exchange::Exchange;
 use crate::redact;
 
 /// Request bodies kept for `/internal/debug/requests`.
-pub const DEBUG_RING: usize = 100;
+pub(crate) const DEBUG_RING: usize = 100;
 /// A stored body larger than this (after redaction) keeps only its beginning.
 const MAX_DEBUG_ENTRY: usize = 256 * 1024;
 
 /// The last `DEBUG_RING` chat request bodies, redacted, newest first. Each is at most about
 /// `MAX_DEBUG_ENTRY` bytes, and recording one copies no more than that.
-pub struct DebugRing {
+pub(crate) struct DebugRing {
     entries: Mutex<VecDeque<Value>>,
     /// Configured secrets, replaced wherever they show up in a body.
     known: redact::Known,
 }
 
 impl DebugRing {
-    pub fn new(known: Vec<String>) -> Self {
+    pub(crate) fn new(known: Vec<String>) -> Self {
         DebugRing {
             entries: Mutex::new(VecDeque::with_capacity(DEBUG_RING)),
             known: redact::Known::new(known),
         }
     }
 
-    pub fn record(&self, ex: &Exchange, body: &Value) {
+    pub(crate) fn record(&self, ex: &Exchange, body: &Value) {
         let entry = json!({
             "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "request_id": ex.id,
@@ -55,12 +55,8 @@ impl DebugRing {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub(super) fn latest(&self, n: usize) -> Vec<Value> {

@@ -13,15 +13,15 @@ use crate::metrics::AnswerStats;
 
 /// A request as its head alone shows it (method, path, headers): what the admission checks
 /// read, on the connection's thread before the body is read, and again on the worker.
-pub struct Head<'a> {
-    pub method: &'a str,
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a str,
     /// The path, without the query string.
-    pub path: &'a str,
+    pub(crate) path: &'a str,
     headers: &'a [Header],
 }
 
 impl<'a> Head<'a> {
-    pub fn of(request: &'a Request) -> Head<'a> {
+    pub(crate) fn of(request: &'a Request) -> Head<'a> {
         let url = request.url();
         Head {
             method: request.method().as_str(),
@@ -31,7 +31,7 @@ impl<'a> Head<'a> {
     }
 
     /// A header's value (the first, if repeated), its name compared without case.
-    pub fn header(&self, name: &str) -> Option<&'a str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&'a str> {
         self.headers
             .iter()
             .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
@@ -39,26 +39,26 @@ impl<'a> Head<'a> {
     }
 }
 
-pub struct Exchange {
+pub(crate) struct Exchange {
     request: Option<Request>,
-    pub id: String,
-    pub method: String,
-    pub path: String,
+    pub(crate) id: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
     pub(crate) protocol: Protocol,
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Filled in as the request is handled, for the access log.
-    pub status: u16,
-    pub model: String,
-    pub stream: bool,
-    pub instance: String,
+    pub(crate) status: u16,
+    pub(crate) model: String,
+    pub(crate) stream: bool,
+    pub(crate) instance: String,
     /// What the chat answer measured, for the metrics.
-    pub answer: Option<AnswerStats>,
+    pub(crate) answer: Option<AnswerStats>,
     /// The query string, without the `?`.
     query: String,
 }
 
 impl Exchange {
-    pub fn new(request: Request) -> Self {
+    pub(crate) fn new(request: Request) -> Self {
         let url = request.url();
         let (path, query) = match url.split_once('?') {
             Some((p, q)) => (p.to_string(), q.to_string()),
@@ -85,12 +85,12 @@ impl Exchange {
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head().header(name)
     }
 
     /// The request's head (no headers once it has been answered).
-    pub fn head(&self) -> Head<'_> {
+    pub(crate) fn head(&self) -> Head<'_> {
         Head {
             method: &self.method,
             path: &self.path,
@@ -99,27 +99,27 @@ impl Exchange {
     }
 
     /// A query parameter's value (`+` and `%XX` decoded), if present.
-    pub fn query_param(&self, name: &str) -> Option<String> {
+    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == name).then(|| percent_decode(v))
         })
     }
 
-    pub fn is_http10(&self) -> bool {
+    pub(crate) fn is_http10(&self) -> bool {
         self.request
             .as_ref()
             .is_some_and(|r| r.http_version() == &tiny_http::HTTPVersion(1, 0))
     }
 
-    pub fn responded(&self) -> bool {
+    pub(crate) fn responded(&self) -> bool {
         self.request.is_none()
     }
 
     /// The request's body. tiny_http read it before a worker got the request, within
     /// `max_body_bytes`, `client_body_timeout_sec` and `max_buffered_body_bytes` (see
     /// `routes::body_policy`); what went wrong there is answered here, in the route's shape.
-    pub fn read_body(&mut self) -> Result<Vec<u8>, GatewayError> {
+    pub(crate) fn read_body(&mut self) -> Result<Vec<u8>, GatewayError> {
         let request = self.request.as_mut().expect("body read after responding");
         match request.body_status() {
             BodyStatus::Complete => Ok(request.take_body()),
@@ -149,7 +149,7 @@ impl Exchange {
     }
 
     /// Reads and parses a JSON body.
-    pub fn read_json(&mut self) -> Result<Value, GatewayError> {
+    pub(crate) fn read_json(&mut self) -> Result<Value, GatewayError> {
         let body = self.read_body()?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(GatewayError::invalid(
@@ -167,7 +167,7 @@ impl Exchange {
     }
 
     /// Sends a JSON response.
-    pub fn json(&mut self, status: u16, body: &Value) {
+    pub(crate) fn json(&mut self, status: u16, body: &Value) {
         self.send(
             status,
             "application/json",
@@ -177,12 +177,12 @@ impl Exchange {
     }
 
     /// Sends a body of some other type (`/metrics`).
-    pub fn text(&mut self, status: u16, content_type: &str, body: String) {
+    pub(crate) fn text(&mut self, status: u16, content_type: &str, body: String) {
         self.send(status, content_type, body.into_bytes(), &[]);
     }
 
     /// Sends an error in the route's protocol shape, with `Retry-After`/`Allow` as needed.
-    pub fn error(&mut self, e: &GatewayError) {
+    pub(crate) fn error(&mut self, e: &GatewayError) {
         let body = self.protocol.error_body(e).to_string().into_bytes();
         let mut extra = Vec::new();
         if let Some(s) = e.retry_after {
@@ -224,7 +224,7 @@ impl Exchange {
 
     /// Hands the raw connection to a streaming writer; the caller writes the head itself,
     /// with `Connection: close` when the flag says the connection closes after it.
-    pub fn into_stream_writer(&mut self) -> (Box<dyn std::io::Write + Send>, bool) {
+    pub(crate) fn take_stream_writer(&mut self) -> (Box<dyn std::io::Write + Send>, bool) {
         self.status = 200;
         let request = self.request.take().expect("stream after responding");
         let close = request.will_close();

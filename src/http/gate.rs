@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use crate::error::{ErrorKind, GatewayError};
 
 /// Claude Code gives up on a longer `Retry-After`.
-pub const MAX_RETRY_AFTER: u64 = 60;
+pub(crate) const MAX_RETRY_AFTER: u64 = 60;
 
-pub struct Gate {
+pub(crate) struct Gate {
     max: usize,
     timeout: Duration,
     state: Mutex<Counts>,
@@ -20,20 +20,20 @@ pub struct Gate {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Chats holding a slot.
-    pub running: usize,
+    pub(crate) running: usize,
     /// Chats waiting for one.
-    pub queued: usize,
+    pub(crate) queued: usize,
 }
 
 /// A slot, given back on drop.
-pub struct Permit<'a> {
+pub(crate) struct Permit<'a> {
     gate: &'a Gate,
 }
 
 impl Gate {
-    pub fn new(max: usize, timeout: Duration) -> Self {
+    pub(crate) fn new(max: usize, timeout: Duration) -> Self {
         Gate {
             max: max.max(1),
             timeout,
@@ -46,20 +46,20 @@ impl Gate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         *self.lock()
     }
 
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// Takes a slot, waiting in the queue up to the timeout; a 429 after that.
-    pub fn enter(&self) -> Result<Permit<'_>, GatewayError> {
+    pub(crate) fn enter(&self) -> Result<Permit<'_>, GatewayError> {
         let mut g = self.lock();
         if g.running < self.max && g.queued == 0 {
             g.running += 1;

@@ -21,18 +21,18 @@ use crate::error::{ErrorKind, GatewayError};
 
 /// JSON values (objects, arrays, strings, numbers, literals; not object keys) one request
 /// body may hold.
-pub const MAX_BODY_VALUES: usize = 500_000;
+pub(crate) const MAX_BODY_VALUES: usize = 500_000;
 /// Messages (chat, Anthropic) or input items (Responses) in one request.
-pub const MAX_MESSAGES: usize = 50_000;
+pub(crate) const MAX_MESSAGES: usize = 50_000;
 /// Content parts in one request, all messages together (and the parts of tool results
 /// inside them).
-pub const MAX_CONTENT_PARTS: usize = 100_000;
+pub(crate) const MAX_CONTENT_PARTS: usize = 100_000;
 
 /// How many JSON values `body` holds, counting no further than just past `limit`. Exact for
 /// valid JSON (the root, plus every element of every array and object: one more than each
 /// container's commas, for each non-empty container); for anything else a number the parser
 /// will not get to use, since it refuses the body anyway.
-pub fn count_values(body: &[u8], limit: usize) -> usize {
+pub(crate) fn count_values(body: &[u8], limit: usize) -> usize {
     let mut count = 1;
     let mut i = 0;
     while i < body.len() && count <= limit {
@@ -63,7 +63,7 @@ pub fn count_values(body: &[u8], limit: usize) -> usize {
 }
 
 /// Refuses a body with more than `MAX_BODY_VALUES` values (413, before it is parsed).
-pub fn scan(body: &[u8]) -> Result<(), GatewayError> {
+pub(crate) fn scan(body: &[u8]) -> Result<(), GatewayError> {
     if count_values(body, MAX_BODY_VALUES) <= MAX_BODY_VALUES {
         return Ok(());
     }
@@ -77,7 +77,7 @@ pub fn scan(body: &[u8]) -> Result<(), GatewayError> {
 
 /// Refuses more than `MAX_MESSAGES` messages or items in `param`, or more than
 /// `MAX_CONTENT_PARTS` content parts in them all (400 naming `param`).
-pub fn check_messages(param: &str, items: &[Value]) -> Result<(), GatewayError> {
+pub(crate) fn check_messages(param: &str, items: &[Value]) -> Result<(), GatewayError> {
     if items.len() > MAX_MESSAGES {
         return Err(GatewayError::invalid(
             param,

@@ -2,21 +2,21 @@
 //! our worker threads (`workers.rs`) take them from its queue. A panic inside a handler
 //! becomes a 500 in the route's protocol. Every request ends with one access log line.
 
-pub mod admin;
-pub mod admission;
-pub mod api;
-pub mod auth;
-pub mod chat;
-pub mod debug_ring;
-pub mod exchange;
-pub mod gate;
-pub mod limits;
-pub mod origin;
+pub(crate) mod admin;
+pub(crate) mod admission;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod chat;
+pub(crate) mod debug_ring;
+pub(crate) mod exchange;
+pub(crate) mod gate;
+pub(crate) mod limits;
+pub(crate) mod origin;
 pub mod routes;
-pub mod serve;
-pub mod sse;
-pub mod state;
-pub mod stream;
-pub mod workers;
+pub(crate) mod serve;
+pub(crate) mod sse;
+pub(crate) mod state;
+pub(crate) mod stream;
+pub(crate) mod workers;
 
-pub use workers::Workers;
+pub(crate) use workers::Workers;

@@ -14,7 +14,7 @@ use super::exchange::Head;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Refuses a request from a host or origin a keyless gateway does not serve.
-pub fn check(head: &Head<'_>, allowed: &[String]) -> Result<(), GatewayError> {
+pub(crate) fn check(head: &Head<'_>, allowed: &[String]) -> Result<(), GatewayError> {
     if let Some(host) = head.header("host") {
         if !host_allowed(strip_port(host), allowed) {
             return Err(GatewayError::new(

@@ -8,16 +8,17 @@ use std::time::UNIX_EPOCH;
 use serde_json::{json, Value};
 
 use super::admin::{self, instance_json};
+pub use super::admission::route_table;
 use super::admission::{admit, method_not_allowed, stored_response_id, Route};
-pub use super::admission::{body_policy, labels, route_table};
+pub(crate) use super::admission::{body_policy, labels};
 use super::api::anthropic::decode::{count_tokens as estimate, parse_messages};
 use super::chat::{self, apply_tool_policy};
 use super::exchange::Exchange;
-pub use super::state::HttpState;
+pub(crate) use super::state::HttpState;
 use crate::error::{ErrorKind, GatewayError};
 use crate::prompt;
 
-pub fn handle(app: &HttpState, ex: &mut Exchange) {
+pub(crate) fn handle(app: &HttpState, ex: &mut Exchange) {
     if let Err(e) = dispatch(app, ex) {
         if !ex.responded() {
             ex.error(&e);

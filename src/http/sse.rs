@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-pub struct SseWriter {
+pub(crate) struct SseWriter {
     out: Box<dyn Write + Send>,
     /// HTTP/1.0 clients get an unframed body ended by closing the connection.
     chunked: bool,
@@ -13,11 +13,11 @@ pub struct SseWriter {
 
 /// The client is gone (reset, closed, or not reading); stop generating for it.
 #[derive(Debug)]
-pub struct ClientGone(pub io::Error);
+pub(crate) struct ClientGone(pub(crate) io::Error);
 
 impl SseWriter {
     /// Writes the status line and headers and flushes them.
-    pub fn start(
+    pub(crate) fn start(
         mut out: Box<dyn Write + Send>,
         http10: bool,
         headers: &[(&str, String)],
@@ -53,12 +53,12 @@ impl SseWriter {
     }
 
     /// Sends one event (`event:` line only when named) and flushes it to the socket.
-    pub fn event(&mut self, name: Option<&str>, data: &str) -> Result<(), ClientGone> {
+    pub(crate) fn event(&mut self, name: Option<&str>, data: &str) -> Result<(), ClientGone> {
         self.write_chunk(event_text(name, data).as_bytes())
     }
 
     /// A comment line; keeps idle connections and proxies awake.
-    pub fn comment(&mut self, text: &str) -> Result<(), ClientGone> {
+    pub(crate) fn comment(&mut self, text: &str) -> Result<(), ClientGone> {
         self.write_chunk(comment_text(text).as_bytes())
     }
 
@@ -76,7 +76,7 @@ impl SseWriter {
     }
 
     /// Ends the body (the terminating chunk) so the connection can be reused.
-    pub fn finish(mut self) -> Result<(), ClientGone> {
+    pub(crate) fn finish(mut self) -> Result<(), ClientGone> {
         if self.chunked {
             self.out
                 .write_all(b"0\r\n\r\n")

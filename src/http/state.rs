@@ -11,21 +11,21 @@ use crate::metrics::Metrics;
 use crate::response_store::ResponseStore;
 use crate::service::ChatService;
 
-pub struct HttpState {
-    pub gw: Arc<ChatService>,
-    pub keys: ApiKeys,
-    pub operators: OperatorAuth,
-    pub gate: Gate,
-    pub metrics: Metrics,
-    pub debug: DebugRing,
+pub(crate) struct HttpState {
+    pub(crate) gw: Arc<ChatService>,
+    pub(crate) keys: ApiKeys,
+    pub(crate) operators: OperatorAuth,
+    pub(crate) gate: Gate,
+    pub(crate) metrics: Metrics,
+    pub(crate) debug: DebugRing,
     /// Recent `/v1/responses` answers, for `previous_response_id`.
-    pub responses: Arc<ResponseStore>,
+    pub(crate) responses: Arc<ResponseStore>,
     /// `(key, value, origin)` with secrets redacted, as `check-config` prints them.
-    pub effective_config: Vec<(String, String, String)>,
+    pub(crate) effective_config: Vec<(String, String, String)>,
 }
 
 impl HttpState {
-    pub fn new(gw: Arc<ChatService>, raw: &RawConfig) -> HttpState {
+    pub(crate) fn new(gw: Arc<ChatService>, raw: &RawConfig) -> HttpState {
         let cfg = &gw.cfg;
         HttpState {
             keys: ApiKeys::new(&cfg.api_keys),

@@ -77,7 +77,7 @@ fn stream(
 fn open(ex: &mut Exchange) -> Option<SseWriter> {
     let http10 = ex.is_http10();
     let mut headers = vec![("x-request-id", ex.id.clone())];
-    let (out, close) = ex.into_stream_writer();
+    let (out, close) = ex.take_stream_writer();
     if close && !http10 {
         headers.push(("Connection", "close".to_string()));
     }

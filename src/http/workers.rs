@@ -15,7 +15,8 @@ use super::serve::{finish, serve_one};
 use super::state::HttpState;
 use crate::error::{ErrorKind, GatewayError};
 
-pub const SHUTTING_DOWN: &str = "The gateway is shutting down; retry against another instance.";
+pub(crate) const SHUTTING_DOWN: &str =
+    "The gateway is shutting down; retry against another instance.";
 
 /// How long a request waits for a busy worker's slot before it gets 503.
 const SLOT_GRACE: Duration = Duration::from_millis(200);
@@ -23,7 +24,7 @@ const SLOT_GRACE: Duration = Duration::from_millis(200);
 /// A waiting thread beyond the first retires after this long without a request.
 const IDLE_RETIRE: Duration = Duration::from_secs(60);
 
-pub struct Workers {
+pub(crate) struct Workers {
     shared: Arc<Shared>,
 }
 
@@ -52,7 +53,7 @@ struct Shared {
 
 impl Workers {
     /// Starts the first worker; more follow as requests arrive.
-    pub fn start(
+    pub(crate) fn start(
         server: Arc<tiny_http::Server>,
         app: Arc<HttpState>,
         max: usize,
@@ -79,7 +80,7 @@ impl Workers {
 
     /// Ends the threads: every one waiting for a request is woken and ends, a busy one ends
     /// after its request. Until then (while `drain` waits) they answer new requests with 503.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         for _ in 0..self.shared.live.load(Ordering::SeqCst) {
             self.shared.server.unblock();
@@ -87,7 +88,7 @@ impl Workers {
     }
 
     /// Waits up to `grace` for requests in progress; returns how many are left.
-    pub fn drain(&self, grace: Duration) -> usize {
+    pub(crate) fn drain(&self, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
         while *busy > 0 {
@@ -106,7 +107,7 @@ impl Workers {
     }
 
     /// Joins every worker (after `close`, and a `drain` that reported zero).
-    pub fn join(self) {
+    pub(crate) fn join(self) {
         let threads = std::mem::take(
             &mut *self
                 .shared
@@ -243,7 +244,7 @@ impl Shared {
 }
 
 /// Answers 503 at once (no body read, no Lingma involved).
-pub fn refuse(app: &HttpState, request: tiny_http::Request, message: &str) {
+pub(crate) fn refuse(app: &HttpState, request: tiny_http::Request, message: &str) {
     let mut ex = Exchange::new(request);
     ex.error(&GatewayError::new(ErrorKind::Unavailable, message).retry_after(1));
     finish(app, &ex);

@@ -40,29 +40,11 @@ pub(crate) fn parse_messages(
         n => n,
     };
     let mut opts = MessagesOptions::default();
-    let mut messages: Vec<Message> = system(&f)?.into_iter().collect();
-    let items = f.array("messages")?;
-    if items.is_empty() {
-        return Err(GatewayError::invalid(
-            "messages",
-            "messages: at least one message is required",
-        ));
-    }
-    limits::check_messages("messages", items)?;
-    for (i, m) in items.iter().enumerate() {
-        messages.push(parse_message(i, m, &mut opts)?);
-    }
+    let messages = messages(&f, &mut opts)?;
     let stream = f.opt_bool("stream")?.unwrap_or(false);
     let stop = f.strings("stop_sequences", D.want(Want::Array), "a list of strings")?;
     f.numbers(&["temperature", "top_p", "top_k"])?;
-    opts.thinking = f
-        .typed("thinking", "an object", Value::as_object)?
-        .is_some_and(|t| {
-            matches!(
-                t.get("type").and_then(Value::as_str),
-                Some("enabled") | Some("adaptive")
-            )
-        });
+    opts.thinking = thinking(&f)?;
     opts.user_id = f
         .typed("metadata", "an object", Value::as_object)?
         .and_then(|m| m.get("user_id").and_then(Value::as_str))
@@ -94,6 +76,34 @@ pub(crate) fn parse_messages(
         scope: String::new(),
     };
     Ok((req, opts))
+}
+
+/// `system`, then `messages`.
+fn messages(f: &Fields, opts: &mut MessagesOptions) -> Result<Vec<Message>, GatewayError> {
+    let mut messages: Vec<Message> = system(f)?.into_iter().collect();
+    let items = f.array("messages")?;
+    if items.is_empty() {
+        return Err(GatewayError::invalid(
+            "messages",
+            "messages: at least one message is required",
+        ));
+    }
+    limits::check_messages("messages", items)?;
+    for (i, m) in items.iter().enumerate() {
+        messages.push(parse_message(i, m, opts)?);
+    }
+    Ok(messages)
+}
+
+/// Whether `thinking` is on (`enabled` or `adaptive`).
+fn thinking(f: &Fields) -> Result<bool, GatewayError> {
+    let thinking = f.typed("thinking", "an object", Value::as_object)?;
+    Ok(thinking.is_some_and(|t| {
+        matches!(
+            t.get("type").and_then(Value::as_str),
+            Some("enabled") | Some("adaptive")
+        )
+    }))
 }
 
 /// The top-level `system`: a string, or text blocks joined by a blank line.

@@ -35,21 +35,9 @@ pub(crate) fn parse_chat(body: &Value) -> Result<(ChatRequest, ChatOptions), Gat
     let messages = messages(&f)?;
     let stream = f.opt_bool("stream")?.unwrap_or(false);
     let include_usage = include_usage(&f)?;
-    let stop = match f.get("stop") {
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => f.strings(
-            "stop",
-            "a string or an array of strings",
-            "an array of strings",
-        )?,
-    };
+    let stop = stop(&f)?;
     one_choice(&f)?;
-    let mut max_tokens = None;
-    for name in ["max_tokens", "max_completion_tokens"] {
-        if let Some(n) = f.opt_positive(name)? {
-            max_tokens = Some(n);
-        }
-    }
+    let max_tokens = max_tokens(&f)?;
     f.numbers(&[
         "temperature",
         "top_p",
@@ -128,6 +116,29 @@ fn include_usage(f: &Fields) -> Result<bool, GatewayError> {
             e
         })?;
     Ok(include.unwrap_or(false))
+}
+
+/// `stop`: one string or an array of them.
+fn stop(f: &Fields) -> Result<Vec<String>, GatewayError> {
+    match f.get("stop") {
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        _ => f.strings(
+            "stop",
+            "a string or an array of strings",
+            "an array of strings",
+        ),
+    }
+}
+
+/// `max_tokens`, or its newer name `max_completion_tokens`, which wins.
+fn max_tokens(f: &Fields) -> Result<Option<u64>, GatewayError> {
+    let mut max_tokens = None;
+    for name in ["max_tokens", "max_completion_tokens"] {
+        if let Some(n) = f.opt_positive(name)? {
+            max_tokens = Some(n);
+        }
+    }
+    Ok(max_tokens)
 }
 
 /// `n`: Lingma gives one answer per request.
