@@ -44,11 +44,16 @@ pub(crate) trait ChatApi {
         req: &mut ChatRequest,
         opts: Self::Options,
     ) -> Result<Self::Prepared, GatewayError>;
-    fn encoder(app: &HttpState, prepared: Self::Prepared, head: Head, form: Form) -> Self::Encoder;
+    fn encoder(
+        app: &HttpState,
+        prepared: Self::Prepared,
+        head: AnswerStart,
+        form: Form,
+    ) -> Self::Encoder;
 }
 
 /// What every protocol's encoder is made with.
-pub(crate) struct Head {
+pub(crate) struct AnswerStart {
     /// The answer's id: the protocol's prefix and a random part.
     id: String,
     /// When the answer started, in seconds since the epoch.
@@ -65,8 +70,10 @@ pub(crate) fn serve<A: ChatApi>(app: &HttpState, ex: &mut Exchange) -> Result<()
     let (mut req, opts) = A::decode(&body)?;
     drop(body);
     let prepared = A::prepare(app, ex, &mut req, opts)?;
+    // The slot is declared before the answer, so it is given back after the answer's
+    // chat/stop is on the wire.
     let (_slot, mut answer, model) = start(app, ex, &mut req)?;
-    let head = Head {
+    let head = AnswerStart {
         id: format!("{}{}", A::ID_PREFIX, uuid::Uuid::new_v4().simple()),
         created: now(),
         model,
@@ -106,7 +113,7 @@ impl ChatApi for Completions {
         Ok(opts)
     }
 
-    fn encoder(_: &HttpState, opts: ChatOptions, head: Head, form: Form) -> ChunkEncoder {
+    fn encoder(_: &HttpState, opts: ChatOptions, head: AnswerStart, form: Form) -> ChunkEncoder {
         ChunkEncoder::new(head.id, head.created, head.model, &opts, form)
     }
 }
@@ -134,7 +141,12 @@ impl ChatApi for Messages {
         Ok(opts)
     }
 
-    fn encoder(_: &HttpState, opts: MessagesOptions, head: Head, form: Form) -> MessagesEncoder {
+    fn encoder(
+        _: &HttpState,
+        opts: MessagesOptions,
+        head: AnswerStart,
+        form: Form,
+    ) -> MessagesEncoder {
         MessagesEncoder::new(head.id, head.model, head.input_tokens, &opts, form)
     }
 }
@@ -201,7 +213,7 @@ impl ChatApi for Responses {
     }
 
     /// With `store`, the finished answer is kept for a later `previous_response_id`.
-    fn encoder(app: &HttpState, turn: Turn, head: Head, form: Form) -> ResponsesEncoder {
+    fn encoder(app: &HttpState, turn: Turn, head: AnswerStart, form: Form) -> ResponsesEncoder {
         let id = head.id.clone();
         let mut enc = ResponsesEncoder::new(head.id, head.created, head.model, &turn.opts, form);
         if turn.opts.store {

@@ -118,7 +118,7 @@ impl Exchange {
 
     /// The request's body. tiny_http read it before a worker got the request, within
     /// `max_body_bytes`, `client_body_timeout_sec` and `max_buffered_body_bytes` (see
-    /// `routes::body_policy`); what went wrong there is answered here, in the route's shape.
+    /// `admission::body_policy`); what went wrong there is answered here, in the route's shape.
     pub(crate) fn read_body(&mut self) -> Result<Vec<u8>, GatewayError> {
         let request = self.request.as_mut().expect("body read after responding");
         match request.body_status() {
