@@ -15,11 +15,11 @@ const POLL: Duration = Duration::from_millis(200);
 /// for the parts of a login form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selectors {
-    pub username: String,
-    pub password: String,
-    pub submit: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) submit: String,
     /// An element whose (visible, non-empty) text says the login failed.
-    pub error: String,
+    pub(crate) error: String,
 }
 
 impl Default for Selectors {

@@ -18,11 +18,8 @@
 //! Lingma simulator's login page and common real forms. The password never reaches a log
 //! line or an error message, and the login URL is logged beyond host and path only at debug.
 
-pub mod browser;
-pub mod webdriver;
+pub(crate) mod browser;
+pub(crate) mod webdriver;
 
 pub use browser::{log_in, Selectors};
-pub use webdriver::{
-    Chromedriver, ElementId, LoginError, Session, DEFAULT_CHROMEDRIVER, DEFAULT_CHROMIUM,
-    ELEMENT_KEY, PROFILE_DIR_PREFIX,
-};
+pub use webdriver::{Chromedriver, LoginError, Session, PROFILE_DIR_PREFIX};
