@@ -1,0 +1,238 @@
+//! `lingma-sup-<n>`: one thread per instance that spawns or attaches, connects,
+//! initializes, waits for the connection to die, and starts again with backoff.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use serde_json::json;
+
+use super::slots::{Shared, State};
+use crate::jsonrpc::method;
+use crate::upstream::connection::{Connection, Ended};
+use crate::upstream::process::{port_open, LingmaProcess};
+
+/// A connection that lived at least this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// Starts the supervisor of instance `index`; dropping the returned sender stops it.
+pub(super) fn spawn(shared: Arc<Shared>, index: usize) -> (Sender<()>, JoinHandle<()>) {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::Builder::new()
+        .name(format!("lingma-sup-{index}"))
+        .spawn(move || {
+            Supervisor {
+                shared,
+                index,
+                stop: stop_rx,
+                process: None,
+            }
+            .run()
+        })
+        .expect("spawn supervisor thread");
+    (stop_tx, handle)
+}
+
+struct Supervisor {
+    shared: Arc<Shared>,
+    index: usize,
+    stop: Receiver<()>,
+    /// The Lingma this instance spawned (none when attached to a running one).
+    process: Option<(LingmaProcess, u16)>,
+}
+
+impl Supervisor {
+    fn name(&self) -> String {
+        format!("lingma-{}", self.index)
+    }
+
+    fn run(mut self) {
+        let mut failures: u32 = 0;
+        let mut delay = Duration::ZERO;
+        // Only a timeout means "go on": the pool stops us by dropping the sender.
+        while let Err(RecvTimeoutError::Timeout) = self.stop.recv_timeout(delay) {
+            match self.establish() {
+                Ok((conn, dead)) => {
+                    failures = 0;
+                    let ready_at = Instant::now();
+                    let ended = select! {
+                        recv(self.stop) -> _ => { conn.close(); break; }
+                        recv(dead) -> ended => ended.unwrap_or_else(|_| Ended {
+                            why: "reader ended".into(),
+                            stuck: false,
+                        }),
+                    };
+                    self.lost(&ended.why);
+                    conn.close();
+                    if ended.stuck {
+                        self.stop_stuck_process();
+                    }
+                    if ready_at.elapsed() >= HEALTHY_AFTER {
+                        delay = Duration::ZERO;
+                    } else {
+                        failures += 1;
+                        delay = backoff(failures);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    delay = backoff(failures);
+                    let state = if failures >= 3 {
+                        State::Failed
+                    } else {
+                        State::Reconnecting
+                    };
+                    log::warn!(
+                        "[{}] Lingma not available: {e}; next attempt in {}s",
+                        self.name(),
+                        delay.as_secs()
+                    );
+                    self.shared.update(self.index, |s| {
+                        s.status.state = state;
+                        s.status.last_error = e;
+                    });
+                    // A process that could not be talked to is replaced on the next attempt.
+                    if let Some((mut p, _)) = self.process.take() {
+                        p.terminate(self.shared.cfg.kill_grace);
+                    }
+                }
+            }
+        }
+        log::info!("[{}] stopping", self.name());
+        if let Some((mut p, _)) = self.process.take() {
+            p.terminate(self.shared.cfg.kill_grace);
+        }
+        self.shared.update(self.index, |s| {
+            s.status.state = State::Closed;
+            s.conn = None;
+        });
+    }
+
+    /// Spawns (or attaches, or reuses a still-running process), connects and initializes.
+    fn establish(&mut self) -> Result<(Arc<Connection>, Receiver<Ended>), String> {
+        let cfg = &self.shared.cfg;
+        let name = self.name();
+        let mut attached = false;
+        let port = if self.index == 0
+            && cfg.attach_port > 0
+            && port_open(cfg.attach_port, Duration::from_millis(300))
+        {
+            log::info!(
+                "[{name}] a Lingma already listens on port {}; attaching instead of spawning",
+                cfg.attach_port
+            );
+            attached = true;
+            cfg.attach_port
+        } else {
+            let reusable = match self.process.as_mut() {
+                Some((p, port)) => {
+                    p.try_exited().is_none() && port_open(*port, Duration::from_millis(300))
+                }
+                None => false,
+            };
+            match self.process.as_ref() {
+                Some((_, port)) if reusable => *port,
+                _ => {
+                    if let Some((mut p, _)) = self.process.take() {
+                        if let Some(status) = p.try_exited() {
+                            log::warn!(
+                                "[{name}] Lingma pid {} exited ({status}); respawning",
+                                p.pid()
+                            );
+                        }
+                        p.terminate(cfg.kill_grace);
+                    }
+                    let work_dir = cfg.work_dir.join(format!("instance-{}", self.index));
+                    // The pool stops us by dropping the sender; a slow start must not delay it.
+                    let stop = &self.stop;
+                    let stopping = || matches!(stop.try_recv(), Err(TryRecvError::Disconnected));
+                    let (p, port) = LingmaProcess::spawn(
+                        &cfg.launch,
+                        &work_dir,
+                        cfg.startup_timeout,
+                        &name,
+                        &stopping,
+                    )?;
+                    self.process = Some((p, port));
+                    port
+                }
+            }
+        };
+        let (dead_tx, dead_rx) = crossbeam_channel::bounded(1);
+        let conn = Connection::open(&name, port, cfg.rpc_timeout, cfg.write_timeout, dead_tx)?;
+        let init = json!({
+            "processId": std::process::id(),
+            "clientInfo": {"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")},
+            "rootUri": null,
+            "capabilities": {},
+            "workspaceFolders": [],
+        });
+        conn.call(method::INITIALIZE, init, cfg.rpc_timeout)
+            .map_err(|e| format!("initialize: {e}"))?;
+        conn.notify(method::INITIALIZED, json!({}))
+            .map_err(|e| e.to_string())?;
+        let pid = self.process.as_ref().map(|(p, _)| p.pid());
+        log::info!(
+            "[{name}] ready on port {port}{}",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
+        let c = Arc::clone(&conn);
+        self.shared.update(self.index, move |s| {
+            s.status.state = State::Ready;
+            s.status.pid = pid;
+            s.status.port = Some(port);
+            s.status.attached = attached;
+            s.conn = Some(c);
+            s.models = None;
+        });
+        Ok((conn, dead_rx))
+    }
+
+    /// A Lingma that stopped reading its socket is alive but of no use: the one we spawned
+    /// is killed (and reaped) so the next attempt starts a fresh one. One we attached to is
+    /// not ours to kill; the next attempt connects to it again.
+    fn stop_stuck_process(&mut self) {
+        match self.process.take() {
+            Some((mut p, _)) => {
+                log::warn!(
+                    "[{}] Lingma pid {} stopped reading its socket; stopping it to restart the instance",
+                    self.name(),
+                    p.pid()
+                );
+                p.terminate(self.shared.cfg.kill_grace);
+            }
+            None => log::warn!(
+                "[{}] the attached Lingma stopped reading its socket; reconnecting to it",
+                self.name()
+            ),
+        }
+    }
+
+    fn lost(&self, why: &str) {
+        log::warn!("[{}] lost Lingma: {why}; re-establishing", self.name());
+        let why = why.to_string();
+        self.shared.update(self.index, |s| {
+            s.status.state = State::Reconnecting;
+            s.status.restarts += 1;
+            s.status.last_error = why;
+            s.conn = None;
+            s.models = None;
+        });
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_to_thirty_seconds() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}
