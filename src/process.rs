@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -19,7 +19,7 @@ use crate::upstream::pool::{Pool, PoolConfig};
 use crate::upstream::process::LaunchCommand;
 
 /// Loads and validates the configuration the way `serve` does.
-pub fn load_config(args: &ServeArgs) -> Result<(Config, config::RawConfig), String> {
+pub(crate) fn load_config(args: &ServeArgs) -> Result<(Config, config::RawConfig), String> {
     let path = config::config_path(args.config.as_deref());
     let mut raw =
         config::load(path.as_deref(), config::process_env()).map_err(|e| e.to_string())?;
@@ -272,25 +272,9 @@ pub fn serve(args: &ServeArgs) -> i32 {
         log::error!("{e}");
         return 2;
     }
-    let work_dir = pool_cfg.work_dir.clone();
-    let pool = Pool::start(pool_cfg);
     let (grace, max_workers) = (cfg.shutdown_grace, cfg.max_workers);
-    let sessions = cfg.session_reuse.then(|| {
-        Arc::new(crate::sessions::SessionCache::new(
-            cfg.session_cache_max_entries,
-            cfg.session_cache_ttl,
-        ))
-    });
-    let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir, sessions.clone());
-    let gw = Arc::new(ChatService {
-        cfg,
-        pool: Arc::clone(&pool),
-        logins: Arc::clone(&logins),
-        sessions,
-        started: SystemTime::now(),
-    });
-    let app = Arc::new(HttpState::new(gw, &raw));
-    let server = match http_server(listener, &app) {
+    let services = Services::start(cfg, pool_cfg, &raw);
+    let server = match http_server(listener, &services.app) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log::error!("cannot serve HTTP on {addr}: {e}");
@@ -307,39 +291,81 @@ pub fn serve(args: &ServeArgs) -> i32 {
     );
 
     let stopping = Arc::new(AtomicBool::new(false));
+    let app = Arc::clone(&services.app);
     let workers = Workers::start(server, app, max_workers, Arc::clone(&stopping));
     signals.wait();
     // New requests now get 503 from the workers while those in progress finish.
     stopping.store(true, Ordering::SeqCst);
-    let left = workers.drain(grace);
-    if left > 0 {
-        log::warn!(
-            "{left} request(s) still running after {}s; closing them",
-            grace.as_secs()
-        );
-    }
-    workers.close();
-    logins.shutdown();
-    // Stopping Lingma fails the chats still running: their clients get the protocol's
-    // error (an error event mid-stream) before the process ends.
-    pool.shutdown();
-    let left = match left {
-        0 => 0,
-        _ => workers.drain(CUT_GRACE),
-    };
-    if left == 0 {
-        workers.join();
-    } else {
-        log::warn!("{left} request(s) did not end after their upstream was closed");
-    }
+    services.shut_down(workers, grace);
     drop(signals);
     log::info!("stopped");
     0
 }
 
+/// What serves requests once the listener is bound: the Lingma pool, the auto-login, the
+/// chat service and the HTTP state around it.
+struct Services {
+    app: Arc<HttpState>,
+    pool: Arc<Pool>,
+    logins: Arc<Logins>,
+}
+
+impl Services {
+    /// Starts the pool (instances become ready in the background) and builds the rest.
+    fn start(cfg: Config, pool_cfg: PoolConfig, raw: &config::RawConfig) -> Services {
+        let work_dir = pool_cfg.work_dir.clone();
+        let pool = Pool::start(pool_cfg);
+        let sessions = cfg.session_reuse.then(|| {
+            Arc::new(crate::sessions::SessionCache::new(
+                cfg.session_cache_max_entries,
+                cfg.session_cache_ttl,
+            ))
+        });
+        let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir, sessions.clone());
+        let gw = Arc::new(ChatService {
+            cfg,
+            pool: Arc::clone(&pool),
+            logins: Arc::clone(&logins),
+            sessions,
+            started: SystemTime::now(),
+        });
+        Services {
+            app: Arc::new(HttpState::new(gw, raw)),
+            pool,
+            logins,
+        }
+    }
+
+    /// The orderly end once no new request is taken: requests in progress get `grace` to
+    /// finish, then the workers close, the logins stop, and Lingma stops.
+    fn shut_down(&self, workers: Workers, grace: Duration) {
+        let left = workers.drain(grace);
+        if left > 0 {
+            log::warn!(
+                "{left} request(s) still running after {}s; closing them",
+                grace.as_secs()
+            );
+        }
+        workers.close();
+        self.logins.shutdown();
+        // Stopping Lingma fails the chats still running: their clients get the protocol's
+        // error (an error event mid-stream) before the process ends.
+        self.pool.shutdown();
+        let left = match left {
+            0 => 0,
+            _ => workers.drain(CUT_GRACE),
+        };
+        if left == 0 {
+            workers.join();
+        } else {
+            log::warn!("{left} request(s) did not end after their upstream was closed");
+        }
+    }
+}
+
 /// After the shutdown grace, how long requests cut by closing their upstream get to send
 /// their error to the client.
-const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// The pool's settings. Lingma runs with its own directory as the working directory, so a
 /// relative workDir would land somewhere else: it is anchored at ours.
