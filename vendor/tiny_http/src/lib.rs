@@ -115,6 +115,7 @@ mod chunked;
 mod client;
 mod common;
 mod connection;
+mod framing;
 mod head;
 mod request;
 mod response;

@@ -1,6 +1,6 @@
 use crate::common::{HTTPVersion, Header, StatusCode};
+use crate::framing::{add_framing_header, choose_transfer_encoding, write_body, TransferEncoding};
 use httpdate::HttpDate;
-use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
 
 use std::io::Result as IoResult;
@@ -48,28 +48,6 @@ pub struct Response<R> {
 /// A `Response` without a template parameter.
 pub type ResponseBox = Response<Box<dyn Read + Send>>;
 
-/// Transfer encoding to use when sending the message.
-/// Note that only *supported* encoding are listed here.
-#[derive(Copy, Clone)]
-enum TransferEncoding {
-    Identity,
-    Chunked,
-}
-
-impl FromStr for TransferEncoding {
-    type Err = ();
-
-    fn from_str(input: &str) -> Result<TransferEncoding, ()> {
-        if input.eq_ignore_ascii_case("identity") {
-            Ok(TransferEncoding::Identity)
-        } else if input.eq_ignore_ascii_case("chunked") {
-            Ok(TransferEncoding::Chunked)
-        } else {
-            Err(())
-        }
-    }
-}
-
 /// Builds a Date: header with the current date.
 fn build_date_header() -> Header {
     let d = HttpDate::from(SystemTime::now());
@@ -107,80 +85,6 @@ where
     write!(&mut writer, "\r\n")?;
 
     Ok(())
-}
-
-fn choose_transfer_encoding(
-    status_code: StatusCode,
-    request_headers: &[Header],
-    http_version: &HTTPVersion,
-    entity_length: &Option<usize>,
-    has_additional_headers: bool,
-    chunked_threshold: usize,
-) -> TransferEncoding {
-    use crate::util;
-
-    // HTTP 1.0 doesn't support other encoding
-    if *http_version <= (1, 0) {
-        return TransferEncoding::Identity;
-    }
-
-    // Per section 3.3.1 of RFC7230:
-    // A server MUST NOT send a Transfer-Encoding header field in any response with a status code
-    // of 1xx (Informational) or 204 (No Content).
-    if status_code.0 < 200 || status_code.0 == 204 {
-        return TransferEncoding::Identity;
-    }
-
-    // parsing the request's TE header
-    let user_request = request_headers
-        .iter()
-        // finding TE
-        .find(|h| h.field.equiv("TE"))
-        // getting its value
-        .map(|h| h.value.clone())
-        // getting the corresponding TransferEncoding
-        .and_then(|value| {
-            // getting list of requested elements
-            let mut parse = util::parse_header_value(value.as_str()); // TODO: remove conversion
-
-            // sorting elements by most priority
-            parse.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal));
-
-            // trying to parse each requested encoding
-            for value in parse.iter() {
-                // q=0 are ignored
-                if value.1 <= 0.0 {
-                    continue;
-                }
-
-                if let Ok(te) = TransferEncoding::from_str(value.0) {
-                    return Some(te);
-                }
-            }
-
-            // encoding not found
-            None
-        });
-
-    if let Some(user_request) = user_request {
-        return user_request;
-    }
-
-    // if we have additional headers, using chunked
-    if has_additional_headers {
-        return TransferEncoding::Chunked;
-    }
-
-    // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
-    if entity_length
-        .as_ref()
-        .is_none_or(|val| *val >= chunked_threshold)
-    {
-        return TransferEncoding::Chunked;
-    }
-
-    // Identity by default
-    TransferEncoding::Identity
 }
 
 impl<R> Response<R>
@@ -348,7 +252,55 @@ where
             false, /* TODO */
             self.chunked_threshold(),
         ));
+        self.add_connection_headers(upgrade, close);
+        if upgrade.is_some() {
+            transfer_encoding = None;
+        }
 
+        // if the transfer encoding is identity, the content length must be known ; therefore if
+        // we don't know it, we buffer the entire response first here
+        // while this is an expensive operation, it is only ever needed for clients using HTTP 1.0
+        let (mut reader, data_length): (Box<dyn Read>, _) =
+            match (self.data_length, transfer_encoding) {
+                (Some(l), _) => (Box::new(self.reader), Some(l)),
+                (None, Some(TransferEncoding::Identity)) => {
+                    let mut buf = Vec::new();
+                    self.reader.read_to_end(&mut buf)?;
+                    let l = buf.len();
+                    (Box::new(Cursor::new(buf)), Some(l))
+                }
+                _ => (Box::new(self.reader), None),
+            };
+
+        // checking whether to ignore the body of the response
+        let do_not_send_body = do_not_send_body
+            || match self.status_code.0 {
+                // status code 1xx, 204 and 304 MUST not include a body
+                100..=199 | 204 | 304 => true,
+                _ => false,
+            };
+
+        add_framing_header(&mut self.headers, transfer_encoding, data_length);
+
+        // sending headers
+        write_message_header(
+            writer.by_ref(),
+            &http_version,
+            &self.status_code,
+            &self.headers,
+        )?;
+
+        // sending the body
+        if !do_not_send_body {
+            write_body(&mut reader, writer, transfer_encoding, data_length)?;
+        }
+
+        Ok(())
+    }
+
+    /// Adds `Date` and `Server` when the handler set none, `Connection: close` when the
+    /// connection ends after this response, and the upgrade headers.
+    fn add_connection_headers(&mut self, upgrade: Option<&str>, close: bool) {
         // add `Date` if not in the headers
         if !self.headers.iter().any(|h| h.field.equiv("Date")) {
             self.headers.insert(0, build_date_header());
@@ -378,86 +330,7 @@ where
                 0,
                 Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
             );
-            transfer_encoding = None;
         }
-
-        // if the transfer encoding is identity, the content length must be known ; therefore if
-        // we don't know it, we buffer the entire response first here
-        // while this is an expensive operation, it is only ever needed for clients using HTTP 1.0
-        let (mut reader, data_length): (Box<dyn Read>, _) =
-            match (self.data_length, transfer_encoding) {
-                (Some(l), _) => (Box::new(self.reader), Some(l)),
-                (None, Some(TransferEncoding::Identity)) => {
-                    let mut buf = Vec::new();
-                    self.reader.read_to_end(&mut buf)?;
-                    let l = buf.len();
-                    (Box::new(Cursor::new(buf)), Some(l))
-                }
-                _ => (Box::new(self.reader), None),
-            };
-
-        // checking whether to ignore the body of the response
-        let do_not_send_body = do_not_send_body
-            || match self.status_code.0 {
-                // status code 1xx, 204 and 304 MUST not include a body
-                100..=199 | 204 | 304 => true,
-                _ => false,
-            };
-
-        // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
-            }
-
-            _ => (),
-        };
-
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
-
-        // sending the body
-        if !do_not_send_body {
-            match transfer_encoding {
-                Some(TransferEncoding::Chunked) => {
-                    use chunked_transfer::Encoder;
-
-                    let mut writer = Encoder::new(writer);
-                    io::copy(&mut reader, &mut writer)?;
-                }
-
-                Some(TransferEncoding::Identity) => {
-                    assert!(data_length.is_some());
-                    let data_length = data_length.unwrap();
-
-                    if data_length >= 1 {
-                        io::copy(&mut reader, &mut writer)?;
-                    }
-                }
-
-                _ => (),
-            }
-        }
-
-        Ok(())
     }
 
     /// Retrieves the current value of the `Response` status code
