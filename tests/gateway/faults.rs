@@ -260,8 +260,18 @@ fn a_slow_start_is_waited_for_within_the_pool_wait() {
             Some(chat_body("auto", "early bird").to_string().as_bytes()),
         )
     });
-    // No instance can be ready before the gate opens, so the request is still waiting.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Once it holds a chat slot it is waiting for an instance, and none can be ready before
+    // the gate opens.
+    wait_for(
+        "the early request to be in flight, waiting for Lingma",
+        || {
+            let m = gw.get("/metrics");
+            assert_eq!(m.status, 200, "{}", m.text());
+            m.text()
+                .lines()
+                .any(|l| l == "lingma_gateway_in_flight_requests 1")
+        },
+    );
     assert!(!early.is_finished(), "it waits while Lingma starts");
     std::fs::write(&gate, "").unwrap();
     let r = early.join().unwrap();
