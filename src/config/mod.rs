@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 pub use error::ConfigError;
 pub(crate) use keys::{ACCOUNT_KEYS, ENV_PREFIX, KEYS};
 pub use raw::RawConfig;
+pub(crate) use typed::AskMode;
+pub use typed::Config;
 pub(crate) use typed::{Account, LoginConfig};
-pub use typed::{AskMode, Config};
 
 /// Loads defaults, then the file (if any), then the environment.
 pub(crate) fn load(

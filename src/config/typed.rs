@@ -120,7 +120,7 @@ impl Config {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AskMode {
+pub(crate) enum AskMode {
     Chat,
     Agent,
 }

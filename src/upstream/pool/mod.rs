@@ -32,7 +32,7 @@ const AFFINITY_SLACK: usize = 2;
 /// How long model lists are reused before asking Lingma again.
 const MODELS_TTL: Duration = Duration::from_secs(60);
 
-pub struct Pool {
+pub(crate) struct Pool {
     shared: Arc<Shared>,
     supervisors: Mutex<Vec<(Sender<()>, JoinHandle<()>)>>,
 }
@@ -233,7 +233,7 @@ fn choose(g: &mut Slots, affinity: Option<u64>, skip: Option<usize>) -> Option<u
 }
 
 /// One instance, borrowed for one request; given back on drop.
-pub struct Lease {
+pub(crate) struct Lease {
     shared: Arc<Shared>,
     index: usize,
     pub(crate) name: String,
