@@ -3,31 +3,35 @@
 //! the binary by the default feature `simulator`. See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
-pub mod accounts;
-pub mod bundle;
+// The binary (`cli`, `process`) and the tests (`http::routes::route_table`, `login`,
+// `jsonrpc`) are this library's only users: everything else is private to the crate, so the
+// dead-code lint sees every item.
+
+mod accounts;
+mod bundle;
 pub mod cli;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
-pub mod logging;
+mod logging;
 pub mod login;
-pub mod lru;
-pub mod malloc;
-pub mod metrics;
-pub mod model;
-pub mod pipeline;
+mod lru;
+mod malloc;
+mod metrics;
+mod model;
+mod pipeline;
 pub mod process;
-pub mod prompt;
-pub mod redact;
-pub mod response_store;
-pub mod service;
-pub mod sessions;
+mod prompt;
+mod redact;
+mod response_store;
+mod service;
+mod sessions;
 #[cfg(all(test, feature = "simulator"))]
 mod simulator_reads;
-pub mod tools;
-pub mod upstream;
+mod tools;
+mod upstream;
 
 /// The Lingma wire, shared with the simulator: `crate::jsonrpc` and `crate::wsio` as before.
 pub use lingma_protocol::{jsonrpc, wsio};

@@ -41,36 +41,12 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
         self.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Removes and returns the value for `key`, if it has not expired.
     pub fn take(&self, key: &K) -> Option<V> {
         self.lock()
             .remove(key)
             .filter(|s| s.stored.elapsed() < self.ttl)
             .map(|s| s.value)
-    }
-
-    /// A copy of the value for `key`, if it has not expired; it counts as used.
-    pub fn get(&self, key: &K) -> Option<V>
-    where
-        V: Clone,
-    {
-        let used = self.tick.fetch_add(1, Ordering::Relaxed);
-        let mut map = self.lock();
-        let slot = map.get_mut(key)?;
-        if slot.stored.elapsed() >= self.ttl {
-            map.remove(key);
-            return None;
-        }
-        slot.used = used;
-        Some(slot.value.clone())
-    }
-
-    pub fn remove(&self, key: &K) -> Option<V> {
-        self.lock().remove(key).map(|s| s.value)
     }
 
     /// Stores `value` (a `max` of 0 stores nothing).
@@ -121,25 +97,25 @@ mod tests {
         assert_eq!(m.take(&1), None, "taken");
         m.insert(2, "b");
         m.insert(3, "c");
-        assert_eq!(m.get(&2), Some("b"), "a get counts as a use");
+        m.insert(2, "b"); // storing again counts as a use
         m.insert(4, "d");
         assert_eq!(m.len(), 2);
-        assert_eq!(m.get(&3), None, "the least recently used went");
-        assert_eq!(m.get(&2), Some("b"));
+        assert_eq!(m.take(&3), None, "the least recently used went");
+        assert_eq!(m.take(&2), Some("b"));
         m.retain(|v| *v != "d");
-        assert_eq!(m.get(&4), None);
+        assert_eq!(m.take(&4), None);
         let big = TtlLru::new(100, Duration::from_secs(60));
         for i in 0..=100u8 {
             big.insert(i, i);
         }
         assert_eq!(big.len(), 91, "a tenth made room at once");
-        assert!(big.get(&0).is_none() && big.get(&100).is_some());
+        assert!(big.take(&0).is_none() && big.take(&100).is_some());
         let expired = TtlLru::new(10, Duration::ZERO);
         expired.insert(9, 9);
-        assert_eq!(expired.get(&9), None);
+        assert_eq!(expired.take(&9), None);
         assert_eq!(expired.take(&9), None);
         let none = TtlLru::new(0, Duration::from_secs(60));
         none.insert(1, 1);
-        assert!(none.is_empty());
+        assert_eq!(none.len(), 0);
     }
 }

@@ -235,11 +235,13 @@ impl ResponseStore {
         self.lock().entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// About how many bytes the store holds (never more than `responses_store_max_bytes`).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.lock().bytes
     }

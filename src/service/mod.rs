@@ -25,7 +25,6 @@ use crate::model::ChatRequest;
 use crate::sessions::{self, SessionCache};
 use crate::upstream::models::{ModelInfo, ModelList};
 use crate::upstream::pool::{Lease, Pool};
-use crate::upstream::UpstreamError;
 
 pub use answer::{Answer, Poll};
 pub(crate) use placement::lease_named;
@@ -191,10 +190,4 @@ fn check_text(req: &ChatRequest) -> Result<(), GatewayError> {
         ));
     }
     Ok(())
-}
-
-/// The client's error for an upstream one (it is a `From` impl in `error.rs`; kept here
-/// for the HTTP layer).
-pub fn upstream_error(e: UpstreamError) -> GatewayError {
-    e.into()
 }
