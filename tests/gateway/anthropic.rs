@@ -649,7 +649,7 @@ fn a_retried_attempts_thinking_is_dropped_with_its_text() {
     let mut body = with_tools(messages_body(THINKING_MODEL, q));
     body["tool_choice"] = json!({"type": "tool", "name": "get_weather"});
     body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
-    let once = format!("Thinking about: {q}\n");
+    let once = format!("Thinking about: {q}");
 
     let v = gw.post("/v1/messages", &body).json();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");

@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod observability;
 mod openai_chat;
+mod real_server;
 mod resilience;
 mod responses;
 mod sessions;

@@ -195,13 +195,50 @@ fn a_think_block_is_reasoning_and_its_markers_are_gone() {
         events,
         [
             Event::Reasoning("Let me see".into()),
-            Event::Reasoning(".\n".into()),
+            // The newline before the closing fence is the closer's.
+            Event::Reasoning(".".into()),
             said("Four."),
             // 4 + 1 + 2: reasoning counts as output.
             finished(StopReason::EndTurn, ASKED, 7),
         ]
     );
     assert_eq!(actions, [Action::Stop]);
+}
+
+#[test]
+fn the_real_servers_think_framing_leaves_no_newline_before_or_inside_the_reasoning() {
+    // "\n````think::{THINK_TIME}\n" … "\n````\n", cut where the real server may cut it.
+    let upstream = [
+        text("\n"),
+        text("```"),
+        text("`think::{THINK_TIME}\nLet"),
+        text(" me see."),
+        text("\n"),
+        text("```"),
+        text("`\nFour."),
+        end(),
+    ];
+    let (events, actions) = fold(&req(), setup(), &upstream);
+    assert_eq!(
+        events,
+        [
+            Event::Reasoning("Let".into()),
+            Event::Reasoning(" me see.".into()),
+            said("Four."),
+            finished(StopReason::EndTurn, ASKED, 6),
+        ]
+    );
+    assert_eq!(actions, [Action::Stop]);
+    // A newline that opens no block is the answer's, held only until that is known.
+    let (events, _) = fold(
+        &req(),
+        setup(),
+        &[text("\n"), text("``"), text("Hi"), end()],
+    );
+    assert_eq!(
+        events,
+        [said("\n``Hi"), finished(StopReason::EndTurn, ASKED, 2)]
+    );
 }
 
 #[test]

@@ -11,10 +11,12 @@ use super::text::{quote, split_deltas, user_text, with_empty_deltas};
 use crate::models::Model;
 use crate::prompt::{Prompt, ToolChoice};
 
-/// Opens the think block reasoning models put in front of the answer (four backticks; the
-/// placeholder is sent literally, as the real server sometimes does).
-const THINK_OPEN: &str = "````think::{THINK_TIME}\n";
-const THINK_CLOSE: &str = "````\n";
+/// Opens the think block reasoning models put in front of the answer, as the real server
+/// frames it (protocol §6): on a new line, four backticks; the placeholder is sent
+/// literally, as the real server sometimes does.
+const THINK_OPEN: &str = "\n````think::{THINK_TIME}\n";
+/// Closes it: the newline before the fence is the marker's, not the reasoning's.
+const THINK_CLOSE: &str = "\n````\n";
 /// The answer of `[[sim:unicode]]`: multi-byte characters of 2, 3 and 4 bytes.
 pub(crate) const UNICODE_ANSWER: &str = "你好，世界 — héllo 🌍 ünïcödé ✓";
 /// How much of each tool result the answer to a tool-result turn quotes.
@@ -133,9 +135,10 @@ pub(crate) fn answer_deltas(
     let quote = quote(user_text(prompt, turn.question));
     let mut deltas = Vec::new();
     if d.think || model.is_reasoning {
-        deltas = split_deltas(&format!(
-            "{THINK_OPEN}Thinking about: {quote}\n{THINK_CLOSE}"
-        ));
+        // Both markers are cut across deltas, the opener's newline alone and the closer's
+        // split from its fence, as the real server's 1–5 character deltas cut them.
+        deltas = split_deltas(&format!("{THINK_OPEN}Thinking about: {quote}"));
+        deltas.extend(split_deltas(THINK_CLOSE));
     }
     let mut native = None;
     let body = match answer {

@@ -104,7 +104,7 @@ fn chunks_directive_gives_exact_deltas() {
 
 #[test]
 fn reasoning_models_and_think_directive_add_the_think_block() {
-    let block = "````think::{THINK_TIME}\nThinking about: why\n````\n";
+    let block = "\n````think::{THINK_TIME}\nThinking about: why\n````\n";
     let thinking = models::find("dashscope_qwen_plus_20250428_thinking");
     let p = plan(&turn("why", thinking));
     assert!(finish(&p).2.starts_with(block), "{}", p.answer);
@@ -112,6 +112,15 @@ fn reasoning_models_and_think_directive_add_the_think_block() {
     assert!(p.answer.starts_with(block));
     let p = plan(&turn("[[sim:think]][[sim:chunks=2]]\nwhy", auto()));
     assert_eq!(p.answer, format!("{block}c1 c2 "));
+    // Cut as the real server's short deltas cut it: the opener's newline alone, the
+    // closer's newline apart from its fence.
+    let p = plan(&turn("why", thinking));
+    let ds: Vec<&str> = deltas(&p).into_iter().filter(|d| !d.is_empty()).collect();
+    assert_eq!(ds[..2], ["\n", "```"]);
+    assert!(
+        ds.windows(3).skip(1).any(|w| w == ["\n", "```", "`\n"]),
+        "{ds:?}"
+    );
 }
 
 #[test]
@@ -406,13 +415,13 @@ fn the_think_block_comes_before_the_call() {
     let q = prompt(AUTO, "[user]\nlook\n[[sim:think]][[sim:tool=Bash]]");
     assert_eq!(
         answer_of(&q),
-        format!("````think::{{THINK_TIME}}\nThinking about: [[sim:think]][[sim:tool=Bash]]\n````\nI'll call Bash now.\n{BASH_CALL}")
+        format!("\n````think::{{THINK_TIME}}\nThinking about: [[sim:think]][[sim:tool=Bash]]\n````\nI'll call Bash now.\n{BASH_CALL}")
     );
     let thinking = models::find("dashscope_qwen_plus_20250428_thinking");
     let p = plan(&turn(&prompt(AUTO, "[user]\nwhy?"), thinking));
     assert!(p
         .answer
-        .starts_with("````think::{THINK_TIME}\nThinking about: why?\n````\nHello"));
+        .starts_with("\n````think::{THINK_TIME}\nThinking about: why?\n````\nHello"));
 }
 
 #[test]
