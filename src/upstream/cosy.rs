@@ -83,10 +83,9 @@ impl Decoder {
             self.session_id = sid.to_string();
         }
         match method {
-            method::CHAT_ANSWER => {
-                let text = text(params, "text");
-                (!text.is_empty()).then_some(ChatEvent::Text(text))
-            }
+            method::CHAT_ANSWER => answer_delta(params)
+                .filter(|t| !t.is_empty())
+                .map(|t| ChatEvent::Text(t.to_string())),
             method::CHAT_FINISH => Some(ChatEvent::Finish(Finish {
                 session_id: self.session_id.clone(),
                 status_code: status_code(params),
@@ -101,6 +100,16 @@ impl Decoder {
                 None
             }
         }
+    }
+}
+
+/// A `chat/answer`'s delta: in `text`, or in `content` as some builds send it (protocol §6),
+/// read per chunk: a non-empty `text` first, then `content`. `None` when neither is a string.
+pub(crate) fn answer_delta(params: &Value) -> Option<&str> {
+    let field = |k: &str| params.get(k).and_then(Value::as_str);
+    match (field("text"), field("content")) {
+        (Some(t), _) if !t.is_empty() => Some(t),
+        (t, c) => c.or(t),
     }
 }
 
@@ -228,6 +237,22 @@ mod tests {
             panic!("tool/invoke is a tool event");
         };
         assert_eq!(invoke.status, ToolStatus::Invoke);
+    }
+
+    #[test]
+    fn a_delta_is_read_from_text_or_else_from_content_per_chunk() {
+        let mut d = Decoder::new("s");
+        let mut answer = |p: Value| d.decode(method::CHAT_ANSWER, &p);
+        let said = |t: &str| Some(ChatEvent::Text(t.into()));
+        assert_eq!(answer(json!({"content": "a"})), said("a"));
+        assert_eq!(answer(json!({"text": "b", "content": "x"})), said("b"));
+        assert_eq!(answer(json!({"text": "", "content": "c"})), said("c"));
+        assert_eq!(answer(json!({"text": null, "content": "d"})), said("d"));
+        assert_eq!(answer(json!({"text": "e", "content": null})), said("e"));
+        assert_eq!(answer(json!({"text": "", "content": ""})), None);
+        assert_eq!(answer(json!({"content": 5})), None);
+        assert_eq!(answer_delta(&json!({"text": ""})), Some(""));
+        assert_eq!(answer_delta(&json!({})), None);
     }
 
     #[test]

@@ -149,8 +149,9 @@ fn cost(msg: &Routed) -> usize {
     }
 }
 
+/// A delta's text, read as the decoder reads it (`text`, else `content`).
 fn text(params: &Value) -> Option<&str> {
-    params.get("text").and_then(Value::as_str)
+    super::cosy::answer_delta(params)
 }
 
 /// A plain text delta, the kind that can be appended to the one before it: not an
@@ -185,6 +186,19 @@ fn merge(last: &mut Routed, next: Routed) -> Result<usize, Routed> {
         return Err(next);
     }
     let add = text(p2).unwrap_or("");
+    // The joined delta goes in `text`, which the decoder reads first: one that came in
+    // `content` moves there before anything is appended.
+    if p1
+        .get("text")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        let first = text(p1).unwrap_or("").to_string();
+        p1["text"] = Value::String(first);
+        if let Some(fields) = p1.as_object_mut() {
+            fields.remove("content");
+        }
+    }
     match p1.get_mut("text") {
         Some(Value::String(t)) if t.len() + add.len() <= MAX_JOINED => {
             t.push_str(add);
@@ -239,6 +253,29 @@ mod tests {
         assert_eq!(text_of(&m.take(Duration::ZERO).unwrap()), "f");
         m.put(delta("g"));
         assert_eq!(text_of(&m.take(Duration::ZERO).unwrap()), "g");
+    }
+
+    #[test]
+    fn deltas_in_content_are_joined_as_their_text_is() {
+        let m = Mailbox::default();
+        let content = |fields: Value| Routed::Event {
+            method: method::CHAT_ANSWER.into(),
+            params: fields,
+        };
+        m.put(content(json!({"sessionId": "s", "content": "a"})));
+        m.put(delta("b"));
+        m.put(content(
+            json!({"sessionId": "s", "text": "", "content": "c"}),
+        ));
+        m.put(content(json!({"sessionId": "s", "content": "d"})));
+        let got = m.take(Duration::ZERO).unwrap();
+        assert_eq!(text_of(&got), "abcd");
+        let Routed::Event { params, .. } = got else {
+            panic!("an event");
+        };
+        assert_eq!(params["text"], "abcd");
+        assert_eq!(params.get("content"), None);
+        assert_eq!(m.lock().bytes, 0);
     }
 
     #[test]

@@ -132,3 +132,35 @@ fn responses_get_one_reasoning_item_and_one_message() {
         .collect();
     assert_eq!(added, ["reasoning", "message"], "{evs:?}");
 }
+
+#[test]
+fn deltas_in_content_instead_of_text_all_reach_the_client() {
+    let gw = GatewayProcess::start();
+    for q in ["Say hello [[sim:content=2]]", "Say hello [[sim:content]]"] {
+        let answer = default_answer("Auto", q);
+        let v = gw
+            .post("/v1/chat/completions", &chat_body("auto", q))
+            .json();
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            answer.as_str(),
+            "{v}"
+        );
+        let chunks = stream_json(&gw, "/v1/chat/completions", &stream_body("auto", q));
+        assert_eq!(chat_field(&chunks, "content"), answer, "{q}");
+        let v = gw.post("/v1/messages", &messages_body("auto", q)).json();
+        assert_eq!(v["content"][0]["text"], answer.as_str(), "{v}");
+    }
+    // The think block's markers may come in `content` too.
+    let q = "Why? [[sim:content=3]]";
+    let v = gw
+        .post("/v1/chat/completions", &chat_body(THINKING_MODEL, q))
+        .json();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["reasoning_content"], reasoning_of(q).as_str(), "{v}");
+    assert_eq!(
+        msg["content"],
+        default_answer(THINKING_NAME, q).as_str(),
+        "{v}"
+    );
+}

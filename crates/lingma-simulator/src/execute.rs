@@ -87,13 +87,14 @@ impl Generation {
                         }
                         text.push_str(&delta);
                         deltas_sent += 1;
-                        out.request(method::CHAT_ANSWER, self.answer_event(&delta))?;
+                        let event = self.answer_event(&delta, plan.delta_field(deltas_sent));
+                        out.request(method::CHAT_ANSWER, event)?;
                     }
                     continue;
                 }
                 _ => {}
             }
-            self.send_step(step, out, &text)?;
+            self.send_step(step, out, &text, plan.delta_field(deltas_sent))?;
         }
         Ok(Outcome::Done)
     }
@@ -108,8 +109,15 @@ impl Generation {
         }
     }
 
-    /// Sends the events of one non-terminal step; `text` is every delta sent so far.
-    fn send_step(&self, step: &Step, out: &mut Outbox, text: &str) -> io::Result<()> {
+    /// Sends the events of one non-terminal step; `text` is every delta sent so far, and a
+    /// delta goes in the field `delta_field`.
+    fn send_step(
+        &self,
+        step: &Step,
+        out: &mut Outbox,
+        text: &str,
+        delta_field: &str,
+    ) -> io::Result<()> {
         match step {
             Step::Progress(name) => out.notify(
                 method::CHAT_STEP,
@@ -119,7 +127,9 @@ impl Generation {
                 method::TITLE_UPDATE,
                 self.event(json!({"sessionTitle": title})),
             ),
-            Step::Delta(delta) => out.request(method::CHAT_ANSWER, self.answer_event(delta)),
+            Step::Delta(delta) => {
+                out.request(method::CHAT_ANSWER, self.answer_event(delta, delta_field))
+            }
             Step::Garbage => out.garbage(),
             Step::Oversize => out.oversize(),
             Step::Usage { used, limit } => out.notify(
@@ -195,12 +205,13 @@ impl Generation {
         self.shared.sessions.record(&self.session_id, record);
     }
 
-    fn answer_event(&self, delta: &str) -> Value {
+    /// One `chat/answer`, its delta in `field` (`text`, or `content` as some builds send it).
+    fn answer_event(&self, delta: &str, field: &str) -> Value {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         self.event(json!({
-            "text": delta,
+            field: delta,
             "overwrite": false,
             "isFiltered": false,
             "timestamp": timestamp,

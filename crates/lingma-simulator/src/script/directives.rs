@@ -132,6 +132,9 @@ pub(crate) struct Directives {
     pub(crate) native: Option<String>,
     /// `native_args=JSON`: the native tool's parameters (a JSON object).
     pub(crate) native_args: Option<Value>,
+    /// `content` / `content=N`: every (N-th) `chat/answer` carries its delta in `content`
+    /// instead of `text`, as some server builds send it (protocol §6).
+    pub(crate) content: Option<usize>,
     /// Unknown or malformed directives, for the log.
     pub(crate) ignored: Vec<String>,
 }
@@ -205,6 +208,7 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
         "style" => d.style = Some(Style::parse(value?)?),
         "cmd" => d.cmd = Some(non_empty(value)?),
         "native" => d.native = Some(non_empty(value)?),
+        "content" => d.content = Some(count(1).filter(|&n| n > 0)?),
         "native_args" => {
             d.native_args = Some(serde_json::from_str(value?).ok().filter(Value::is_object)?)
         }
@@ -287,6 +291,13 @@ mod tests {
         assert_eq!(d.native.as_deref(), Some("read_file"));
         assert_eq!(d.native_args, Some(json!({"path": "x"})));
         assert!(d.ignored.is_empty());
+        assert_eq!(parse_directives("[[sim:content=3]]").content, Some(3));
+        assert_eq!(parse_directives("[[sim:content]]").content, Some(1));
+        let d = parse_directives("[[sim:content=0]][[sim:content=x]]");
+        assert_eq!(
+            (d.content, d.ignored),
+            (None, vec!["content=0".into(), "content=x".into()])
+        );
         let d = parse_directives(
             "[[sim:tool=]][[sim:calls=0]][[sim:calls=101]][[sim:lazy=1]][[sim:style=xml]][[sim:native_args=[1]]][[sim:native]]",
         );

@@ -48,6 +48,7 @@ pub(crate) fn plan(turn: &Turn) -> Plan {
         first_ms: d.first_ms,
         delay_ms: d.delay_ms,
         wire: d.wire,
+        content_every: d.content,
         deaf: d.deaf,
         ignored: d.ignored.clone(),
         note: None,

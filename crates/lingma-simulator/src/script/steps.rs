@@ -71,6 +71,9 @@ pub(crate) struct Plan {
     pub(crate) first_ms: Option<u64>,
     pub(crate) delay_ms: Option<u64>,
     pub(crate) wire: Wire,
+    /// `[[sim:content=N]]`: every N-th delta (counting every one the turn sends) goes in
+    /// `content` instead of `text`.
+    pub(crate) content_every: Option<usize>,
     /// `[[sim:deaf]]`: the connection stops reading once the turn has started.
     pub(crate) deaf: Option<Deaf>,
     /// Directives that were not understood (or name a tool the prompt does not declare),
@@ -82,6 +85,16 @@ pub(crate) struct Plan {
     /// The turn's answer when it completes (stored in the session history); a native tool
     /// step adds its outcome to it at run time.
     pub(crate) answer: String,
+}
+
+impl Plan {
+    /// The field the `n`-th delta of the turn (1-based) carries its text in.
+    pub(crate) fn delta_field(&self, n: usize) -> &'static str {
+        match self.content_every {
+            Some(every) if n % every == 0 => "content",
+            _ => "text",
+        }
+    }
 }
 
 /// What the plan depends on besides the question.

@@ -456,3 +456,19 @@ fn native_directive_plans_the_card_then_the_tool_step() {
     let p = plan(&turn("[[sim:native=read_file]][[sim:stall=2]]", auto()));
     assert!(!p.steps.iter().any(|s| matches!(s, Step::Native(_))));
 }
+
+#[test]
+fn content_directive_moves_every_nth_delta_to_content() {
+    let p = plan(&turn("[[sim:content=3]]", auto()));
+    assert_eq!(p.content_every, Some(3));
+    let fields: Vec<&str> = (1..=6).map(|n| p.delta_field(n)).collect();
+    assert_eq!(
+        fields,
+        ["text", "text", "content", "text", "text", "content"]
+    );
+    assert_eq!(plan(&turn("hi", auto())).delta_field(3), "text");
+    assert_eq!(
+        plan(&turn("[[sim:content]]", auto())).delta_field(1),
+        "content"
+    );
+}
