@@ -1141,6 +1141,52 @@ fn native_tool_async_result_and_failure() {
 }
 
 #[test]
+fn an_async_native_tool_is_finished_by_tool_invoke_result_only() {
+    let sim = Sim::start("native-async-strict", &[]);
+    let mut c = sim.connect();
+    c.notify(
+        "chat/ask",
+        ask_params("n-5", "", "[[sim:native=read_file]][[sim:native_async]]"),
+    );
+    let events = native_turn(&mut c, "n-5", |c, msg| {
+        let p = &msg["params"];
+        if p["toolCallStatus"] == "PENDING" {
+            c.notify(
+                "tool/call/approve",
+                json!({"toolCallId": p["toolCallId"], "approval": true}),
+            );
+        }
+        if msg["method"] == "tool/invoke" {
+            assert_eq!(p["async"], true, "{msg}");
+            // A full result as the reply does not finish an async invoke, as on the real
+            // server: the tool/invokeResult after it does.
+            c.send(&json!({"jsonrpc": "2.0", "id": msg["id"], "result": {
+                "toolCallId": p["toolCallId"], "name": "read_file", "success": true,
+                "errorMessage": "", "result": {"content": "from the reply"}}}));
+            c.notify(
+                "tool/invokeResult",
+                json!({"toolCallId": p["toolCallId"], "name": "read_file", "success": false,
+                    "errorMessage": "from tool/invokeResult", "result": null}),
+            );
+        }
+    });
+    let text = deltas(&events).concat();
+    let id = card_id(&text);
+    assert!(
+        text.ends_with("Tool read_file finished: success=false (from tool/invokeResult)"),
+        "{text}"
+    );
+    assert_eq!(sync_statuses(&events, &id), ["PENDING", "RUNNING", "ERROR"]);
+    let log = sim.log();
+    assert!(log.contains(&format!(
+        "send tool/invoke toolCallId={id} name=read_file async=true"
+    )));
+    assert!(log.contains(&format!(
+        "recv tool/invoke reply toolCallId={id} ignored (async: waiting for tool/invokeResult)"
+    )));
+}
+
+#[test]
 fn stop_ends_a_native_tool_waiting_for_approval() {
     let sim = Sim::start("native-stop", &[]);
     let mut c = sim.connect();

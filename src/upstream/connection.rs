@@ -52,6 +52,18 @@ impl std::fmt::Display for UpstreamError {
     }
 }
 
+/// The outcome of every tool Lingma asks the gateway to run (`tool/invoke`): Lingma waits
+/// for the IDE to run it, and the gateway is no IDE and runs nothing on this machine for a
+/// remote client, so it says so at once and the turn goes on.
+fn invoke_refused(params: &Value) -> Value {
+    let field = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "toolCallId": field("toolCallId"), "name": field("name"), "success": false,
+        "errorMessage": "IDE tools are not available through lingma-gateway",
+        "result": null, "startTime": 0, "timeConsuming": 0,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Rpc(u64),
@@ -393,30 +405,40 @@ impl ReaderLoop {
             Message::Request { id, method, params } => {
                 // Server→client requests are answered at once so none can block Lingma.
                 self.reply(id, &method, &params);
+                self.finish_async_invoke(&method, &params);
                 self.route_event(method, params);
             }
-            Message::Notification { method, params } => self.route_event(method, params),
+            Message::Notification { method, params } => {
+                self.finish_async_invoke(&method, &params);
+                self.route_event(method, params)
+            }
         }
     }
 
     fn reply(&mut self, id: Value, method: &str, params: &Value) {
         let result = match method {
-            // Lingma waits for the IDE to run its tool. The gateway is no IDE and runs nothing
-            // on this machine for a remote client: it says so at once, so the turn goes on.
-            method::TOOL_INVOKE => {
-                let field = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
-                json!({
-                    "toolCallId": field("toolCallId"), "name": field("name"), "success": false,
-                    "errorMessage": "IDE tools are not available through lingma-gateway",
-                    "result": null, "startTime": 0, "timeConsuming": 0,
-                })
-            }
+            method::TOOL_INVOKE => invoke_refused(params),
             _ => json!({}),
         };
-        let bytes = jsonrpc::encode_message(&jsonrpc::response(id, result));
-        let text = String::from_utf8(bytes).expect("UTF-8");
+        self.send(&jsonrpc::response(id, result), method);
+    }
+
+    /// An async `tool/invoke` is finished only by a `tool/invokeResult` (protocol §6): sent
+    /// at once beside the reply, so Lingma's turn never waits for it.
+    fn finish_async_invoke(&mut self, method: &str, params: &Value) {
+        if method == method::TOOL_INVOKE && params.get("async") == Some(&Value::Bool(true)) {
+            let result = invoke_refused(params);
+            self.send(
+                &jsonrpc::notification(method::TOOL_INVOKE_RESULT, result),
+                method::TOOL_INVOKE_RESULT,
+            );
+        }
+    }
+
+    fn send(&mut self, msg: &Value, what: &str) {
+        let text = String::from_utf8(jsonrpc::encode_message(msg)).expect("UTF-8");
         if let Err(e) = self.ws.send(WsMessage::text(text)) {
-            log::debug!("[{}] could not answer {method}: {e}", self.name);
+            log::debug!("[{}] could not send {what}: {e}", self.name);
         }
     }
 

@@ -164,3 +164,37 @@ fn deltas_in_content_instead_of_text_all_reach_the_client() {
         "{v}"
     );
 }
+
+#[test]
+fn an_async_tool_invoke_is_answered_and_the_turn_ends_promptly() {
+    // The simulator, like the real server, waits for `tool/invokeResult` after an async
+    // `tool/invoke` (10 s); the short idle timeout turns a turn that waits into a 504.
+    let idle = std::time::Duration::from_secs(2);
+    let gw = GatewayProcess::start_with(Options::default().env("idle_timeout_sec", "2"));
+    let q = "Read the readme [[sim:native=read_file]][[sim:native_async]]";
+    let said = "Tool read_file finished: success=false (IDE tools are not available through lingma-gateway)";
+
+    let started = std::time::Instant::now();
+    let r = gw.post("/v1/chat/completions", &chat_body("auto", q));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(started.elapsed() < idle, "took {:?}", started.elapsed());
+    let v = r.json();
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.ends_with(said), "{text}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+
+    let chunks = stream_json(&gw, "/v1/chat/completions", &stream_body("auto", q));
+    assert!(chat_field(&chunks, "content").ends_with(said), "{chunks:?}");
+    let finish = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str());
+    assert_eq!(finish, Some("stop"), "{chunks:?}");
+
+    let log = gw.sim_log(0);
+    assert!(log.contains("async=true"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("recv tool/invokeResult") && l.contains("success=false")),
+        "{log}"
+    );
+}

@@ -1,8 +1,9 @@
 //! Lingma's own agent-tool path (protocol §5), run by a generator for a
 //! `script::Step::Native`: `tool/call/sync` `PENDING`, wait for `tool/call/approve`, `RUNNING`,
-//! the `tool/invoke` server request and its reply (or a `tool/invokeResult` notification),
-//! then `FINISHED` / `ERROR` (or `CANCELLED`). The client's approvals and results reach the
-//! generator through `tool_calls`.
+//! the `tool/invoke` server request and its reply (or a `tool/invokeResult` notification;
+//! an `async: true` invoke, `[[sim:native_async]]`, waits for that one only, as the real
+//! server does), then `FINISHED` / `ERROR` (or `CANCELLED`). The client's approvals and
+//! results reach the generator through `tool_calls`.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -64,14 +65,15 @@ impl Generation {
             "toolCallId": id,
             "name": name,
             "parameters": call.parameters,
-            "async": false,
+            "async": call.asynchronous,
         });
         let (msg, reply) = self.conn.request_awaiting(INVOKE, params);
         out.send(&msg)?;
         out.flush()?;
-        self.shared
-            .log
-            .line(&format!("send tool/invoke toolCallId={id} name={name}"));
+        self.shared.log.line(&format!(
+            "send tool/invoke toolCallId={id} name={name} async={}",
+            call.asynchronous
+        ));
         let result = match self.result(call, waiter, reply.replies.clone()) {
             Ok(result) => result,
             Err(wake) => return self.interrupted(out, call, wake),
@@ -97,7 +99,9 @@ impl Generation {
     }
 
     /// Waits for the tool's result: the `tool/invoke` reply or a `tool/invokeResult`, or a
-    /// failure made up when neither came in time or the reply was an error.
+    /// failure made up when neither came in time or the reply was an error. An async invoke
+    /// is finished by a `tool/invokeResult` only: its reply, whatever it says, is not
+    /// waited for, as the real server does not (protocol §6).
     fn result(
         &self,
         call: &NativeCall,
@@ -120,6 +124,15 @@ impl Generation {
             match self.next(&waiter.events, &replies, deadline) {
                 // After an ack only `tool/invokeResult` can come.
                 Got::NoMoreReplies => replies = crossbeam_channel::never(),
+                Got::Reply(reply) if call.asynchronous => {
+                    let said = match reply {
+                        Ok(result) => result.to_string(),
+                        Err(e) => format!("error: {}", e.message),
+                    };
+                    line(format!(
+                        "recv tool/invoke reply toolCallId={id} ignored (async: waiting for tool/invokeResult): {said}"
+                    ));
+                }
                 Got::Reply(Ok(result)) => match result.get("success") {
                     Some(Value::Bool(success)) => {
                         line(format!(

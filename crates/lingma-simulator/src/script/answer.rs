@@ -54,6 +54,7 @@ pub(crate) fn choose_answer(turn: &Turn, prompt: &Prompt, d: &Directives) -> Ans
             name: name.clone(),
             tool_call_id: turn.tool_call_id.to_string(),
             parameters,
+            asynchronous: d.native_async,
         });
     }
     if let Some((name, schema)) = tool_to_call(prompt, d) {

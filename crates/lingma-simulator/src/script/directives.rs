@@ -132,6 +132,9 @@ pub(crate) struct Directives {
     pub(crate) native: Option<String>,
     /// `native_args=JSON`: the native tool's parameters (a JSON object).
     pub(crate) native_args: Option<Value>,
+    /// `native_async`: the native tool's `tool/invoke` says `async: true`, so only a
+    /// `tool/invokeResult` finishes it, as on the real server.
+    pub(crate) native_async: bool,
     /// `content` / `content=N`: every (N-th) `chat/answer` carries its delta in `content`
     /// instead of `text`, as some server builds send it (protocol §6).
     pub(crate) content: Option<usize>,
@@ -208,6 +211,7 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
         "style" => d.style = Some(Style::parse(value?)?),
         "cmd" => d.cmd = Some(non_empty(value)?),
         "native" => d.native = Some(non_empty(value)?),
+        "native_async" if value.is_none() => d.native_async = true,
         "content" => d.content = Some(count(1).filter(|&n| n > 0)?),
         "native_args" => {
             d.native_args = Some(serde_json::from_str(value?).ok().filter(Value::is_object)?)
@@ -291,6 +295,11 @@ mod tests {
         assert_eq!(d.native.as_deref(), Some("read_file"));
         assert_eq!(d.native_args, Some(json!({"path": "x"})));
         assert!(d.ignored.is_empty());
+        assert!(parse_directives("[[sim:native_async]]").native_async);
+        assert_eq!(
+            parse_directives("[[sim:native_async=1]]").ignored,
+            ["native_async=1"]
+        );
         assert_eq!(parse_directives("[[sim:content=3]]").content, Some(3));
         assert_eq!(parse_directives("[[sim:content]]").content, Some(1));
         let d = parse_directives("[[sim:content=0]][[sim:content=x]]");

@@ -35,6 +35,9 @@ pub(crate) struct NativeCall {
     pub(crate) name: String,
     pub(crate) tool_call_id: String,
     pub(crate) parameters: Value,
+    /// `tool/invoke` with `async: true`: the reply does not finish it, only a
+    /// `tool/invokeResult` does.
+    pub(crate) asynchronous: bool,
 }
 
 /// One thing the generator does, in order.

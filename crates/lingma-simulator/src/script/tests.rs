@@ -438,6 +438,7 @@ fn native_directive_plans_the_card_then_the_tool_step() {
             name: "read_file".into(),
             tool_call_id: "tc-1".into(),
             parameters: json!({"path": "README.md"}),
+            asynchronous: false,
         })
     );
     assert!(matches!(p.steps[n - 4], Step::Delta(_)));
@@ -451,7 +452,16 @@ fn native_directive_plans_the_card_then_the_tool_step() {
         name: "run_in_terminal".into(),
         tool_call_id: "tc-1".into(),
         parameters: json!({"command": "ls"}),
+        asynchronous: false,
     })));
+    let p = plan(&turn(
+        "[[sim:native=read_file]][[sim:native_async]]",
+        auto(),
+    ));
+    assert!(p
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Native(call) if call.asynchronous)));
     // A fault before the end leaves the tool step out.
     let p = plan(&turn("[[sim:native=read_file]][[sim:stall=2]]", auto()));
     assert!(!p.steps.iter().any(|s| matches!(s, Step::Native(_))));
