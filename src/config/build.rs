@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
 use super::raw::RawConfig;
-use super::typed::{Account, AskMode, Config, LoginConfig};
+use super::typed::{read_token_file, Account, AskMode, Config, LoginConfig, WsHeader};
 
 impl RawConfig {
     fn parse<T>(
@@ -113,7 +113,11 @@ impl RawConfig {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
         let simulator = self.boolean("simulator")?;
-        if !simulator && lingma_bin.is_none() {
+        let accounts = self.accounts()?;
+        let instance_count = self.instance_count(&accounts)?;
+        let attach_dirs = self.attach_dirs(instance_count)?;
+        // Every instance attached: nothing is ever spawned, so no binary is needed.
+        if !simulator && lingma_bin.is_none() && attach_dirs.len() < instance_count {
             let (_, origin) = self.get("lingma_bin");
             return Err(ConfigError(format!(
                 "{origin}: `lingma_bin` is empty: set it to the Lingma binary \
@@ -128,19 +132,6 @@ impl RawConfig {
                 self.get("default_model").1
             )));
         }
-        let accounts = self.accounts()?;
-        let owned: usize = accounts.iter().map(|a| a.instances).sum();
-        let instance_count = if accounts.is_empty() {
-            self.uint("instance_count", 1, 64)? as usize
-        } else {
-            let (v, origin) = self.get("instance_count");
-            if !matches!(origin, Origin::Default) && v.trim() != owned.to_string() {
-                return Err(ConfigError(format!(
-                    "{origin}: `instance_count` is {v} but the accounts own {owned} instances; remove instance_count or make it match"
-                )));
-            }
-            owned
-        };
         Ok(Config {
             source: self.source.clone(),
             host: self.parse("host", "an IP address such as 127.0.0.1 or 0.0.0.0", |s| {
@@ -188,6 +179,9 @@ impl RawConfig {
             lingma_work_dir: PathBuf::from(self.string("lingma_work_dir")),
             instance_count,
             lingma_socket_port: self.uint("lingma_socket_port", 0, 65535)? as u16,
+            lingma_attach_dirs: attach_dirs,
+            lingma_ws_path: self.ws_path()?,
+            lingma_ws_header: self.ws_header()?,
             lingma_startup_timeout: self.secs("lingma_startup_timeout", 1, 3600)?,
             lingma_rpc_timeout: self.secs("lingma_rpc_timeout", 1, 3600)?,
             lingma_write_timeout: self.secs("lingma_write_timeout_sec", 1, 3600)?,
@@ -239,6 +233,113 @@ impl RawConfig {
             },
             accounts,
         })
+    }
+
+    /// `instance_count`, or what the accounts own.
+    fn instance_count(&self, accounts: &[Account]) -> Result<usize, ConfigError> {
+        if accounts.is_empty() {
+            return Ok(self.uint("instance_count", 1, 64)? as usize);
+        }
+        let owned: usize = accounts.iter().map(|a| a.instances).sum();
+        let (v, origin) = self.get("instance_count");
+        if !matches!(origin, Origin::Default) && v.trim() != owned.to_string() {
+            return Err(ConfigError(format!(
+                "{origin}: `instance_count` is {v} but the accounts own {owned} instances; remove instance_count or make it match"
+            )));
+        }
+        Ok(owned)
+    }
+
+    /// `lingma_attach_dir`: one directory per attached instance, from instance 0 on.
+    fn attach_dirs(&self, instance_count: usize) -> Result<Vec<PathBuf>, ConfigError> {
+        let dirs = self.list("lingma_attach_dir", "directory")?;
+        let origin = self.get("lingma_attach_dir").1;
+        if let Some(d) = dirs.iter().find(|d| d.starts_with('~')) {
+            return Err(ConfigError(format!(
+                "{origin}: `lingma_attach_dir` entry {d:?}: write the full path (~ is not expanded)"
+            )));
+        }
+        if dirs.len() > instance_count {
+            return Err(ConfigError(format!(
+                "{origin}: `lingma_attach_dir` names {} directories but there are {instance_count} instances; raise instance_count or name fewer",
+                dirs.len()
+            )));
+        }
+        if !dirs.is_empty() && self.uint("lingma_socket_port", 0, 65535)? > 0 {
+            return Err(ConfigError(format!(
+                "{origin}: `lingma_attach_dir` and `lingma_socket_port` both attach instance 0; set one"
+            )));
+        }
+        Ok(dirs.into_iter().map(PathBuf::from).collect())
+    }
+
+    /// `lingma_ws_path`: an absolute path without blanks or controls.
+    fn ws_path(&self) -> Result<String, ConfigError> {
+        self.parse(
+            "lingma_ws_path",
+            "a path starting with / (such as / or /ws)",
+            |s| {
+                (s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic()))
+                    .then(|| s.to_string())
+            },
+        )
+    }
+
+    /// `lingma_ws_header` with its value from `lingma_ws_header_value` or the file named by
+    /// `lingma_ws_header_file` (read now, so a missing file stops startup). Errors never
+    /// show the value.
+    fn ws_header(&self) -> Result<Option<WsHeader>, ConfigError> {
+        let name = self.string("lingma_ws_header");
+        let value = self.secret("lingma_ws_header_value")?;
+        let file = Some(self.string("lingma_ws_header_file")).filter(|f| !f.is_empty());
+        let (_, origin) = self.get("lingma_ws_header");
+        let value = match (name.is_empty(), value, file) {
+            (true, None, None) => return Ok(None),
+            (true, _, _) => {
+                return Err(ConfigError(format!(
+                    "{}: a WebSocket header value is set but `lingma_ws_header` (its name) is not",
+                    self.get("lingma_ws_header_value").1
+                )))
+            }
+            (false, Some(_), Some(_)) => {
+                return Err(ConfigError(format!(
+                    "{origin}: set `lingma_ws_header_value` or `lingma_ws_header_file`, not both"
+                )))
+            }
+            (false, None, None) => {
+                return Err(ConfigError(format!(
+                    "{origin}: `lingma_ws_header` is set but neither `lingma_ws_header_value` nor `lingma_ws_header_file` gives its value"
+                )))
+            }
+            (false, Some(v), None) => {
+                if !v.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                    return Err(ConfigError(format!(
+                        "{}: `lingma_ws_header_value` holds a character a header cannot carry (printable ASCII only)",
+                        self.get("lingma_ws_header_value").1
+                    )));
+                }
+                (v, None)
+            }
+            (false, None, Some(f)) => {
+                let path = PathBuf::from(f);
+                let v = read_token_file(&path).map_err(|e| {
+                    let origin = self.get("lingma_ws_header_file").1;
+                    ConfigError(format!("{origin}: `lingma_ws_header_file`: {e}"))
+                })?;
+                (v, Some(path))
+            }
+        };
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !name.bytes().all(token) {
+            return Err(ConfigError(format!(
+                "{origin}: `lingma_ws_header` must be a header name (letters, digits, -), got {name:?}"
+            )));
+        }
+        Ok(Some(WsHeader {
+            name,
+            value: value.0,
+            file: value.1,
+        }))
     }
 
     /// `max_buffered_body_bytes`, which must hold at least one largest body.

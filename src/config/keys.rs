@@ -59,6 +59,11 @@ keys! {
     ["lingma"] "lingma_work_dir" = "./lingma-work", false, "parent of each instance's workDir (instance N uses <dir>/instance-N)";
     ["lingma"] "instance_count" = "1", false, "number of Lingma processes in the pool";
     ["lingma"] "lingma_socket_port" = "0", false, "if > 0 and a Lingma already listens there, instance 0 attaches to it instead of spawning";
+    ["lingma"] "lingma_attach_dir" = "", false, "comma-separated directories of Lingma runtimes already running and logged in (an IDE's: ~/.lingma for JetBrains, ~/.lingma/vscode/sharedClientCache for VS Code; full paths): instance N attaches to the runtime the N-th one's discovery file (.info.json, else .info) names, reads it again whenever it reconnects (a restarted runtime has a new port), and never stops it";
+    ["lingma"] "lingma_ws_path" = "/", false, "path of the WebSocket upgrade request to Lingma (the Qoder CN sidecar wants /ws)";
+    ["lingma"] "lingma_ws_header" = "", false, "name of a header every WebSocket upgrade to Lingma carries (the Qoder CN sidecar wants Cosy-MachineToken); its value comes from lingma_ws_header_value or lingma_ws_header_file";
+    ["lingma"] "lingma_ws_header_value" = "", true, "that header's value (a secret: never logged)";
+    ["lingma"] "lingma_ws_header_file" = "", false, "a file holding that header's value: the \"token\" of a JSON object (as in the Qoder CN runtime's cache/machine_token.json), else its whole text; read at startup and again before each connection";
     ["lingma"] "lingma_startup_timeout" = "60", false, "seconds to wait for a spawned Lingma's .info file and port";
     ["lingma"] "lingma_rpc_timeout" = "20", false, "seconds to wait for a JSON-RPC reply (initialize, auth/status, ...)";
     ["lingma"] "lingma_write_timeout_sec" = "10", false, "seconds a write to Lingma may wait while Lingma takes none of it and sends nothing either (it stopped reading); then the connection is given up, its requests get an error and the instance is restarted";

@@ -20,7 +20,7 @@ pub(crate) use keys::{ACCOUNT_KEYS, ENV_PREFIX, KEYS};
 pub use raw::RawConfig;
 pub(crate) use typed::AskMode;
 pub use typed::Config;
-pub(crate) use typed::{Account, LoginConfig};
+pub(crate) use typed::{Account, LoginConfig, WsHeader};
 
 /// Loads defaults, then the file (if any), then the environment.
 pub(crate) fn load(

@@ -76,6 +76,11 @@ pub struct Config {
     pub(crate) lingma_work_dir: PathBuf,
     pub(crate) instance_count: usize,
     pub(crate) lingma_socket_port: u16,
+    /// Instance N attaches through the N-th directory's discovery file.
+    pub(crate) lingma_attach_dirs: Vec<PathBuf>,
+    /// The path of the WebSocket upgrade request.
+    pub(crate) lingma_ws_path: String,
+    pub(crate) lingma_ws_header: Option<WsHeader>,
     pub(crate) lingma_startup_timeout: Duration,
     pub(crate) lingma_rpc_timeout: Duration,
     pub(crate) lingma_write_timeout: Duration,
@@ -96,7 +101,8 @@ pub struct Config {
 
 impl Config {
     /// Every configured secret that could be pasted into a request or show up in a log
-    /// line: the API keys, the admin and metrics tokens, the accounts' passwords. (Session
+    /// line: the API keys, the admin and metrics tokens, the accounts' passwords, the
+    /// WebSocket header's value (a file's as read at startup). (Session
     /// bundles are secrets too, but are never logged and are too large to look for in every
     /// line.)
     pub(crate) fn secrets(&self) -> Vec<String> {
@@ -106,6 +112,7 @@ impl Config {
             .chain(&self.metrics_token)
             .cloned()
             .chain(self.accounts.iter().map(|a| a.password.clone()))
+            .chain(self.lingma_ws_header.iter().map(|h| h.value.clone()))
             .filter(|s| !s.is_empty())
             .collect()
     }
@@ -117,6 +124,75 @@ impl Config {
             .flat_map(|a| std::iter::repeat_n(a, a.instances))
             .collect()
     }
+}
+
+/// A header every WebSocket upgrade to Lingma carries (`lingma_ws_header`): the Qoder CN
+/// sidecar refuses a connection without its `Cosy-MachineToken`. The value is a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct WsHeader {
+    pub(crate) name: String,
+    /// `lingma_ws_header_value`, or the file's token as it was at startup.
+    pub(crate) value: String,
+    /// `lingma_ws_header_file`, read again before each connection: a runtime may renew it.
+    pub(crate) file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for WsHeader {
+    /// Never shows the value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsHeader")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl WsHeader {
+    /// The value to send now: the file's current token, else (unreadable meanwhile) the
+    /// last one known, with the reason (which never holds the value).
+    pub(crate) fn current(&self) -> (String, Option<String>) {
+        match &self.file {
+            None => (self.value.clone(), None),
+            Some(path) => match read_token_file(path) {
+                Ok(v) => (v, None),
+                Err(e) => (self.value.clone(), Some(e)),
+            },
+        }
+    }
+}
+
+/// The token a header file holds: a JSON object's `"token"` (the Qoder CN runtime's
+/// `cache/machine_token.json` is `{"token", "type", ...}`), else the whole text trimmed. The
+/// error never quotes the file's text.
+pub(crate) fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(map)) => match map.get("token") {
+            Some(serde_json::Value::String(t)) => t.trim().to_string(),
+            _ => {
+                return Err(format!(
+                    "{} is a JSON object without a \"token\" string",
+                    path.display()
+                ))
+            }
+        },
+        _ => text.trim().to_string(),
+    };
+    if token.is_empty() {
+        return Err(format!("{} holds no token", path.display()));
+    }
+    if !token
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(format!(
+            "{}: its token holds a character a header cannot carry",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use super::endpoint::Endpoint;
 use super::mailbox::{Mailbox, Routed};
 use super::writer::{self, Link, QueuedStream};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
@@ -167,12 +168,12 @@ impl Connection {
     /// the connection ends for any reason other than `close()`.
     pub fn open(
         name: &str,
-        port: u16,
+        target: &Endpoint,
         timeout: Duration,
         write_timeout: Duration,
         on_dead: Sender<Ended>,
     ) -> Result<Arc<Self>, String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], target.port));
         let tcp = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| format!("connect {addr}: {e}"))?;
         tcp.set_nodelay(true).ok();
@@ -196,10 +197,10 @@ impl Connection {
             reader: Mutex::new(None),
             writer: Mutex::new(Some(writer)),
         };
-        let url = format!("ws://127.0.0.1:{port}/");
+        let request = target.request()?;
         let (ws, _resp) =
-            tungstenite::client::client_with_config(url.as_str(), stream, Some(wsio::ws_config()))
-                .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
+            tungstenite::client::client_with_config(request, stream, Some(wsio::ws_config()))
+                .map_err(|e| format!("WebSocket handshake with {}: {e}", target.url()))?;
         // The handshake is done: the reader now blocks without a deadline; deadlines live
         // with the waiters.
         tcp.set_read_timeout(None).ok();

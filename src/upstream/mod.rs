@@ -6,6 +6,8 @@
 pub(crate) mod chat;
 pub mod connection;
 mod cosy;
+pub(crate) mod discovery;
+pub(crate) mod endpoint;
 mod mailbox;
 pub mod models;
 pub mod pool;

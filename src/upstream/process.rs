@@ -1,5 +1,5 @@
 //! Spawning a Lingma process (real or simulator — the same code path), finding its port
-//! through `<workDir>/.info`, draining its output into the log, and stopping it: SIGTERM,
+//! through its workDir's discovery file (`discovery`), draining its output into the log, and stopping it: SIGTERM,
 //! then SIGKILL after a grace period, always reaped. Runs on the instance's supervisor
 //! thread; the two drain threads are owned (joined) by `LingmaProcess`.
 
@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::discovery;
 
 /// How to start Lingma: `program [prefix_args...] start --workDir DIR`.
 #[derive(Debug, Clone)]
@@ -30,7 +32,7 @@ impl LingmaProcess {
         self.child.id()
     }
 
-    /// Spawns Lingma and waits until its `.info` names a port that accepts connections,
+    /// Spawns Lingma and waits until its discovery file names a port that accepts connections,
     /// giving up early when `cancelled` says so.
     pub fn spawn(
         cmd: &LaunchCommand,
@@ -42,7 +44,7 @@ impl LingmaProcess {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| format!("cannot create workDir {}: {e}", work_dir.display()))?;
         // A stale .info from an earlier run would hand us a dead port.
-        for stale in [".info", ".info.json"] {
+        for stale in [discovery::INFO, discovery::INFO_JSON] {
             let _ = std::fs::remove_file(work_dir.join(stale));
         }
         let mut command = Command::new(&cmd.program);
@@ -99,9 +101,13 @@ impl LingmaProcess {
     ) -> Result<u16, String> {
         let deadline = Instant::now() + timeout;
         let mut port = None;
+        let mut why = String::new();
         loop {
             if port.is_none() {
-                port = read_info(work_dir);
+                match discovery::read(work_dir) {
+                    Ok(found) => port = Some(found.runtime.port),
+                    Err(e) => why = e,
+                }
             }
             if let Some(p) = port.filter(|p| port_open(*p, Duration::from_millis(300))) {
                 return Ok(p);
@@ -114,11 +120,7 @@ impl LingmaProcess {
             }
             if Instant::now() >= deadline {
                 return Err(match port {
-                    None => format!(
-                        "no {}/.info after {}s",
-                        work_dir.display(),
-                        timeout.as_secs()
-                    ),
+                    None => format!("after {}s: {why}", timeout.as_secs()),
                     Some(p) => {
                         format!("Lingma port {p} not accepting after {}s", timeout.as_secs())
                     }
@@ -186,47 +188,7 @@ fn drain(pipe: impl Read + Send + 'static, name: String) -> JoinHandle<()> {
         .expect("spawn drain thread")
 }
 
-/// Reads the WebSocket port from `.info` (`port\npid[\n...]`) or `.info.json`.
-pub fn read_info(work_dir: &Path) -> Option<u16> {
-    if let Ok(text) = std::fs::read_to_string(work_dir.join(".info")) {
-        let mut lines = text.lines().map(str::trim);
-        let port = lines.next()?.parse::<u16>().ok()?;
-        // Only a complete file (port and pid) counts: the writer may be mid-write.
-        lines.next()?.parse::<u32>().ok()?;
-        return Some(port).filter(|p| *p > 0);
-    }
-    let text = std::fs::read_to_string(work_dir.join(".info.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    ["port", "websocketPort", "socketPort"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(|p| p.as_u64()))
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p > 0)
-}
-
 pub fn port_open(port: u16, timeout: Duration) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, timeout).is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_two_and_three_line_info_and_json() {
-        let dir = std::env::temp_dir().join(format!("lgw-info-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(read_info(&dir), None);
-        std::fs::write(dir.join(".info"), "37010\n").unwrap();
-        assert_eq!(read_info(&dir), None, "half-written file");
-        std::fs::write(dir.join(".info"), "37010\n4242\n").unwrap();
-        assert_eq!(read_info(&dir), Some(37010));
-        std::fs::write(dir.join(".info"), "37011\n4242\nextra\n").unwrap();
-        assert_eq!(read_info(&dir), Some(37011));
-        std::fs::remove_file(dir.join(".info")).unwrap();
-        std::fs::write(dir.join(".info.json"), r#"{"websocketPort":37012,"pid":1}"#).unwrap();
-        assert_eq!(read_info(&dir), Some(37012));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

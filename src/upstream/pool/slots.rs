@@ -17,6 +17,12 @@ pub(crate) struct PoolConfig {
     pub(crate) instance_count: usize,
     /// When > 0 and open, instance 0 attaches to this port instead of spawning.
     pub(crate) attach_port: u16,
+    /// Instance N attaches to the runtime `attach_dirs[N]`'s discovery file names, never
+    /// spawning one.
+    pub(crate) attach_dirs: Vec<PathBuf>,
+    /// The WebSocket upgrade's path and extra header.
+    pub(crate) ws_path: String,
+    pub(crate) ws_header: Option<crate::config::WsHeader>,
     pub(crate) startup_timeout: Duration,
     pub(crate) rpc_timeout: Duration,
     /// Longest one write to Lingma may take before its connection is given up as stuck.

@@ -1,6 +1,7 @@
 //! `lingma-sup-<n>`: one thread per instance that spawns or attaches, connects,
 //! initializes, waits for the connection to die, and starts again with backoff.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use serde_json::json;
 use super::slots::{Shared, State};
 use crate::jsonrpc::method;
 use crate::upstream::connection::{Connection, Ended};
+use crate::upstream::discovery;
+use crate::upstream::endpoint::Endpoint;
 use crate::upstream::process::{port_open, LingmaProcess};
 
 /// A connection that lived at least this long resets the backoff.
@@ -109,58 +112,19 @@ impl Supervisor {
         });
     }
 
-    /// Spawns (or attaches, or reuses a still-running process), connects and initializes.
+    /// Finds the runtime (attaches through its directory or port, reuses a still-running
+    /// process, or spawns one), connects and initializes.
     fn establish(&mut self) -> Result<(Arc<Connection>, Receiver<Ended>), String> {
-        let cfg = &self.shared.cfg;
         let name = self.name();
-        let mut attached = false;
-        let port = if self.index == 0
-            && cfg.attach_port > 0
-            && port_open(cfg.attach_port, Duration::from_millis(300))
-        {
-            log::info!(
-                "[{name}] a Lingma already listens on port {}; attaching instead of spawning",
-                cfg.attach_port
-            );
-            attached = true;
-            cfg.attach_port
-        } else {
-            let reusable = match self.process.as_mut() {
-                Some((p, port)) => {
-                    p.try_exited().is_none() && port_open(*port, Duration::from_millis(300))
-                }
-                None => false,
-            };
-            match self.process.as_ref() {
-                Some((_, port)) if reusable => *port,
-                _ => {
-                    if let Some((mut p, _)) = self.process.take() {
-                        if let Some(status) = p.try_exited() {
-                            log::warn!(
-                                "[{name}] Lingma pid {} exited ({status}); respawning",
-                                p.pid()
-                            );
-                        }
-                        p.terminate(cfg.kill_grace);
-                    }
-                    let work_dir = cfg.work_dir.join(format!("instance-{}", self.index));
-                    // The pool stops us by dropping the sender; a slow start must not delay it.
-                    let stop = &self.stop;
-                    let stopping = || matches!(stop.try_recv(), Err(TryRecvError::Disconnected));
-                    let (p, port) = LingmaProcess::spawn(
-                        &cfg.launch,
-                        &work_dir,
-                        cfg.startup_timeout,
-                        &name,
-                        &stopping,
-                    )?;
-                    self.process = Some((p, port));
-                    port
-                }
-            }
-        };
+        let Located {
+            port,
+            pid,
+            attached,
+        } = self.locate()?;
+        let cfg = &self.shared.cfg;
         let (dead_tx, dead_rx) = crossbeam_channel::bounded(1);
-        let conn = Connection::open(&name, port, cfg.rpc_timeout, cfg.write_timeout, dead_tx)?;
+        let target = self.endpoint(port);
+        let conn = Connection::open(&name, &target, cfg.rpc_timeout, cfg.write_timeout, dead_tx)?;
         let init = json!({
             "processId": std::process::id(),
             "clientInfo": {"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")},
@@ -172,7 +136,6 @@ impl Supervisor {
             .map_err(|e| format!("initialize: {e}"))?;
         conn.notify(method::INITIALIZED, json!({}))
             .map_err(|e| e.to_string())?;
-        let pid = self.process.as_ref().map(|(p, _)| p.pid());
         log::info!(
             "[{name}] ready on port {port}{}",
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
@@ -187,6 +150,89 @@ impl Supervisor {
             s.models = None;
         });
         Ok((conn, dead_rx))
+    }
+
+    /// Where the runtime listens: the one the instance's attach directory names, one
+    /// already on `attach_port`, the process spawned before if it still listens, or a new one.
+    fn locate(&mut self) -> Result<Located, String> {
+        let cfg = &self.shared.cfg;
+        let name = self.name();
+        if let Some(dir) = cfg.attach_dirs.get(self.index) {
+            let (port, pid) = attach_through(&name, dir)?;
+            return Ok(Located {
+                port,
+                pid,
+                attached: true,
+            });
+        }
+        if self.index == 0
+            && cfg.attach_port > 0
+            && port_open(cfg.attach_port, Duration::from_millis(300))
+        {
+            log::info!(
+                "[{name}] a Lingma already listens on port {}; attaching instead of spawning",
+                cfg.attach_port
+            );
+            return Ok(Located {
+                port: cfg.attach_port,
+                pid: None,
+                attached: true,
+            });
+        }
+        let reusable = match self.process.as_mut() {
+            Some((p, port)) => {
+                p.try_exited().is_none() && port_open(*port, Duration::from_millis(300))
+            }
+            None => false,
+        };
+        if let (true, Some((p, port))) = (reusable, self.process.as_ref()) {
+            return Ok(Located::spawned(*port, p));
+        }
+        if let Some((mut p, _)) = self.process.take() {
+            if let Some(status) = p.try_exited() {
+                log::warn!(
+                    "[{name}] Lingma pid {} exited ({status}); respawning",
+                    p.pid()
+                );
+            }
+            p.terminate(cfg.kill_grace);
+        }
+        let work_dir = cfg.work_dir.join(format!("instance-{}", self.index));
+        // The pool stops us by dropping the sender; a slow start must not delay it.
+        let stop = &self.stop;
+        let stopping = || matches!(stop.try_recv(), Err(TryRecvError::Disconnected));
+        let (p, port) = LingmaProcess::spawn(
+            &cfg.launch,
+            &work_dir,
+            cfg.startup_timeout,
+            &name,
+            &stopping,
+        )?;
+        let located = Located::spawned(port, &p);
+        self.process = Some((p, port));
+        Ok(located)
+    }
+
+    /// Where to connect: `port`, with the configured path and header (a header file read
+    /// again now: a runtime may have renewed its token).
+    fn endpoint(&self, port: u16) -> Endpoint {
+        let cfg = &self.shared.cfg;
+        let header = cfg.ws_header.as_ref().map(|h| {
+            let (value, unreadable) = h.current();
+            if let Some(why) = unreadable {
+                log::warn!(
+                    "[{}] {why}; sending the {} value read before",
+                    self.name(),
+                    h.name
+                );
+            }
+            (h.name.clone(), value)
+        });
+        Endpoint {
+            port,
+            path: cfg.ws_path.clone(),
+            header,
+        }
     }
 
     /// A Lingma that stopped reading its socket is alive but of no use: the one we spawned
@@ -220,6 +266,47 @@ impl Supervisor {
             s.models = None;
         });
     }
+}
+
+/// Where an instance's runtime listens, and whether the gateway started it.
+struct Located {
+    port: u16,
+    pid: Option<u32>,
+    /// Not started by the gateway: never stopped by it.
+    attached: bool,
+}
+
+impl Located {
+    fn spawned(port: u16, p: &LingmaProcess) -> Located {
+        Located {
+            port,
+            pid: Some(p.pid()),
+            attached: false,
+        }
+    }
+}
+
+/// The port (and pid) of the runtime `dir`'s discovery file names, read now: a runtime
+/// that restarted has written a new one. Logged loudly, since the gateway then talks to a
+/// process it did not start and must never stop.
+fn attach_through(name: &str, dir: &Path) -> Result<(u16, Option<u32>), String> {
+    let found = discovery::read(dir)?;
+    let rt = &found.runtime;
+    if !port_open(rt.port, Duration::from_millis(300)) {
+        return Err(format!(
+            "{} names port {}, which takes no connection (is the runtime restarting?)",
+            found.file.display(),
+            rt.port
+        ));
+    }
+    log::info!(
+        "[{name}] ATTACHING to the running Lingma that {} names: port {}{}{} (not started by the gateway, never stopped by it)",
+        found.file.display(),
+        rt.port,
+        rt.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+        rt.ipc.as_ref().map(|i| format!(", IPC {i}")).unwrap_or_default(),
+    );
+    Ok((rt.port, rt.pid))
 }
 
 fn backoff(failures: u32) -> Duration {
