@@ -268,8 +268,14 @@ fn secrets_are_redacted() {
 #[test]
 fn attach_dirs_are_per_instance_and_need_no_binary_when_they_cover_all() {
     let cfg = build("[lingma]\nlingma_attach_dir = /home/me/.lingma\n", &[]).unwrap();
-    assert_eq!(cfg.lingma_attach_dirs, vec![PathBuf::from("/home/me/.lingma")]);
-    assert!(cfg.lingma_bin.is_none(), "every instance attached: no binary needed");
+    assert_eq!(
+        cfg.lingma_attach_dirs,
+        vec![PathBuf::from("/home/me/.lingma")]
+    );
+    assert!(
+        cfg.lingma_bin.is_none(),
+        "every instance attached: no binary needed"
+    );
     let cfg = build(
         "[lingma]\nsimulator = true\ninstance_count = 3\nlingma_attach_dir = /a, /b\n",
         &[],
@@ -277,20 +283,32 @@ fn attach_dirs_are_per_instance_and_need_no_binary_when_they_cover_all() {
     .unwrap();
     assert_eq!(cfg.lingma_attach_dirs.len(), 2);
     // Instance 1 of 2 spawns: a binary (or the simulator) is needed again.
-    let err = build("[lingma]\ninstance_count = 2\nlingma_attach_dir = /a\n", &[])
-        .unwrap_err()
-        .0;
+    let err = build(
+        "[lingma]\ninstance_count = 2\nlingma_attach_dir = /a\n",
+        &[],
+    )
+    .unwrap_err()
+    .0;
     assert!(err.contains("lingma_bin"), "{err}");
     for (ini, needle) in [
-        ("lingma_attach_dir = /a, /b\n", "2 directories but there are 1 instances"),
+        (
+            "lingma_attach_dir = /a, /b\n",
+            "2 directories but there are 1 instances",
+        ),
         ("lingma_attach_dir = ~/.lingma\n", "full path"),
-        ("lingma_attach_dir = /a\nlingma_socket_port = 37010\n", "set one"),
+        (
+            "lingma_attach_dir = /a\nlingma_socket_port = 37010\n",
+            "set one",
+        ),
         ("lingma_attach_dir = ,\n", "lists no directory"),
     ] {
         let err = build(&format!("[lingma]\nsimulator = true\n{ini}"), &[])
             .unwrap_err()
             .0;
-        assert!(err.contains("`lingma_attach_dir`") && err.contains(needle), "{ini}: {err}");
+        assert!(
+            err.contains("`lingma_attach_dir`") && err.contains(needle),
+            "{ini}: {err}"
+        );
         assert!(err.contains("gw.ini:"), "{err}");
     }
 }
@@ -299,7 +317,10 @@ fn attach_dirs_are_per_instance_and_need_no_binary_when_they_cover_all() {
 fn the_websocket_path_and_header_are_checked_and_the_value_is_a_secret() {
     let base = "[lingma]\nsimulator = true\n";
     let cfg = build(base, &[]).unwrap();
-    assert_eq!((cfg.lingma_ws_path.as_str(), &cfg.lingma_ws_header), ("/", &None));
+    assert_eq!(
+        (cfg.lingma_ws_path.as_str(), &cfg.lingma_ws_header),
+        ("/", &None)
+    );
     let cfg = build(
         &format!("{base}lingma_ws_path = /ws\nlingma_ws_header = Cosy-MachineToken\n"),
         &[("LINGMA_GATEWAY_LINGMA_WS_HEADER_VALUE", "tok-123")],
@@ -307,7 +328,10 @@ fn the_websocket_path_and_header_are_checked_and_the_value_is_a_secret() {
     .unwrap();
     assert_eq!(cfg.lingma_ws_path, "/ws");
     let h = cfg.lingma_ws_header.clone().unwrap();
-    assert_eq!((h.name.as_str(), h.value.as_str()), ("Cosy-MachineToken", "tok-123"));
+    assert_eq!(
+        (h.name.as_str(), h.value.as_str()),
+        ("Cosy-MachineToken", "tok-123")
+    );
     assert!(cfg.secrets().contains(&"tok-123".to_string()));
     assert!(!format!("{cfg:?}").contains("tok-123"));
     for (ini, key) in [
@@ -315,10 +339,22 @@ fn the_websocket_path_and_header_are_checked_and_the_value_is_a_secret() {
         ("lingma_ws_path = /a b\n", "lingma_ws_path"),
         ("lingma_ws_header = X-Token\n", "lingma_ws_header_value"),
         ("lingma_ws_header_value = v\n", "lingma_ws_header"),
-        ("lingma_ws_header = Bad:Name\nlingma_ws_header_value = v\n", "lingma_ws_header"),
-        ("lingma_ws_header = X\nlingma_ws_header_value = v\nlingma_ws_header_file = /f\n", "not both"),
-        ("lingma_ws_header = X\nlingma_ws_header_value = caf\u{e9}\n", "lingma_ws_header_value"),
-        ("lingma_ws_header = X\nlingma_ws_header_file = /nonexistent/token.json\n", "lingma_ws_header_file"),
+        (
+            "lingma_ws_header = Bad:Name\nlingma_ws_header_value = v\n",
+            "lingma_ws_header",
+        ),
+        (
+            "lingma_ws_header = X\nlingma_ws_header_value = v\nlingma_ws_header_file = /f\n",
+            "not both",
+        ),
+        (
+            "lingma_ws_header = X\nlingma_ws_header_value = caf\u{e9}\n",
+            "lingma_ws_header_value",
+        ),
+        (
+            "lingma_ws_header = X\nlingma_ws_header_file = /nonexistent/token.json\n",
+            "lingma_ws_header_file",
+        ),
     ] {
         let err = build(&format!("{base}{ini}"), &[]).unwrap_err().0;
         assert!(err.contains(key) && err.contains("gw.ini:"), "{ini}: {err}");
@@ -331,7 +367,11 @@ fn a_header_file_gives_a_json_token_or_its_text_and_is_read_again() {
     let dir = std::env::temp_dir().join(format!("lgw-token-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("machine_token.json");
-    std::fs::write(&file, r#"{"token":"P1gA-first","type":"f677","updateAt":1}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"token":"P1gA-first","type":"f677","updateAt":1}"#,
+    )
+    .unwrap();
     let ini = format!(
         "[lingma]\nsimulator = true\nlingma_ws_header = Cosy-MachineToken\nlingma_ws_header_file = {}\n",
         file.display()

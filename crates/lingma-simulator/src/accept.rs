@@ -21,6 +21,7 @@ use crate::conn::Conn;
 use crate::dispatch::Dispatch;
 use crate::script::Deaf;
 use crate::shared::Shared;
+use crate::upgrade::{Upgrade, REFUSED};
 
 /// The accept loop's handle; dropping it ends the loop and every connection.
 pub(crate) struct Acceptor {
@@ -30,13 +31,19 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    pub(crate) fn spawn(listener: TcpListener, shared: Arc<Shared>) -> io::Result<Acceptor> {
+    /// Serves `listener`, taking only upgrades that carry what `upgrade` wants.
+    pub(crate) fn spawn(
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        upgrade: Upgrade,
+    ) -> io::Result<Acceptor> {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let upgrade = Arc::new(upgrade);
         let thread = thread::Builder::new()
             .name("sim-accept".into())
-            .spawn(move || accept_loop(listener, shared, flag))?;
+            .spawn(move || accept_loop(listener, shared, &upgrade, flag))?;
         Ok(Acceptor {
             stop,
             addr,
@@ -57,7 +64,12 @@ impl Drop for Acceptor {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    upgrade: &Arc<Upgrade>,
+    stop: Arc<AtomicBool>,
+) {
     // Each connection thread with a clone of its socket, to shut it down on stop.
     let mut conns: Vec<(JoinHandle<()>, TcpStream)> = Vec::new();
     // Dropped on stop: wakes the readers that are deaf, which read nothing to see the end.
@@ -83,9 +95,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
         let spawned = tcp.try_clone().and_then(|clone| {
             let shared = Arc::clone(&shared);
             let stopped = stopped.clone();
+            let upgrade = Arc::clone(upgrade);
             let handle = thread::Builder::new()
                 .name(format!("sim-conn-{number}"))
-                .spawn(move || connection_loop(shared, tcp, number, &stopped))?;
+                .spawn(move || connection_loop(shared, tcp, number, &upgrade, &stopped))?;
             Ok((handle, clone))
         });
         match spawned {
@@ -104,12 +117,24 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
 
 /// Reads and answers one connection until it closes (or `stopped` says the simulator stops);
 /// then joins its generators.
-fn connection_loop(shared: Arc<Shared>, tcp: TcpStream, number: u64, stopped: &Receiver<()>) {
+fn connection_loop(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    number: u64,
+    upgrade: &Upgrade,
+    stopped: &Receiver<()>,
+) {
     let peer = tcp
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
-    let (mut ws, conn, closed_tx) = match Conn::open(tcp, number) {
+    let (mut ws, conn, closed_tx) = match Conn::open(tcp, number, upgrade) {
         Ok(opened) => opened,
+        Err(e) if e.starts_with(REFUSED) => {
+            shared
+                .log
+                .line(&format!("connection {number} from {peer}: {e}"));
+            return;
+        }
         Err(e) => {
             log::debug!("simulator: connection {number} from {peer}: {e}");
             return;

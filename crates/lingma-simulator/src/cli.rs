@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::upgrade::InfoFile;
+
 pub(crate) const USAGE: &str = "\
 Lingma SIMULATOR (a fake of the Tongyi Lingma local server, for tests)
 
@@ -22,12 +24,23 @@ SIMOPTS (each also read from the environment):
                        default lingma-test)
   --login-password PW  password the login page accepts       (LINGMA_SIM_LOGIN_PASSWORD,
                        default lingma-pass; one starting with - needs --login-password=PW)
+  --info-file KIND     discovery file(s) written once listening (LINGMA_SIM_INFO_FILE):
+                       info (.info: port, pid; the default), info3 (.info with a third
+                       line, an IPC path, not served), json (.info.json {websocketPort,
+                       pid, ipcServerPath}), both (.info and .info.json)
+  --ws-path PATH       take WebSocket upgrades on PATH only, 404 otherwise, as the Qoder
+                       CN sidecar does with /ws           (LINGMA_SIM_WS_PATH)
+  --ws-token-header H  take only upgrades whose header H holds the machine token of
+                       <workDir>/cache/machine_token.json (its JSON token; made when
+                       absent), 401 otherwise, as the Qoder CN sidecar does with
+                       Cosy-MachineToken                  (LINGMA_SIM_WS_TOKEN_HEADER)
 
 Logging in: login/generateUrl returns http://127.0.0.1:<httpPort>/login?state=..., a form
 (#username, #password, #login-submit) whose submit ends at /auth/callback and stores the
 login in <workDir>/cache/user; auth/logout removes it.
 
-Ports default to 0 (ephemeral); the WebSocket port is written to <workDir>/.info.
+Ports default to 0 (ephemeral); the WebSocket port is written to <workDir>/.info
+(or .info.json, see --info-file).
 ";
 
 pub(crate) const DEFAULT_WORK_DIR: &str = "./lingma-sim-work";
@@ -39,6 +52,9 @@ pub(crate) struct SimOptions {
     pub(crate) logged_out: bool,
     pub(crate) login_user: Option<String>,
     pub(crate) login_password: Option<String>,
+    pub(crate) info_file: Option<InfoFile>,
+    pub(crate) ws_path: Option<String>,
+    pub(crate) ws_token_header: Option<String>,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -53,6 +69,9 @@ impl std::fmt::Debug for SimOptions {
                 "login_password",
                 &self.login_password.as_ref().map(|_| "<redacted>"),
             )
+            .field("info_file", &self.info_file)
+            .field("ws_path", &self.ws_path)
+            .field("ws_token_header", &self.ws_token_header)
             .finish()
     }
 }
@@ -263,9 +282,31 @@ fn sim_option<'a>(
         }
         "login-user" => sim.login_user = Some(non_empty(flag, a.value(flag)?)?),
         "login-password" => sim.login_password = Some(non_empty(flag, a.value(flag)?)?),
+        "info-file" => sim.info_file = Some(info_file(a.value(flag)?)?),
+        "ws-path" => sim.ws_path = Some(ws_path(a.value(flag)?)?),
+        "ws-token-header" => sim.ws_token_header = Some(non_empty(flag, a.value(flag)?)?),
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `--info-file`'s kind (also used for `LINGMA_SIM_INFO_FILE`).
+pub(crate) fn info_file(value: &str) -> Result<InfoFile, CliError> {
+    InfoFile::parse(value).ok_or_else(|| {
+        CliError(format!(
+            "--info-file wants info, info3, json or both, got {value:?}"
+        ))
+    })
+}
+
+/// `--ws-path`'s path (also used for `LINGMA_SIM_WS_PATH`).
+pub(crate) fn ws_path(value: &str) -> Result<String, CliError> {
+    if !value.starts_with('/') {
+        return Err(CliError(format!(
+            "--ws-path wants a path starting with /, got {value:?}"
+        )));
+    }
+    Ok(value.to_string())
 }
 
 fn non_empty(flag: &Flag, value: &str) -> Result<String, CliError> {
@@ -334,6 +375,7 @@ mod tests {
                 logged_out: true,
                 login_user: None,
                 login_password: None,
+                ..SimOptions::default()
             }
         );
         assert!(parse_str("--bogus start").is_err());
@@ -371,6 +413,39 @@ mod tests {
             "LINGMA_SIM_LOGIN_PASSWORD",
             "lingma-test",
             "lingma-pass",
+        ] {
+            assert!(USAGE.contains(word), "usage lacks {word}");
+        }
+    }
+
+    #[test]
+    fn discovery_file_and_upgrade_options() {
+        let cli =
+            parse_str("--info-file json --ws-path=/ws --ws-token-header Cosy-MachineToken start")
+                .unwrap();
+        assert_eq!(cli.sim.info_file, Some(InfoFile::Json));
+        assert_eq!(cli.sim.ws_path.as_deref(), Some("/ws"));
+        assert_eq!(
+            cli.sim.ws_token_header.as_deref(),
+            Some("Cosy-MachineToken")
+        );
+        assert_eq!(
+            parse_str("start --info-file=info3").unwrap().sim.info_file,
+            Some(InfoFile::Info3)
+        );
+        assert_eq!(parse_str("start").unwrap().sim.info_file, None);
+        assert!(parse_str("--info-file xml start").is_err());
+        assert!(parse_str("--ws-path ws start").is_err());
+        assert!(parse_str("--ws-token-header= start").is_err());
+        for word in [
+            "--info-file",
+            "info3",
+            "--ws-path",
+            "--ws-token-header",
+            "LINGMA_SIM_INFO_FILE",
+            "LINGMA_SIM_WS_PATH",
+            "LINGMA_SIM_WS_TOKEN_HEADER",
+            "machine_token.json",
         ] {
             assert!(USAGE.contains(word), "usage lacks {word}");
         }

@@ -20,6 +20,8 @@ use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use crate::script::Deaf;
+use crate::upgrade::{Upgrade, REFUSED};
+use tungstenite::handshake::server::Request;
 
 /// A client's reply to one of the simulator's requests.
 pub(crate) type Reply = Result<Value, RpcError>;
@@ -46,11 +48,26 @@ pub(crate) struct Conn {
 pub(crate) type Opened = (WebSocket<SplitStream>, Conn, Sender<()>);
 
 impl Conn {
-    /// Accepts the WebSocket handshake on `tcp`.
-    pub(crate) fn open(tcp: TcpStream, number: u64) -> Result<Opened, String> {
+    /// Accepts the WebSocket handshake on `tcp` if it carries what `upgrade` wants.
+    pub(crate) fn open(tcp: TcpStream, number: u64, upgrade: &Upgrade) -> Result<Opened, String> {
         let split = SplitStream::new(tcp).map_err(|e| e.to_string())?;
-        let ws = tungstenite::accept_with_config(split, Some(wsio::ws_config()))
-            .map_err(|e| format!("no WebSocket handshake: {e}"))?;
+        // A cell: the handshake's error keeps the callback (and its borrows) alive.
+        let refused = std::cell::Cell::new(None);
+        #[allow(clippy::result_large_err)] // tungstenite's callback type
+        let check = |req: &Request, resp| match upgrade.check(req) {
+            Ok(()) => Ok(resp),
+            Err((status, why)) => {
+                let refusal = crate::upgrade::refusal(status, &why);
+                refused.set(Some(why));
+                Err(refusal)
+            }
+        };
+        let ws = tungstenite::accept_hdr_with_config(split, check, Some(wsio::ws_config()));
+        let ws = match (ws, refused.take()) {
+            (Ok(ws), _) => ws,
+            (Err(_), Some(why)) => return Err(format!("{REFUSED}{why}")),
+            (Err(e), None) => return Err(format!("no WebSocket handshake: {e}")),
+        };
         let writer = wsio::writer_half(ws.get_ref(), Role::Server).map_err(|e| e.to_string())?;
         let socket = ws.get_ref().try_clone().map_err(|e| e.to_string())?;
         let (closed_tx, closed) = crossbeam_channel::bounded::<()>(0);

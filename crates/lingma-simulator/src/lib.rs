@@ -8,7 +8,7 @@
 //! `process` (lifecycle) → `accept`, `http` (threads) → `dispatch` (a connection's
 //! messages) → `chat` (`chat/ask`) → `execute`, `native` (a turn's steps) → `generation`,
 //! `outbox` → `conn`, `shared` (state) → the tables (`running`, `tool_calls`, `session`,
-//! `login`, `account`) and the pure parts (`script`, `prompt`, `models`, `cli`).
+//! `login`, `account`) and the pure parts (`script`, `prompt`, `models`, `cli`, `upgrade`).
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -32,5 +32,6 @@ mod session;
 mod shared;
 mod simlog;
 mod tool_calls;
+mod upgrade;
 
 pub use process::main;

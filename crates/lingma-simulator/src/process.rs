@@ -1,11 +1,11 @@
 //! The simulator process's lifecycle, on its main thread: `main` runs the command line's
-//! command; `start` binds the listeners, writes `.info`, starts the named threads
+//! command; `start` binds the listeners, writes its discovery file(s), starts the named threads
 //! (`sim-signals`, `sim-parent`, `sim-accept`, `sim-http`), waits for a reason to stop
 //! (SIGTERM/SIGINT or the parent process gone) and joins them.
 
 use std::io;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use crate::http::{self, HttpServer};
 use crate::running::Running;
 use crate::shared::{Shared, VERSION};
 use crate::simlog::SimLog;
+use crate::upgrade::{self, InfoFile, Upgrade};
 use crate::{account, login, session, tool_calls};
 
 const PARENT_POLL: Duration = Duration::from_millis(500);
@@ -86,6 +87,9 @@ struct Settings {
     /// account is created.
     keep_login: bool,
     credentials: login::Credentials,
+    info_file: InfoFile,
+    ws_path: Option<String>,
+    ws_token_header: Option<String>,
 }
 
 impl Settings {
@@ -125,6 +129,22 @@ impl Settings {
                     .or_else(|| env_str("LINGMA_SIM_LOGIN_PASSWORD"))
                     .unwrap_or(defaults.password),
             },
+            info_file: match sim.info_file {
+                Some(kind) => kind,
+                None => env_str("LINGMA_SIM_INFO_FILE")
+                    .map(|v| cli::info_file(&v).map_err(|e| format!("LINGMA_SIM_INFO_FILE: {e}")))
+                    .transpose()?
+                    .unwrap_or_default(),
+            },
+            ws_path: match sim.ws_path {
+                Some(p) => Some(p),
+                None => env_str("LINGMA_SIM_WS_PATH")
+                    .map(|v| cli::ws_path(&v).map_err(|e| format!("LINGMA_SIM_WS_PATH: {e}")))
+                    .transpose()?,
+            },
+            ws_token_header: sim
+                .ws_token_header
+                .or_else(|| env_str("LINGMA_SIM_WS_TOKEN_HEADER")),
         })
     }
 }
@@ -165,7 +185,10 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
         "login page: http://127.0.0.1:{http_port}/login (user {})",
         login::loggable(&settings.credentials.user)
     ));
-    let info = format!("{ws_port}\n{pid}\n");
+    let upgrade = upgrade_rules(settings, &work_dir, &log)?;
+    let info = settings
+        .info_file
+        .files(ws_port, pid, &work_dir.join(".ipc.sock"));
     write_info(&work_dir, &info)?;
 
     let shared = Arc::new(Shared {
@@ -189,7 +212,14 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
         clients: Clients::default(),
     });
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<String>(4);
-    let services = Services::start(&shared, listener, http_server, signals, parent, stop_tx);
+    let services = Services::start(
+        &shared,
+        (listener, upgrade),
+        http_server,
+        signals,
+        parent,
+        stop_tx,
+    );
     let services = services.inspect_err(|_| remove_info(&work_dir, &info))?;
     let reason = stop_rx
         .recv()
@@ -214,7 +244,7 @@ struct Services {
 impl Services {
     fn start(
         shared: &Arc<Shared>,
-        listener: TcpListener,
+        (listener, upgrade): (TcpListener, Upgrade),
         http_server: tiny_http::Server,
         signals: Signals,
         parent: u32,
@@ -235,7 +265,7 @@ impl Services {
             parent_watch_loop(parent, &done, &stop)
         })?;
         services.parent = Some((done_tx, thread));
-        services.acceptor = Some(Acceptor::spawn(listener, Arc::clone(shared))?);
+        services.acceptor = Some(Acceptor::spawn(listener, Arc::clone(shared), upgrade)?);
         services.http = Some(HttpServer::spawn(http_server, Arc::clone(shared))?);
         Ok(services)
     }
@@ -282,21 +312,44 @@ fn parent_watch_loop(parent: u32, done: &Receiver<()>, stop: &Sender<String>) {
     }
 }
 
-fn info_path(work_dir: &Path) -> PathBuf {
-    work_dir.join(".info")
+/// What WebSocket upgrades must carry (`--ws-path`, `--ws-token-header`), logged.
+fn upgrade_rules(settings: &Settings, work_dir: &Path, log: &SimLog) -> io::Result<Upgrade> {
+    let header = match &settings.ws_token_header {
+        Some(name) => Some((name.clone(), upgrade::machine_token(work_dir)?)),
+        None => None,
+    };
+    let rules = Upgrade {
+        path: settings.ws_path.clone(),
+        header,
+    };
+    if rules != Upgrade::default() {
+        log.line(&format!(
+            "WebSocket upgrades need path {} and header {} (the token of {})",
+            rules.path.as_deref().unwrap_or("(any)"),
+            rules.header.as_ref().map_or("(none)", |(n, _)| n.as_str()),
+            upgrade::token_file(work_dir).display()
+        ));
+    }
+    Ok(rules)
 }
 
-/// Writes `.info` through a temp file and a rename, so a reader never sees half of it.
-fn write_info(work_dir: &Path, contents: &str) -> io::Result<()> {
-    let tmp = work_dir.join(format!(".info.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, info_path(work_dir))
+/// Writes each discovery file through a temp file and a rename, so a reader never sees half
+/// of one.
+fn write_info(work_dir: &Path, files: &[(&str, String)]) -> io::Result<()> {
+    for (name, contents) in files {
+        let tmp = work_dir.join(format!("{name}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, contents)?;
+        std::fs::rename(&tmp, work_dir.join(name))?;
+    }
+    Ok(())
 }
 
-/// Removes `.info` unless another instance has replaced it meanwhile.
-fn remove_info(work_dir: &Path, contents: &str) {
-    let path = info_path(work_dir);
-    if std::fs::read_to_string(&path).is_ok_and(|c| c == contents) {
-        let _ = std::fs::remove_file(path);
+/// Removes the discovery files unless another instance has replaced them meanwhile.
+fn remove_info(work_dir: &Path, files: &[(&str, String)]) {
+    for (name, contents) in files {
+        let path = work_dir.join(name);
+        if std::fs::read_to_string(&path).is_ok_and(|c| c == *contents) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
