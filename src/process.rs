@@ -114,7 +114,8 @@ fn init_logging(cfg: &Config) {
     crate::logging::init(cfg.log_level, &cfg.secrets());
 }
 
-fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
+/// How to start Lingma; `None` when every instance attaches to a running one (no binary).
+fn launch_command(cfg: &Config) -> Result<Option<LaunchCommand>, String> {
     if cfg.simulator {
         if !cfg!(feature = "simulator") {
             return Err(format!(
@@ -124,7 +125,7 @@ fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
         }
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot locate my own binary for the simulator: {e}"))?;
-        return Ok(LaunchCommand {
+        return Ok(Some(LaunchCommand {
             program: exe,
             prefix_args: vec![
                 "simulate".into(),
@@ -133,22 +134,21 @@ fn launch_command(cfg: &Config) -> Result<LaunchCommand, String> {
                 "--chunk-ms".into(),
                 cfg.simulator_chunk_ms.to_string(),
             ],
-        });
+        }));
     }
-    let bin = cfg
-        .lingma_bin
-        .clone()
-        .expect("config validation requires lingma_bin without the simulator");
+    let Some(bin) = cfg.lingma_bin.clone() else {
+        return Ok(None);
+    };
     if !bin.is_file() {
         return Err(format!(
             "lingma_bin {} does not exist or is not a file",
             bin.display()
         ));
     }
-    Ok(LaunchCommand {
+    Ok(Some(LaunchCommand {
         program: bin,
         prefix_args: Vec::new(),
-    })
+    }))
 }
 
 fn warn_posture(cfg: &Config) {
@@ -369,7 +369,7 @@ const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// The pool's settings. Lingma runs with its own directory as the working directory, so a
 /// relative workDir would land somewhere else: it is anchored at ours.
-fn pool_config(cfg: &Config, launch: LaunchCommand) -> PoolConfig {
+fn pool_config(cfg: &Config, launch: Option<LaunchCommand>) -> PoolConfig {
     let relative: std::path::PathBuf = cfg
         .lingma_work_dir
         .components()

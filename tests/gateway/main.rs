@@ -5,6 +5,7 @@ mod accounts;
 mod anthropic;
 mod backpressure;
 mod bad_input;
+mod discovery;
 mod faults;
 mod formats;
 mod harness;

@@ -167,13 +167,7 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
     }
     // Registered before `.info` exists, so a SIGTERM sent right after it appears is not lost.
     let signals = Signals::new([SIGTERM, SIGINT])?;
-    if settings.keep_login {
-        log.line("keeping the workDir's login as it is (LINGMA_SIM_KEEP_LOGIN)");
-    } else if settings.logged_out {
-        account::remove(&work_dir)?;
-    } else if !account::user_file(&work_dir).exists() {
-        account::store(&work_dir, &account::Account::test_account())?;
-    }
+    prepare_login(settings, &work_dir, &log)?;
     let listener = TcpListener::bind(("127.0.0.1", opts.socket_port))?;
     let ws_port = listener.local_addr()?.port();
     let (http_server, http_port) = http::bind(opts.http_port)?;
@@ -310,6 +304,18 @@ fn parent_watch_loop(parent: u32, done: &Receiver<()>, stop: &Sender<String>) {
             return;
         }
     }
+}
+
+/// The workDir's login as `settings` want it: kept, removed, or the test account.
+fn prepare_login(settings: &Settings, work_dir: &Path, log: &SimLog) -> io::Result<()> {
+    if settings.keep_login {
+        log.line("keeping the workDir's login as it is (LINGMA_SIM_KEEP_LOGIN)");
+    } else if settings.logged_out {
+        account::remove(work_dir)?;
+    } else if !account::user_file(work_dir).exists() {
+        account::store(work_dir, &account::Account::test_account())?;
+    }
+    Ok(())
 }
 
 /// What WebSocket upgrades must carry (`--ws-path`, `--ws-token-header`), logged.

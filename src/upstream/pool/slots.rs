@@ -12,7 +12,8 @@ use crate::upstream::process::LaunchCommand;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PoolConfig {
-    pub(crate) launch: LaunchCommand,
+    /// `None` when every instance attaches (`attach_dirs`): nothing is spawned.
+    pub(crate) launch: Option<LaunchCommand>,
     pub(crate) work_dir: PathBuf,
     pub(crate) instance_count: usize,
     /// When > 0 and open, instance 0 attaches to this port instead of spawning.

@@ -201,13 +201,9 @@ impl Supervisor {
         // The pool stops us by dropping the sender; a slow start must not delay it.
         let stop = &self.stop;
         let stopping = || matches!(stop.try_recv(), Err(TryRecvError::Disconnected));
-        let (p, port) = LingmaProcess::spawn(
-            &cfg.launch,
-            &work_dir,
-            cfg.startup_timeout,
-            &name,
-            &stopping,
-        )?;
+        let launch = cfg.launch.as_ref().ok_or("no Lingma binary to start")?;
+        let (p, port) =
+            LingmaProcess::spawn(launch, &work_dir, cfg.startup_timeout, &name, &stopping)?;
         let located = Located::spawned(port, &p);
         self.process = Some((p, port));
         Ok(located)
