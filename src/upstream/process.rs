@@ -1,7 +1,8 @@
 //! Spawning a Lingma process (real or simulator — the same code path), finding its port
-//! through its workDir's discovery file (`discovery`), draining its output into the log, and stopping it: SIGTERM,
-//! then SIGKILL after a grace period, always reaped. Runs on the instance's supervisor
-//! thread; the two drain threads are owned (joined) by `LingmaProcess`.
+//! through its workDir's discovery file (`discovery`), draining its output into the log,
+//! and stopping it: SIGTERM, then SIGKILL after a grace period, always reaped. Runs on the
+//! instance's supervisor thread; the two drain threads are owned (joined) by
+//! `LingmaProcess`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};

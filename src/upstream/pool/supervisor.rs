@@ -1,5 +1,7 @@
 //! `lingma-sup-<n>`: one thread per instance that spawns or attaches, connects,
-//! initializes, waits for the connection to die, and starts again with backoff.
+//! initializes, waits for the connection to die, and starts again with backoff. An
+//! instance attached through a directory reads its discovery file again on every attempt
+//! (a restarted runtime has a new port) and never stops that runtime.
 
 use std::path::Path;
 use std::sync::Arc;
