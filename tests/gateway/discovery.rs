@@ -201,7 +201,9 @@ fn a_runtime_that_wants_a_path_and_a_machine_token_is_reached_with_the_keys() {
     opts.log_level = "trace";
     let gw = GatewayProcess::start_with(opts);
     assert_eq!(whoami(&gw), format!("instance sim pid {}", sim.pid()));
-    gw.assert_answers("hello");
+    // At trace every Lingma frame is logged: a token pasted into a chat is redacted too.
+    gw.assert_answers(&format!("is {token} my token?"));
+    gw.wait_log("is <redacted> my token?");
     assert!(!sim.log().contains("refused"), "{}", sim.log());
     assert!(
         !gw.log_text().contains(&token),
