@@ -220,6 +220,25 @@ mod tests {
         }
     }
 
+    /// The test of the reader this module replaced (`process::read_info`), kept as it was.
+    #[test]
+    fn reads_two_and_three_line_info_and_json() {
+        let read_info = |dir: &Path| read(dir).ok().map(|d| d.runtime.port);
+        let dir = std::env::temp_dir().join(format!("lgw-info-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read_info(&dir), None);
+        std::fs::write(dir.join(".info"), "37010\n").unwrap();
+        assert_eq!(read_info(&dir), None, "half-written file");
+        std::fs::write(dir.join(".info"), "37010\n4242\n").unwrap();
+        assert_eq!(read_info(&dir), Some(37010));
+        std::fs::write(dir.join(".info"), "37011\n4242\nextra\n").unwrap();
+        assert_eq!(read_info(&dir), Some(37011));
+        std::fs::remove_file(dir.join(".info")).unwrap();
+        std::fs::write(dir.join(".info.json"), r#"{"websocketPort":37012,"pid":1}"#).unwrap();
+        assert_eq!(read_info(&dir), Some(37012));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_directory_prefers_info_json_and_falls_back_to_info() {
         let dir = std::env::temp_dir().join(format!("lgw-discovery-{}", uuid::Uuid::new_v4()));
