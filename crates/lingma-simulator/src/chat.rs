@@ -95,12 +95,18 @@ pub(crate) fn ask(
             .session_type
             .unwrap_or_else(|| DEFAULT_SESSION_TYPE.into()),
         question,
+        acp: None,
     };
     start(Generation::enter(shared, conn, ask), plan)
 }
 
 /// The plan of a turn placed in its session.
-fn plan_turn(shared: &Shared, question: &str, model: Option<&Model>, place: &Placement) -> Plan {
+pub(crate) fn plan_turn(
+    shared: &Shared,
+    question: &str,
+    model: Option<&Model>,
+    place: &Placement,
+) -> Plan {
     let tool_call_id = shared.tool_calls.next_id();
     script::plan(&script::Turn {
         question,
@@ -116,7 +122,7 @@ fn plan_turn(shared: &Shared, question: &str, model: Option<&Model>, place: &Pla
 }
 
 /// What the plan ignored and how it read the prompt, for the simulator log.
-fn log_plan(shared: &Shared, request_id: &str, plan: &Plan) {
+pub(crate) fn log_plan(shared: &Shared, request_id: &str, plan: &Plan) {
     if !plan.ignored.is_empty() {
         shared.log.line(&format!(
             "requestId={request_id}: ignored directives {:?}",
@@ -129,7 +135,7 @@ fn log_plan(shared: &Shared, request_id: &str, plan: &Plan) {
 }
 
 /// Runs the turn; returns its generator thread when it has one.
-fn start(generation: Generation, plan: Plan) -> Option<JoinHandle<()>> {
+pub(crate) fn start(generation: Generation, plan: Plan) -> Option<JoinHandle<()>> {
     let shared = Arc::clone(&generation.shared);
     // A turn that never waits (no delays, no stall, no native tool waiting for the client's
     // replies, which this thread reads) runs right here on the connection thread: a thread

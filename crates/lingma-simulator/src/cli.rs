@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::upgrade::InfoFile;
+use crate::dialect::Dialect;
 
 pub(crate) const USAGE: &str = "\
 Lingma SIMULATOR (a fake of the Tongyi Lingma local server, for tests)
@@ -34,6 +35,8 @@ SIMOPTS (each also read from the environment):
                        <workDir>/cache/machine_token.json (its JSON token; made when
                        absent), 401 otherwise, as the Qoder CN sidecar does with
                        Cosy-MachineToken                  (LINGMA_SIM_WS_TOKEN_HEADER)
+  --dialect D          cosy, acp or both (default): chat/ask, session/*, or either;
+                       the other dialect's methods are unknown (LINGMA_SIM_DIALECT)
 
 Logging in: login/generateUrl returns http://127.0.0.1:<httpPort>/login?state=..., a form
 (#username, #password, #login-submit) whose submit ends at /auth/callback and stores the
@@ -55,6 +58,7 @@ pub(crate) struct SimOptions {
     pub(crate) info_file: Option<InfoFile>,
     pub(crate) ws_path: Option<String>,
     pub(crate) ws_token_header: Option<String>,
+    pub(crate) dialect: Option<Dialect>,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -72,6 +76,7 @@ impl std::fmt::Debug for SimOptions {
             .field("info_file", &self.info_file)
             .field("ws_path", &self.ws_path)
             .field("ws_token_header", &self.ws_token_header)
+            .field("dialect", &self.dialect)
             .finish()
     }
 }
@@ -285,6 +290,7 @@ fn sim_option<'a>(
         "info-file" => sim.info_file = Some(info_file(a.value(flag)?)?),
         "ws-path" => sim.ws_path = Some(ws_path(a.value(flag)?)?),
         "ws-token-header" => sim.ws_token_header = Some(non_empty(flag, a.value(flag)?)?),
+        "dialect" => sim.dialect = Some(dialect(a.value(flag)?)?),
         _ => return Ok(false),
     }
     Ok(true)
@@ -307,6 +313,11 @@ pub(crate) fn ws_path(value: &str) -> Result<String, CliError> {
         )));
     }
     Ok(value.to_string())
+}
+
+pub(crate) fn dialect(value: &str) -> Result<Dialect, CliError> {
+    Dialect::parse(value)
+        .ok_or_else(|| CliError(format!("--dialect wants cosy, acp or both, got {value:?}")))
 }
 
 fn non_empty(flag: &Flag, value: &str) -> Result<String, CliError> {
@@ -382,6 +393,20 @@ mod tests {
     }
 
     #[test]
+    fn dialect_in_both_places_and_spellings() {
+        assert_eq!(
+            parse_str("--dialect acp start").unwrap().sim.dialect,
+            Some(Dialect::Acp)
+        );
+        let cli = parse_str("start --workDir w --dialect=cosy").unwrap();
+        assert_eq!(cli.sim.dialect, Some(Dialect::Cosy));
+        assert!(cli.ignored.is_empty());
+        assert_eq!(parse_str("start").unwrap().sim.dialect, None);
+        assert!(parse_str("--dialect lsp start").is_err());
+        assert!(parse_str("start --dialect").is_err());
+    }
+
+    #[test]
     fn login_credentials_in_both_spellings_and_places() {
         let cli = parse_str("--login-user alice --login-password=s3cret start").unwrap();
         assert_eq!(cli.sim.login_user.as_deref(), Some("alice"));
@@ -408,6 +433,8 @@ mod tests {
             "--logged-out",
             "--login-user",
             "--login-password",
+            "--dialect",
+            "LINGMA_SIM_DIALECT",
             "LINGMA_SIM_LOGGED_OUT",
             "LINGMA_SIM_LOGIN_USER",
             "LINGMA_SIM_LOGIN_PASSWORD",

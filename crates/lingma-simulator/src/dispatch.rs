@@ -3,6 +3,7 @@
 //! `chat/stop` reaches running turns, the client's tool approvals and results go to the
 //! generator waiting for them, and replies to the simulator's own requests to the one that
 //! sent it. Like the real server, it answers a bad frame or message and stays connected.
+//! ACP's `session/*` methods go to `acp`; a method of a dialect not spoken is unknown.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,8 +12,9 @@ use lingma_protocol::jsonrpc::{self, method, Decoder, Message};
 use serde_json::{json, Value};
 
 use crate::conn::Conn;
+use crate::dialect::{Dialect, ACP_METHODS};
 use crate::shared::{Shared, VERSION};
-use crate::{account, chat, login, models, tool_calls};
+use crate::{account, acp, chat, login, models, tool_calls};
 
 /// JSON-RPC error codes the simulator sends.
 const PARSE_ERROR: i64 = -32700;
@@ -99,8 +101,12 @@ impl Dispatch {
 
     fn request(&self, id: Value, name: &str, params: Value) -> Option<JoinHandle<()>> {
         let shared = &self.shared;
+        if shared.dialect.refuses(name) {
+            self.reply_error(id, METHOD_NOT_FOUND, &format!("unknown method: {name}"));
+            return None;
+        }
         let result: RpcResult = match name {
-            method::INITIALIZE => Ok(initialize_result()),
+            method::INITIALIZE => Ok(initialize_result(shared.dialect)),
             method::AUTH_STATUS => Ok(account::auth_status(
                 shared.account().as_ref(),
                 &shared.tokens,
@@ -136,6 +142,9 @@ impl Dispatch {
             method::CHAT_GET_SESSION => {
                 Ok(json!(shared.sessions.get(str_param(&params, "sessionId"))))
             }
+            acp_method if ACP_METHODS.contains(&acp_method) => {
+                return acp::request(shared, &self.conn, id, acp_method, &params)
+            }
             other => Err((METHOD_NOT_FOUND, format!("unknown method: {other}"))),
         };
         match result {
@@ -147,6 +156,13 @@ impl Dispatch {
 
     fn notification(&self, name: &str, params: Value) -> Option<JoinHandle<()>> {
         match name {
+            refused if self.shared.dialect.refuses(refused) => self
+                .shared
+                .log
+                .line(&format!("unknown notification {refused} ignored")),
+            acp_method if ACP_METHODS.contains(&acp_method) => {
+                return acp::notification(&self.shared, &self.conn, acp_method, &params)
+            }
             method::CHAT_ASK => return chat::ask(&self.shared, &self.conn, params, None),
             method::CHAT_STOP => self.stop(&params),
             tool_calls::APPROVE | tool_calls::INVOKE_RESULT => {
@@ -247,6 +263,7 @@ impl Dispatch {
                 str_param(params, "toolCallId"),
                 params.get("success").unwrap_or(&Value::Null)
             ),
+            acp_method if ACP_METHODS.contains(&acp_method) => acp::recv_line(name, params),
             other => format!("recv {other}"),
         };
         self.shared.log.line(&line);
@@ -277,12 +294,16 @@ fn machine_id(work_dir: &std::path::Path) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn initialize_result() -> Value {
-    json!({
+fn initialize_result(dialect: Dialect) -> Value {
+    let mut result = json!({
         "capabilities": {
             "textDocumentSync": {"openClose": true, "change": 2},
             "workspace": {"workspaceFolders": {"supported": true, "changeNotifications": true}},
         },
         "serverInfo": {"name": "lingma", "version": VERSION},
-    })
+    });
+    if dialect.speaks_acp() {
+        acp::initialize_fields(&mut result);
+    }
+    result
 }

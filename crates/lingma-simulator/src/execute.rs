@@ -26,7 +26,7 @@ enum Outcome {
 impl Generation {
     /// Executes `plan` to its end (or until a stop or the connection's end).
     pub(crate) fn run(self, plan: Plan) {
-        let mut out = Outbox::new(&self.conn, plan.wire);
+        let mut out = Outbox::new(&self.conn, plan.wire).dialect(self.acp.as_ref(), &plan.steps);
         let outcome = self.execute(&plan, &mut out).and_then(|outcome| {
             if let Outcome::Cancelled(text) = &outcome {
                 self.record(text);
@@ -75,6 +75,9 @@ impl Generation {
                     let Some(waiter) = &waiter else {
                         continue;
                     };
+                    if self.acp.is_some() {
+                        self.approve_self(call);
+                    }
                     let said = match self.native(call, waiter, out)? {
                         Ok(said) => said,
                         Err(Wake::Stop) => return Ok(Outcome::Cancelled(text)),

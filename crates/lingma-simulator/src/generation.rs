@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{select, Receiver};
 use serde_json::{json, Value};
 
+use crate::acp_outbox::AcpTurn;
 use crate::conn::Conn;
 use crate::shared::Shared;
 
@@ -23,6 +24,8 @@ pub(crate) struct Generation {
     pub(crate) session_id: String,
     pub(crate) session_type: String,
     pub(crate) question: String,
+    /// Asked with ACP's `session/prompt` (else with `chat/ask`).
+    pub(crate) acp: Option<AcpTurn>,
 }
 
 /// What a turn answers: the request and its place.
@@ -31,12 +34,34 @@ pub(crate) struct Ask {
     pub(crate) session_id: String,
     pub(crate) session_type: String,
     pub(crate) question: String,
+    pub(crate) acp: Option<AcpTurn>,
 }
 
 impl Generation {
     /// Enters the turn into the `Running` table, where `chat/stop` finds it.
     pub(crate) fn enter(shared: &Arc<Shared>, conn: &Arc<Conn>, ask: Ask) -> Generation {
-        let (key, stopped) = shared.running.insert(&ask.request_id, &ask.session_id);
+        let entry = shared.running.insert(&ask.request_id, &ask.session_id);
+        Self::entered(shared, conn, ask, entry)
+    }
+
+    /// Enters the turn unless its session has one running already (`None`).
+    pub(crate) fn enter_alone(
+        shared: &Arc<Shared>,
+        conn: &Arc<Conn>,
+        ask: Ask,
+    ) -> Option<Generation> {
+        let entry = shared
+            .running
+            .insert_alone(&ask.request_id, &ask.session_id)?;
+        Some(Self::entered(shared, conn, ask, entry))
+    }
+
+    fn entered(
+        shared: &Arc<Shared>,
+        conn: &Arc<Conn>,
+        ask: Ask,
+        (key, stopped): (u64, Receiver<()>),
+    ) -> Generation {
         Generation {
             shared: Arc::clone(shared),
             conn: Arc::clone(conn),
@@ -46,6 +71,7 @@ impl Generation {
             session_id: ask.session_id,
             session_type: ask.session_type,
             question: ask.question,
+            acp: ask.acp,
         }
     }
 

@@ -13,9 +13,13 @@
 
 mod accept;
 mod account;
+mod acp;
+mod acp_outbox;
+mod acp_sessions;
 mod chat;
 mod cli;
 mod conn;
+mod dialect;
 mod dispatch;
 mod execute;
 mod generation;

@@ -1,14 +1,16 @@
 //! How one generation's frames go on the wire (`script::Wire`): whole text messages,
 //! binary messages, frames split at byte positions, or everything packed into one message.
-//! Used by the generator threads; all writing goes through the connection's `Conn`.
+//! Used by the generator threads; all writing goes through the connection's `Conn`. A turn
+//! asked with ACP's `session/prompt` has its events translated by an `acp_outbox::Encoder`.
 
 use std::io;
 
 use lingma_protocol::jsonrpc;
 use serde_json::Value;
 
+use crate::acp_outbox::{AcpTurn, Encoder};
 use crate::conn::Conn;
-use crate::script::{self, Wire};
+use crate::script::{self, Step, Wire};
 
 /// Puts one generation's frames on the wire as its `Wire` directives say.
 pub(crate) struct Outbox<'a> {
@@ -16,6 +18,8 @@ pub(crate) struct Outbox<'a> {
     wire: Wire,
     /// `wire=packed`: everything since the ack, sent as one message by `flush`.
     packed: Vec<u8>,
+    /// An ACP turn: its cosy events go out as the encoder writes them.
+    acp: Option<Encoder>,
 }
 
 impl<'a> Outbox<'a> {
@@ -24,16 +28,33 @@ impl<'a> Outbox<'a> {
             conn,
             wire,
             packed: Vec::new(),
+            acp: None,
         }
     }
 
+    /// Writes the events of the plan made of `steps` in ACP's form when `acp` is set.
+    pub(crate) fn dialect(mut self, acp: Option<&AcpTurn>, steps: &[Step]) -> Self {
+        self.acp = acp.map(|turn| Encoder::new(turn, steps));
+        self
+    }
+
     pub(crate) fn notify(&mut self, name: &str, params: Value) -> io::Result<()> {
+        if let Some(msgs) = self.acp.as_mut().map(|acp| acp.encode(name, &params)) {
+            return self.send_all(&msgs);
+        }
         self.send(&jsonrpc::notification(name, params))
     }
 
     pub(crate) fn request(&mut self, name: &str, params: Value) -> io::Result<()> {
+        if let Some(msgs) = self.acp.as_mut().map(|acp| acp.encode(name, &params)) {
+            return self.send_all(&msgs);
+        }
         let msg = self.conn.request(name, params);
         self.send(&msg)
+    }
+
+    fn send_all(&mut self, msgs: &[Value]) -> io::Result<()> {
+        msgs.iter().try_for_each(|msg| self.send(msg))
     }
 
     pub(crate) fn send(&mut self, msg: &Value) -> io::Result<()> {

@@ -17,12 +17,13 @@ use signal_hook::iterator::Signals;
 use crate::accept::Acceptor;
 use crate::cli::{self, Command, SimOptions, StartOptions};
 use crate::conn::Clients;
+use crate::dialect::Dialect;
 use crate::http::{self, HttpServer};
 use crate::running::Running;
 use crate::shared::{Shared, VERSION};
 use crate::simlog::SimLog;
 use crate::upgrade::{self, InfoFile, Upgrade};
-use crate::{account, login, session, tool_calls};
+use crate::{account, acp_sessions, login, session, tool_calls};
 
 const PARENT_POLL: Duration = Duration::from_millis(500);
 
@@ -90,6 +91,7 @@ struct Settings {
     info_file: InfoFile,
     ws_path: Option<String>,
     ws_token_header: Option<String>,
+    dialect: Dialect,
 }
 
 impl Settings {
@@ -110,7 +112,12 @@ impl Settings {
         let env_logged_out =
             std::env::var("LINGMA_SIM_LOGGED_OUT").is_ok_and(|v| v == "1" || v == "true");
         let defaults = login::Credentials::default();
+        let env_dialect = match env_str("LINGMA_SIM_DIALECT") {
+            Some(v) => Some(cli::dialect(&v).map_err(|e| format!("LINGMA_SIM_DIALECT: {e}"))?),
+            None => None,
+        };
         Ok(Settings {
+            dialect: sim.dialect.or(env_dialect).unwrap_or_default(),
             first_token_ms: sim
                 .first_token_ms
                 .or(env_ms("LINGMA_SIM_FIRST_TOKEN_MS")?)
@@ -165,6 +172,7 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
     for flag in ignored {
         log.line(&format!("ignoring unsupported flag {flag}"));
     }
+    log.line(&format!("dialect: {}", settings.dialect.as_str()));
     // Registered before `.info` exists, so a SIGTERM sent right after it appears is not lost.
     let signals = Signals::new([SIGTERM, SIGINT])?;
     prepare_login(settings, &work_dir, &log)?;
@@ -204,6 +212,8 @@ fn run(opts: &StartOptions, settings: &Settings, ignored: &[String]) -> io::Resu
         credentials: settings.credentials.clone(),
         logins: login::Logins::default(),
         clients: Clients::default(),
+        dialect: settings.dialect,
+        acp_models: acp_sessions::Models::default(),
     });
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<String>(4);
     let services = Services::start(

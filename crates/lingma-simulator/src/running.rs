@@ -35,6 +35,27 @@ impl Running {
         (key, stopped)
     }
 
+    /// Enters a turn unless a turn of `session_id` is running (then `None`).
+    pub(crate) fn insert_alone(
+        &self,
+        request_id: &str,
+        session_id: &str,
+    ) -> Option<(u64, Receiver<()>)> {
+        let mut entries = self.lock();
+        if entries.values().any(|e| e.session_id == session_id) {
+            return None;
+        }
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed) + 1;
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let entry = Entry {
+            request_id: request_id.into(),
+            session_id: session_id.into(),
+            stop,
+        };
+        entries.insert(key, entry);
+        Some((key, stopped))
+    }
+
     pub(crate) fn remove(&self, key: u64) {
         self.lock().remove(&key);
     }

@@ -97,6 +97,15 @@ impl Store {
         inner.sessions.remove(session_id).is_some()
     }
 
+    pub(crate) fn contains(&self, session_id: &str) -> bool {
+        self.lock().sessions.contains_key(session_id)
+    }
+
+    /// How many sessions there are (the log shows it, so tests see it stay bounded).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
     pub(crate) fn list(&self) -> Vec<Summary> {
         let inner = self.lock();
         inner

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::conn::Clients;
+use crate::dialect::Dialect;
 use crate::running::Running;
 use crate::simlog::SimLog;
-use crate::{account, login, session, tool_calls};
+use crate::{account, acp_sessions, login, session, tool_calls};
 
 /// The real server version the simulator imitates.
 pub(crate) const VERSION: &str = "2.11.1";
@@ -40,6 +41,10 @@ pub(crate) struct Shared {
     pub(crate) logins: login::Logins,
     /// The open WebSocket connections, for pushing `auth/report`.
     pub(crate) clients: Clients,
+    /// The dialects this simulator speaks.
+    pub(crate) dialect: Dialect,
+    /// The models ACP sessions were set to.
+    pub(crate) acp_models: acp_sessions::Models,
 }
 
 impl Shared {
