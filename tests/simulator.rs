@@ -12,6 +12,9 @@ use lingma_gateway::jsonrpc::{encode_frame, encode_message, Decoder};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
+#[path = "simulator/acp.rs"]
+mod acp;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lingma-gateway");
 const DEADLINE: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +66,7 @@ impl Sim {
             .env_remove("LINGMA_SIM_LOGGED_OUT")
             .env_remove("LINGMA_SIM_LOGIN_USER")
             .env_remove("LINGMA_SIM_LOGIN_PASSWORD")
+            .env_remove("LINGMA_SIM_DIALECT")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

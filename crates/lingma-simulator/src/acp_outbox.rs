@@ -1,6 +1,6 @@
 //! How a turn asked with `session/prompt` is written (protocol §7): the cosy events the turn's
 //! generator produces (`chat/answer`, `tool/call/sync`, `context/usage/sync`, `chat/finish`)
-//! become `session/update` notifications, and the prompt's own result follows the finish.
+//! become `session/update` notifications, and the prompt's own answer follows the finish.
 //! Reasoning goes out as `agent_thought_chunk` with the think block's markers taken off
 //! (`ThinkSplit`); the preprocessing steps and the title have no ACP form and are dropped.
 //! Pure: used by the generator's `Outbox`, tested on literal events.
@@ -34,6 +34,8 @@ pub(crate) struct Encoder {
     think: ThinkSplit,
     /// The answer as the client sees it, without the think block: `chat_finish.fullAnswer`.
     answer: String,
+    /// The prompt's answer once the finish is written, for `take_answer`.
+    prompt_answer: Option<Value>,
 }
 
 impl Encoder {
@@ -50,7 +52,14 @@ impl Encoder {
             tool_names,
             think: ThinkSplit::default(),
             answer: String::new(),
+            prompt_answer: None,
         }
+    }
+
+    /// The answer to the prompt, once its turn has finished: the generator sends it after it
+    /// has left the running turns, so that a client that has it can prompt the session again.
+    pub(crate) fn take_answer(&mut self) -> Option<Value> {
+        self.prompt_answer.take()
     }
 
     /// The ACP messages one cosy event of the turn (`params` with `requestId`, `sessionId`)
@@ -78,7 +87,7 @@ impl Encoder {
                 out.push(ids.update(
                     json!({"sessionUpdate": "notification", "type": "chat_finish", "data": data}),
                 ));
-                out.extend(self.prompt_id.take().map(|id| prompt_answer(id, params)));
+                self.prompt_answer = self.prompt_id.take().map(|id| prompt_answer(id, params));
                 out
             }
             _ => Vec::new(),

@@ -33,6 +33,10 @@ impl Generation {
                 self.finish(&mut out, 200, Reason::Cancelled, text)?;
             }
             if !matches!(outcome, Outcome::Gone) {
+                if let Some(answer) = out.take_answer() {
+                    self.leave();
+                    out.send(&answer)?;
+                }
                 out.flush()?;
             }
             Ok(())

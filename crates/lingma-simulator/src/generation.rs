@@ -75,6 +75,12 @@ impl Generation {
         }
     }
 
+    /// Leaves the `Running` table before the turn's last message: a client that has read it
+    /// finds the session idle.
+    pub(crate) fn leave(&self) {
+        self.shared.running.remove(self.key);
+    }
+
     /// The number of the generator thread that runs it (`sim-gen-N`).
     pub(crate) fn key(&self) -> u64 {
         self.key

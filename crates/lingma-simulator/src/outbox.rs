@@ -53,6 +53,11 @@ impl<'a> Outbox<'a> {
         self.send(&msg)
     }
 
+    /// An ACP prompt's answer, once its turn has finished.
+    pub(crate) fn take_answer(&mut self) -> Option<Value> {
+        self.acp.as_mut()?.take_answer()
+    }
+
     fn send_all(&mut self, msgs: &[Value]) -> io::Result<()> {
         msgs.iter().try_for_each(|msg| self.send(msg))
     }

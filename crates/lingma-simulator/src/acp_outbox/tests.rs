@@ -98,9 +98,9 @@ fn a_turn_becomes_updates_then_the_prompt_result() {
     ));
     let finish =
         event(json!({"reason": "success", "statusCode": 200, "fullAnswer": "x", "extra": {}}));
-    let mut all = e.encode(method::CHAT_FINISH, &finish);
-    let result = all.pop().unwrap();
-    msgs.extend(all);
+    msgs.extend(e.encode(method::CHAT_FINISH, &finish));
+    let result = e.take_answer().unwrap();
+    assert_eq!(e.take_answer(), None, "answered once");
     let u = updates(&msgs);
     let kinds: Vec<&str> = u
         .iter()
@@ -138,9 +138,10 @@ fn finishes_answer_the_prompt_by_their_status() {
     let answer = |status: u16, reason: &str, id: Option<Value>| {
         let mut e = Encoder::new(&AcpTurn { prompt_id: id }, &[]);
         let finish = event(json!({"reason": reason, "statusCode": status, "fullAnswer": ""}));
-        e.encode(method::CHAT_FINISH, &finish)
+        assert_eq!(e.encode(method::CHAT_FINISH, &finish).len(), 1);
+        e.take_answer()
     };
-    let result = |status, reason| answer(status, reason, Some(json!("p"))).pop().unwrap();
+    let result = |status, reason| answer(status, reason, Some(json!("p"))).unwrap();
     assert_eq!(
         result(200, "cancelled")["result"]["stopReason"],
         "cancelled"
@@ -151,7 +152,7 @@ fn finishes_answer_the_prompt_by_their_status() {
     assert_eq!(failed["error"]["code"], -32603);
     assert_eq!(failed["error"]["data"]["statusCode"], 429);
     // A prompt sent as a notification gets no answer.
-    assert_eq!(answer(200, "success", None).len(), 1);
+    assert_eq!(answer(200, "success", None), None);
 }
 
 #[test]
