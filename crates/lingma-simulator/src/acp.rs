@@ -24,6 +24,7 @@ use crate::script::{self, NativeCall};
 use crate::shared::Shared;
 use crate::tool_calls;
 
+const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 /// ACP's "resource not found": an unknown `sessionId`.
 const NOT_FOUND: i64 = -32002;
@@ -59,10 +60,11 @@ pub(crate) fn request(
         SESSION_NEW => new_session(shared, params),
         SESSION_SET_MODEL => set_model(shared, params),
         SESSION_CANCEL => cancel(shared, params),
-        _ => match prompt(shared, conn, params, Some(id.clone())) {
+        SESSION_PROMPT => match prompt(shared, conn, params, Some(id.clone())) {
             Ok(generator) => return generator,
             Err(e) => Err(e),
         },
+        other => Err((METHOD_NOT_FOUND, format!("unknown method: {other}"))),
     };
     let reply = match result {
         Ok(value) => jsonrpc::response(id, value),

@@ -268,37 +268,7 @@ impl ThinkSplit {
                 self.held.drain(..=end);
                 self.state = State::Think { line_start: true };
             }
-            State::Think { line_start } => {
-                let close = match held.find(CLOSE) {
-                    Some(at) => Some((at, CLOSE.len())),
-                    None if line_start && held.starts_with(&CLOSE[1..]) => {
-                        Some((0, CLOSE.len() - 1))
-                    }
-                    None => None,
-                };
-                if let Some((at, len)) = close {
-                    out.extend(thought(&held[..at]));
-                    self.held.drain(..at + len);
-                    self.state = State::Closed;
-                    return true;
-                }
-                if line_start && CLOSE[1..].starts_with(held.as_str()) {
-                    return false;
-                }
-                // Keep back what may be the start of the closing fence.
-                let keep = (1..=CLOSE.len().min(held.len()))
-                    .rev()
-                    .find(|&k| held.ends_with(&CLOSE[..k]))
-                    .unwrap_or(0);
-                let emit = held.len() - keep;
-                if emit == 0 {
-                    return false;
-                }
-                out.extend(thought(&held[..emit]));
-                self.held.drain(..emit);
-                self.state = State::Think { line_start: false };
-                return false;
-            }
+            State::Think { line_start } => return self.think(line_start, out),
             State::Closed => {
                 if held.is_empty() {
                     return false;
@@ -316,6 +286,36 @@ impl ThinkSplit {
             }
         }
         true
+    }
+
+    /// Inside the reasoning: emits it up to the closing fence, or up to what may be its start.
+    fn think(&mut self, line_start: bool, out: &mut Vec<Piece>) -> bool {
+        let held = &self.held;
+        let close = match held.find(CLOSE) {
+            Some(at) => Some((at, CLOSE.len())),
+            None if line_start && held.starts_with(&CLOSE[1..]) => Some((0, CLOSE.len() - 1)),
+            None => None,
+        };
+        if let Some((at, len)) = close {
+            out.extend(thought(&held[..at]));
+            self.held.drain(..at + len);
+            self.state = State::Closed;
+            return true;
+        }
+        if line_start && CLOSE[1..].starts_with(held.as_str()) {
+            return false;
+        }
+        let keep = (1..=CLOSE.len().min(held.len()))
+            .rev()
+            .find(|&k| held.ends_with(&CLOSE[..k]))
+            .unwrap_or(0);
+        let emit = held.len() - keep;
+        if emit > 0 {
+            out.extend(thought(&held[..emit]));
+            self.held.drain(..emit);
+            self.state = State::Think { line_start: false };
+        }
+        false
     }
 
     /// What is held at the end of the answer.

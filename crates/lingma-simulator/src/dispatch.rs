@@ -131,7 +131,12 @@ impl Dispatch {
                 Ok(json!({}))
             }
             method::CHAT_DELETE_SESSION => {
-                shared.sessions.delete(str_param(&params, "sessionId"));
+                let session_id = str_param(&params, "sessionId");
+                let deleted = shared.sessions.delete(session_id);
+                shared.log.line(&format!(
+                    "chat/deleteSessionById sessionId={session_id} deleted={deleted} ({} sessions)",
+                    shared.sessions.len()
+                ));
                 Ok(Value::Null)
             }
             method::CHAT_LIST_SESSIONS => Ok(json!(shared.sessions.list())),

@@ -24,13 +24,7 @@ struct Entry {
 impl Running {
     /// Enters a turn; returns its key and the receiver its `chat/stop` arrives on.
     pub(crate) fn insert(&self, request_id: &str, session_id: &str) -> (u64, Receiver<()>) {
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed) + 1;
-        let (stop, stopped) = crossbeam_channel::bounded(1);
-        let entry = Entry {
-            request_id: request_id.into(),
-            session_id: session_id.into(),
-            stop,
-        };
+        let (key, entry, stopped) = self.entry(request_id, session_id);
         self.lock().insert(key, entry);
         (key, stopped)
     }
@@ -45,6 +39,12 @@ impl Running {
         if entries.values().any(|e| e.session_id == session_id) {
             return None;
         }
+        let (key, entry, stopped) = self.entry(request_id, session_id);
+        entries.insert(key, entry);
+        Some((key, stopped))
+    }
+
+    fn entry(&self, request_id: &str, session_id: &str) -> (u64, Entry, Receiver<()>) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed) + 1;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let entry = Entry {
@@ -52,8 +52,7 @@ impl Running {
             session_id: session_id.into(),
             stop,
         };
-        entries.insert(key, entry);
-        Some((key, stopped))
+        (key, entry, stopped)
     }
 
     pub(crate) fn remove(&self, key: u64) {
