@@ -68,7 +68,11 @@ impl Encoder {
         let ids = Ids::of(params);
         match name {
             method::CHAT_ANSWER => {
-                let text = params.get("text").and_then(Value::as_str).unwrap_or("");
+                // Some builds carry a delta in `content` instead (§6).
+                let text = ["text", "content"]
+                    .iter()
+                    .find_map(|k| params.get(*k).and_then(Value::as_str))
+                    .unwrap_or("");
                 let pieces = self.think.push(text);
                 self.chunks(&ids, pieces)
             }
