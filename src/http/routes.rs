@@ -93,6 +93,8 @@ fn models(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
                 "type": "model", "display_name": if m.display_name.is_empty() { &m.key } else { &m.display_name },
                 "created_at": created_at,
                 "reasoning": m.is_reasoning, "max_input_tokens": m.max_input_tokens,
+                // The context size under the name OpenAI-compatible listings use.
+                "context_length": m.max_input_tokens,
             })
         })
         .collect();

@@ -60,6 +60,11 @@ pub(super) struct Setup {
 pub(super) struct AnswerFold {
     instance: String,
     usage: Usage,
+    /// The input tokens of the attempts before this turn (a forced tool choice's retry):
+    /// a turn's own count replaces only its own estimate.
+    input_before: u64,
+    /// The model's context size, when Lingma reported it (`limitTokens`).
+    context_limit: Option<u64>,
     think: ThinkSplitter,
     scanner: ToolScanner,
     stop: StopFilter,
@@ -95,6 +100,8 @@ impl AnswerFold {
                 input_tokens: setup.input_tokens,
                 output_tokens: 0,
             },
+            input_before: 0,
+            context_limit: None,
             think: ThinkSplitter::default(),
             scanner: ToolScanner::new(req.tools.clone(), req.tools_active()),
             stop: StopFilter::new(&req.stop),
@@ -116,9 +123,15 @@ impl AnswerFold {
         }
     }
 
-    /// The tokens counted so far (estimated: Lingma reports none).
+    /// The tokens counted so far: the input as Lingma measured it where the turn reported
+    /// its context usage, else estimated; the output estimated.
     pub(super) fn usage(&self) -> Usage {
         self.usage
+    }
+
+    /// The model's context size, if the turn reported it.
+    pub(super) fn context_limit(&self) -> Option<u64> {
+        self.context_limit
     }
 
     /// Folds one upstream event. Nothing comes of events after the answer is over.
@@ -136,6 +149,15 @@ impl AnswerFold {
                         self.out.events.push(Event::NativeTool(tool));
                     }
                 }
+                ChatEvent::Usage {
+                    used_tokens,
+                    limit_tokens,
+                } => {
+                    // Lingma's count of the context this turn fills, with the session's
+                    // history: what the model really read, so it replaces the estimate.
+                    self.usage.input_tokens = self.input_before + used_tokens;
+                    self.context_limit = limit_tokens.or(self.context_limit);
+                }
                 ChatEvent::Finish(f) => self.end_of_turn(f),
             }
         }
@@ -145,6 +167,7 @@ impl AnswerFold {
     /// The retry's turn is running (its question was `input_tokens` long): what comes now
     /// is a new answer, and it goes out as it comes.
     pub(super) fn retried(&mut self, input_tokens: u64) {
+        self.input_before = self.usage.input_tokens;
         self.usage.input_tokens += input_tokens;
         self.usage.output_tokens = 0;
         self.think = ThinkSplitter::default();

@@ -70,6 +70,11 @@ impl ChatStream {
         &self.request_id
     }
 
+    /// The Lingma session the turn runs in, as far as its events said (`""`: none yet).
+    pub(crate) fn session_id(&self) -> &str {
+        self.decoder.session_id()
+    }
+
     /// The next event, waiting at most `slice` (if given): `Ok(None)` means nothing arrived
     /// within the slice but the deadline is still ahead, so the caller can keep its client
     /// connection alive. After the finish (or an error) the stream is over.
@@ -92,7 +97,7 @@ impl ChatStream {
                 ChatEvent::Text(_) => self.got_text = true,
                 ChatEvent::Finish(_) => self.done = true,
                 ChatEvent::Tool(u) if u.status == ToolStatus::Pending => self.approve(u),
-                ChatEvent::Tool(_) => {}
+                ChatEvent::Tool(_) | ChatEvent::Usage { .. } => {}
             }
             return Ok(Some(event));
         }

@@ -451,6 +451,7 @@ impl ReaderLoop {
                 | method::CHAT_FINISH
                 | method::TOOL_CALL_SYNC
                 | method::TOOL_INVOKE
+                | method::CONTEXT_USAGE
         ) {
             log::trace!(target: "lingma::wire", "[{}] {method} not routed", self.name);
             return;

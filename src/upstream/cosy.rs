@@ -95,6 +95,7 @@ impl Decoder {
             method::TOOL_CALL_SYNC | method::TOOL_INVOKE => {
                 Some(ChatEvent::Tool(tool_update(method, params)))
             }
+            method::CONTEXT_USAGE => usage(params),
             other => {
                 log::trace!("cosy: {other} carries no chat event");
                 None
@@ -120,6 +121,20 @@ fn text(params: &Value, key: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
+}
+
+/// `context/usage/sync {usedTokens, limitTokens}`: counts as numbers or numeric strings; a
+/// report without `usedTokens` carries nothing, a `limitTokens` of 0 means "not said".
+fn usage(params: &Value) -> Option<ChatEvent> {
+    let count = |key: &str| match params.get(key) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    Some(ChatEvent::Usage {
+        used_tokens: count("usedTokens")?,
+        limit_tokens: count("limitTokens").filter(|&n| n > 0),
+    })
 }
 
 /// One `tool/call/sync`, or a `tool/invoke` (status `Invoke`).
@@ -253,6 +268,28 @@ mod tests {
         assert_eq!(answer(json!({"content": 5})), None);
         assert_eq!(answer_delta(&json!({"text": ""})), Some(""));
         assert_eq!(answer_delta(&json!({})), None);
+    }
+
+    #[test]
+    fn context_usage_decodes_numbers_and_numeric_strings() {
+        let mut d = Decoder::new("s");
+        let mut usage = |p: Value| d.decode(method::CONTEXT_USAGE, &p);
+        assert_eq!(
+            usage(json!({"requestId": "r", "usedTokens": 1200, "limitTokens": 131072})),
+            Some(ChatEvent::Usage {
+                used_tokens: 1200,
+                limit_tokens: Some(131_072)
+            })
+        );
+        assert_eq!(
+            usage(json!({"usedTokens": "7", "limitTokens": 0})),
+            Some(ChatEvent::Usage {
+                used_tokens: 7,
+                limit_tokens: None
+            })
+        );
+        assert_eq!(usage(json!({"limitTokens": 10})), None);
+        assert_eq!(usage(json!({"usedTokens": -1})), None);
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub(crate) enum ChatEvent {
     Text(String),
     /// News of one of Lingma's own agent tools.
     Tool(ToolUpdate),
+    /// Lingma's count of the context the turn uses (`usedTokens`), and the model's context
+    /// size (`limitTokens`) when it says.
+    Usage {
+        used_tokens: u64,
+        limit_tokens: Option<u64>,
+    },
     /// The turn is over, well or not: nothing follows it.
     Finish(Finish),
 }

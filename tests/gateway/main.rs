@@ -19,3 +19,4 @@ mod sessions;
 mod slow_clients;
 mod startup;
 mod tools;
+mod usage;

@@ -370,7 +370,7 @@ fn sessions_continue_count_and_go() {
         2
     );
     c.call(23, "chat/deleteSessionById", json!({"sessionId": a}));
-    let deleted = format!("chat/deleteSessionById sessionId={a} deleted=true (1 sessions)");
+    let deleted = format!("chat/deleteSessionById sessionId={a} deleted=true sessions=1");
     assert!(sim.log().contains(&deleted), "{}", sim.log());
     let r = c.call(24, "session/prompt", prompt_params(&a, "s-gone", "hi"));
     assert!(error(&r).1.contains("session not found"), "{r}");

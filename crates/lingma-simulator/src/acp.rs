@@ -129,7 +129,7 @@ fn new_session(shared: &Shared, params: &Value) -> Result<Value, RpcError> {
     shared.acp_models.retain(|id| shared.sessions.contains(id));
     shared.log.line(&format!(
         "session/new sessionId={session_id} ({} sessions)",
-        shared.sessions.len()
+        shared.sessions.count()
     ));
     Ok(json!({"sessionId": session_id}))
 }

@@ -83,6 +83,13 @@ pub(crate) fn ask(
         p.session_id.as_deref().unwrap_or(""),
         &script::title(&question),
     );
+    if place.new_session {
+        shared.log.line(&format!(
+            "requestId={request_id}: new session {} sessions={}",
+            place.session_id,
+            shared.sessions.count()
+        ));
+    }
     let plan = plan_turn(shared, &question, model, &place);
     log_plan(shared, &request_id, &plan);
     if let Some(deaf) = plan.deaf {
@@ -115,6 +122,7 @@ pub(crate) fn plan_turn(
         session_id: &place.session_id,
         new_session: place.new_session,
         number: place.turn,
+        history_bytes: place.history_bytes,
         instance: &shared.instance,
         pid: shared.pid,
         tool_call_id: &tool_call_id,

@@ -130,12 +130,14 @@ impl Dispatch {
                 self.stop(&params);
                 Ok(json!({}))
             }
+            // Like the real server's `null`, for an unknown id too: deleting is idempotent,
+            // so a gateway deleting a session of a process that restarted since is no error.
             method::CHAT_DELETE_SESSION => {
-                let session_id = str_param(&params, "sessionId");
-                let deleted = shared.sessions.delete(session_id);
+                let id = str_param(&params, "sessionId");
+                let deleted = shared.sessions.delete(id);
                 shared.log.line(&format!(
-                    "chat/deleteSessionById sessionId={session_id} deleted={deleted} ({} sessions)",
-                    shared.sessions.len()
+                    "chat/deleteSessionById sessionId={id} deleted={deleted} sessions={}",
+                    shared.sessions.count()
                 ));
                 Ok(Value::Null)
             }

@@ -139,10 +139,15 @@ impl Generation {
             }
             Step::Garbage => out.garbage(),
             Step::Oversize => out.oversize(),
-            Step::Usage { used, limit } => out.notify(
-                method::CONTEXT_USAGE,
-                self.event(json!({"usedTokens": used, "limitTokens": limit})),
-            ),
+            Step::Usage { used, limit } => {
+                self.log(&format!(
+                    "context/usage/sync usedTokens={used} limitTokens={limit}"
+                ));
+                out.notify(
+                    method::CONTEXT_USAGE,
+                    self.event(json!({"usedTokens": used, "limitTokens": limit})),
+                )
+            }
             Step::Finish { status, reason } => {
                 // Recorded first: a client that has seen the finish may ask the next turn.
                 if *reason == Reason::Success {

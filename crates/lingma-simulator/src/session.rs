@@ -1,6 +1,8 @@
 //! Chat sessions of one simulator process, shared by all its connections: allocates session
-//! ids and keeps each session's history. Locked by connection and generator threads; the lock
-//! only covers map updates.
+//! ids and keeps each session's history, as the real server keeps every session it started
+//! until `chat/deleteSessionById` removes it (tests read how many there are: `count`, logged
+//! as `sessions=N`). Locked by connection and generator threads; the lock only covers map
+//! updates.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +40,8 @@ pub(crate) struct Placement {
     pub(crate) new_session: bool,
     /// 1-based position of the turn in its session.
     pub(crate) turn: usize,
+    /// Bytes of the session's earlier questions and answers (the context the turn adds to).
+    pub(crate) history_bytes: usize,
 }
 
 #[derive(Default)]
@@ -63,10 +67,16 @@ impl Store {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get(hint) {
             let turn = s.chat_records.len() + 1;
+            let history_bytes = s
+                .chat_records
+                .iter()
+                .map(|r| r.question.len() + r.answer.len())
+                .sum();
             return Placement {
                 session_id: hint.to_string(),
                 new_session: false,
                 turn,
+                history_bytes,
             };
         }
         let session_id = uuid::Uuid::new_v4().to_string();
@@ -81,7 +91,13 @@ impl Store {
             session_id,
             new_session: true,
             turn: 1,
+            history_bytes: 0,
         }
+    }
+
+    /// How many sessions it keeps.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().sessions.len()
     }
 
     /// Appends a finished turn; a session deleted meanwhile stays deleted.
@@ -99,11 +115,6 @@ impl Store {
 
     pub(crate) fn contains(&self, session_id: &str) -> bool {
         self.lock().sessions.contains_key(session_id)
-    }
-
-    /// How many sessions there are (the log shows it, so tests see it stay bounded).
-    pub(crate) fn len(&self) -> usize {
-        self.lock().sessions.len()
     }
 
     pub(crate) fn list(&self) -> Vec<Summary> {
@@ -158,7 +169,8 @@ mod tests {
             Placement {
                 session_id: a.session_id.clone(),
                 new_session: false,
-                turn: 2
+                turn: 2,
+                history_bytes: 2,
             }
         );
         let s = store.get(&a.session_id).unwrap();
@@ -173,8 +185,10 @@ mod tests {
         let b = store.place("", "two");
         let titles: Vec<String> = store.list().into_iter().map(|s| s.session_title).collect();
         assert_eq!(titles, vec!["one", "two"]);
+        assert_eq!(store.count(), 2);
         assert!(store.delete(&a.session_id));
         assert!(!store.delete(&a.session_id));
+        assert_eq!(store.count(), 1);
         store.record(&a.session_id, record("late"));
         assert!(store.get(&a.session_id).is_none());
         assert_eq!(store.list().len(), 1);

@@ -89,7 +89,9 @@ pub(crate) fn plan(turn: &Turn) -> Plan {
     plan.answer = deltas.concat();
     if push_deltas(&mut plan.steps, deltas, &d) {
         plan.steps.extend(native.map(Step::Native));
-        let used = (turn.question.chars().count() + plan.answer.chars().count()) as u64 / 4 + 1;
+        // The context the turn fills, as the real server counts it: the session's history
+        // and the new question (a deterministic four bytes a token, so tests can check it).
+        let used = (turn.history_bytes + turn.question.len()) as u64 / 4;
         plan.steps.push(Step::Usage {
             used,
             limit: model.max_input_tokens,

@@ -111,6 +111,8 @@ pub(crate) struct Turn<'a> {
     pub(crate) new_session: bool,
     /// 1-based position of this turn in its session.
     pub(crate) number: usize,
+    /// Bytes of the session's earlier questions and answers.
+    pub(crate) history_bytes: usize,
     /// Basename of the workDir (`[[sim:whoami]]`).
     pub(crate) instance: &'a str,
     pub(crate) pid: u32,

@@ -16,6 +16,7 @@ fn turn<'a>(question: &'a str, model: Option<&'a Model>) -> Turn<'a> {
         session_id: "s-1",
         new_session: true,
         number: 1,
+        history_bytes: 0,
         instance: "inst-a",
         pid: 42,
         tool_call_id: "tc-1",
