@@ -3,12 +3,20 @@
 //! its own). Entries expire `ttl` after they were stored; beyond `max` entries the least
 //! recently used go, a tenth of the map at once, so a full map costs one scan per `max/10`
 //! inserts rather than one per insert. The lock covers bookkeeping only.
+//!
+//! What leaves the map other than by `take`'s hit (evicted, expired, replaced, dropped by
+//! `retain`) is handed back to the caller (`gone`), who may have to clean up after it (the
+//! session cache deletes the Lingma session). Expired entries are swept at most once a
+//! second, on an insert, so they leave even while the map is not full.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// How often an insert sweeps out the expired entries.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 struct Slot<V> {
     value: V,
@@ -21,6 +29,7 @@ pub struct TtlLru<K, V> {
     ttl: Duration,
     map: Mutex<HashMap<K, Slot<V>>>,
     tick: AtomicU64,
+    swept: Mutex<Instant>,
 }
 
 impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
@@ -30,6 +39,7 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
             ttl,
             map: Mutex::new(HashMap::new()),
             tick: AtomicU64::new(0),
+            swept: Mutex::new(Instant::now()),
         }
     }
 
@@ -41,23 +51,49 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
         self.lock().len()
     }
 
-    /// Removes and returns the value for `key`, if it has not expired.
-    pub fn take(&self, key: &K) -> Option<V> {
-        self.lock()
-            .remove(key)
-            .filter(|s| s.stored.elapsed() < self.ttl)
-            .map(|s| s.value)
+    /// Removes and returns the value for `key`, if it has not expired; an expired one goes
+    /// to `gone`.
+    pub fn take(&self, key: &K, gone: &mut Vec<V>) -> Option<V> {
+        let slot = self.lock().remove(key)?;
+        if slot.stored.elapsed() < self.ttl {
+            return Some(slot.value);
+        }
+        gone.push(slot.value);
+        None
     }
 
-    /// Stores `value` (a `max` of 0 stores nothing).
-    pub fn insert(&self, key: K, value: V) {
+    /// Stores `value` (a `max` of 0 stores nothing: it goes to `gone` at once). What it
+    /// replaces, evicts or finds expired goes to `gone`.
+    pub fn insert(&self, key: K, value: V, gone: &mut Vec<V>) {
         if self.max == 0 {
+            gone.push(value);
             return;
         }
         let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        let sweep = {
+            let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            let due = swept.elapsed() >= SWEEP_EVERY;
+            if due {
+                *swept = Instant::now();
+            }
+            due
+        };
         let mut map = self.lock();
-        if map.len() >= self.max && !map.contains_key(&key) {
-            map.retain(|_, s| s.stored.elapsed() < self.ttl);
+        let full = map.len() >= self.max && !map.contains_key(&key);
+        if sweep || full {
+            let expired: Vec<K> = map
+                .iter()
+                .filter(|(_, s)| s.stored.elapsed() >= self.ttl)
+                .map(|(k, _)| k.clone())
+                .collect();
+            gone.extend(
+                expired
+                    .iter()
+                    .filter_map(|k| map.remove(k))
+                    .map(|s| s.value),
+            );
+        }
+        if full {
             let target = self.max - (self.max / 10).max(1);
             if map.len() > target {
                 let mut by_use: Vec<(u64, K)> =
@@ -65,23 +101,37 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
                 let drop = map.len() - target;
                 by_use.select_nth_unstable_by_key(drop - 1, |(used, _)| *used);
                 for (_, k) in &by_use[..drop] {
-                    map.remove(k);
+                    gone.extend(map.remove(k).map(|s| s.value));
                 }
             }
         }
-        map.insert(
-            key,
-            Slot {
-                value,
-                stored: Instant::now(),
-                used,
-            },
+        let slot = Slot {
+            value,
+            stored: Instant::now(),
+            used,
+        };
+        gone.extend(map.insert(key, slot).map(|s| s.value));
+    }
+
+    /// Keeps only the entries whose value passes `keep`; the others go to `gone`.
+    pub fn retain(&self, mut keep: impl FnMut(&V) -> bool, gone: &mut Vec<V>) {
+        let mut map = self.lock();
+        let dropped: Vec<K> = map
+            .iter()
+            .filter(|(_, s)| !keep(&s.value))
+            .map(|(k, _)| k.clone())
+            .collect();
+        gone.extend(
+            dropped
+                .iter()
+                .filter_map(|k| map.remove(k))
+                .map(|s| s.value),
         );
     }
 
-    /// Keeps only the entries whose value passes `keep`.
-    pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
-        self.lock().retain(|_, s| keep(&s.value));
+    /// Empties the map, giving back every value (the cache's end at shutdown).
+    pub fn drain(&self) -> Vec<V> {
+        self.lock().drain().map(|(_, s)| s.value).collect()
     }
 }
 
@@ -91,31 +141,52 @@ mod tests {
 
     #[test]
     fn entries_are_taken_expire_and_the_least_recently_used_go_first() {
+        let mut gone = Vec::new();
         let m = TtlLru::new(2, Duration::from_secs(60));
-        m.insert(1, "a");
-        assert_eq!(m.take(&1), Some("a"));
-        assert_eq!(m.take(&1), None, "taken");
-        m.insert(2, "b");
-        m.insert(3, "c");
-        m.insert(2, "b"); // storing again counts as a use
-        m.insert(4, "d");
+        m.insert(1, "a", &mut gone);
+        assert_eq!(m.take(&1, &mut gone), Some("a"));
+        assert_eq!(m.take(&1, &mut gone), None, "taken");
+        m.insert(2, "b", &mut gone);
+        m.insert(3, "c", &mut gone);
+        m.insert(2, "b", &mut gone); // storing again counts as a use
+        assert_eq!(gone, ["b"], "the value it replaced");
+        gone.clear();
+        m.insert(4, "d", &mut gone);
         assert_eq!(m.len(), 2);
-        assert_eq!(m.take(&3), None, "the least recently used went");
-        assert_eq!(m.take(&2), Some("b"));
-        m.retain(|v| *v != "d");
-        assert_eq!(m.take(&4), None);
+        assert_eq!(m.take(&3, &mut gone), None, "the least recently used went");
+        assert_eq!(m.take(&2, &mut gone), Some("b"));
+        m.retain(|v| *v != "d", &mut gone);
+        assert_eq!(m.take(&4, &mut gone), None);
+        assert_eq!(gone, ["c", "d"], "evicted, then dropped by retain");
+        let mut gone = Vec::new();
         let big = TtlLru::new(100, Duration::from_secs(60));
         for i in 0..=100u8 {
-            big.insert(i, i);
+            big.insert(i, i, &mut gone);
         }
         assert_eq!(big.len(), 91, "a tenth made room at once");
-        assert!(big.take(&0).is_none() && big.take(&100).is_some());
+        assert_eq!(gone.len(), 10);
+        assert!(big.take(&0, &mut gone).is_none() && big.take(&100, &mut gone).is_some());
+        let mut gone = Vec::new();
         let expired = TtlLru::new(10, Duration::ZERO);
-        expired.insert(9, 9);
-        assert_eq!(expired.take(&9), None);
-        assert_eq!(expired.take(&9), None);
+        expired.insert(9, 9, &mut gone);
+        assert_eq!(expired.take(&9, &mut gone), None);
+        assert_eq!(expired.take(&9, &mut gone), None);
+        assert_eq!(gone, [9], "an expired entry leaves once");
+        let mut gone = Vec::new();
         let none = TtlLru::new(0, Duration::from_secs(60));
-        none.insert(1, 1);
-        assert_eq!(none.len(), 0);
+        none.insert(1, 1, &mut gone);
+        assert_eq!((none.len(), gone), (0, vec![1]));
+    }
+
+    #[test]
+    fn expired_entries_are_swept_on_an_insert_and_drain_empties() {
+        let mut gone = Vec::new();
+        let m = TtlLru::new(10, Duration::ZERO);
+        m.insert(1, 1, &mut gone);
+        *m.swept.lock().unwrap() -= SWEEP_EVERY;
+        m.insert(2, 2, &mut gone);
+        assert_eq!(gone, [1], "swept although the map is not full");
+        assert_eq!(m.drain(), [2]);
+        assert_eq!(m.len(), 0);
     }
 }

@@ -15,6 +15,7 @@ use crate::cli::ServeArgs;
 use crate::config::{self, Config};
 use crate::http::{routes::HttpState, Workers};
 use crate::service::ChatService;
+use crate::upstream::cleanup::Cleanup;
 use crate::upstream::pool::{Pool, PoolConfig};
 use crate::upstream::process::LaunchCommand;
 
@@ -308,17 +309,25 @@ struct Services {
     app: Arc<HttpState>,
     pool: Arc<Pool>,
     logins: Arc<Logins>,
+    sessions: Option<Arc<crate::sessions::SessionCache>>,
+    /// Joined before the pool stops, so the last deletes reach Lingma.
+    cleanup: Option<Arc<Cleanup>>,
 }
 
 impl Services {
     /// Starts the pool (instances become ready in the background) and builds the rest.
     fn start(cfg: Config, pool_cfg: PoolConfig, raw: &config::RawConfig) -> Services {
         let work_dir = pool_cfg.work_dir.clone();
+        let rpc_timeout = pool_cfg.rpc_timeout;
         let pool = Pool::start(pool_cfg);
+        let cleanup = cfg
+            .lingma_delete_sessions
+            .then(|| Cleanup::start(Arc::clone(&pool), rpc_timeout));
         let sessions = cfg.session_reuse.then(|| {
             Arc::new(crate::sessions::SessionCache::new(
                 cfg.session_cache_max_entries,
                 cfg.session_cache_ttl,
+                cleanup.clone(),
             ))
         });
         let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir, sessions.clone());
@@ -326,13 +335,16 @@ impl Services {
             cfg,
             pool: Arc::clone(&pool),
             logins: Arc::clone(&logins),
-            sessions,
+            sessions: sessions.clone(),
+            cleanup: cleanup.clone(),
             started: SystemTime::now(),
         });
         Services {
             app: Arc::new(HttpState::new(gw, raw)),
             pool,
             logins,
+            sessions,
+            cleanup,
         }
     }
 
@@ -348,6 +360,14 @@ impl Services {
         }
         workers.close();
         self.logins.shutdown();
+        // The conversations still cached can never be continued by another process: their
+        // sessions are deleted (within the cleanup's shutdown budget) while Lingma runs.
+        if let Some(sessions) = &self.sessions {
+            sessions.close();
+        }
+        if let Some(cleanup) = &self.cleanup {
+            cleanup.shutdown();
+        }
         // Stopping Lingma fails the chats still running: their clients get the protocol's
         // error (an error event mid-stream) before the process ends.
         self.pool.shutdown();

@@ -11,18 +11,25 @@
 //! `session_cache_max_entries`, and die with their instance (a restart changes its restart
 //! count). A miss is never an error: the request goes as a whole on a new session.
 //!
+//! Lingma keeps every session in its local database: a conversation that leaves the cache
+//! other than by a hit (evicted, expired, replaced, its instance restarted, or still held at
+//! shutdown) can never be continued, so its session goes to the cleanup
+//! (`upstream::cleanup`), which deletes it upstream, when `lingma_delete_sessions` is on.
+//!
 //! An entry is the same size however long the conversation: a 20-byte digest and where the
 //! session lives (the instance's name and the session id Lingma chose), about 250 bytes with
 //! the map's own, so `session_cache_max_entries` bounds its memory too (the default 10,000,
 //! about 2.5 MB). Nothing in it comes from the client's text.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 
 use crate::lru::TtlLru;
 use crate::model::{ChatRequest, Message, Role, ToolCall};
+use crate::upstream::cleanup::Cleanup;
 
 pub(crate) type Key = [u8; 20];
 
@@ -37,14 +44,17 @@ pub(crate) struct Place {
 
 pub(crate) struct SessionCache {
     entries: TtlLru<Key, Place>,
+    /// Where the sessions of conversations that left go (`None`: they stay in Lingma).
+    cleanup: Option<Arc<Cleanup>>,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
 }
 
 impl SessionCache {
-    pub(crate) fn new(max: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(max: usize, ttl: Duration, cleanup: Option<Arc<Cleanup>>) -> Self {
         SessionCache {
             entries: TtlLru::new(max, ttl),
+            cleanup,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -55,9 +65,20 @@ impl SessionCache {
     }
 
     /// Takes the entry for `key` if it is fresh and `alive` says its instance is still the
-    /// one that stored it. Counts a hit or a miss.
+    /// one that stored it. Counts a hit or a miss. An entry that expired, or whose instance
+    /// restarted, left the cache: its session is deleted.
     pub(crate) fn take(&self, key: &Key, alive: impl FnOnce(&Place) -> bool) -> Option<Place> {
-        let found = self.entries.take(key).filter(alive);
+        let mut gone = Vec::new();
+        let found = self.entries.take(key, &mut gone);
+        let found = match found {
+            Some(place) if alive(&place) => Some(place),
+            Some(place) => {
+                gone.push(place);
+                None
+            }
+            None => None,
+        };
+        self.clean_up(gone);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -68,12 +89,33 @@ impl SessionCache {
     }
 
     pub(crate) fn insert(&self, key: Key, place: Place) {
-        self.entries.insert(key, place);
+        let mut gone = Vec::new();
+        self.entries.insert(key, place.clone(), &mut gone);
+        // The same conversation stored again on the same session keeps it.
+        gone.retain(|p| p.session_id != place.session_id || p.instance != place.instance);
+        self.clean_up(gone);
     }
 
     /// Forgets every entry of an instance (it restarted or logged in anew).
     pub(crate) fn forget_instance(&self, instance: &str) {
-        self.entries.retain(|p| p.instance != instance);
+        let mut gone = Vec::new();
+        self.entries.retain(|p| p.instance != instance, &mut gone);
+        self.clean_up(gone);
+    }
+
+    /// Empties the cache at shutdown: every session in it goes to the cleanup.
+    pub(crate) fn close(&self) {
+        let gone = self.entries.drain();
+        self.clean_up(gone);
+    }
+
+    fn clean_up(&self, gone: Vec<Place>) {
+        let Some(cleanup) = &self.cleanup else {
+            return;
+        };
+        for place in gone {
+            cleanup.delete(&place.instance, &place.session_id);
+        }
     }
 }
 
@@ -237,7 +279,7 @@ mod tests {
 
     #[test]
     fn hits_are_taken_entries_expire_and_die_with_their_instance() {
-        let c = SessionCache::new(2, Duration::from_secs(60));
+        let c = SessionCache::new(2, Duration::from_secs(60), None);
         let place = |i: &str| Place {
             instance: i.into(),
             session_id: "s".into(),
@@ -253,7 +295,7 @@ mod tests {
         c.insert([5; 20], place("c"));
         assert_eq!(c.len(), 2, "least recently used evicted");
         assert!(c.take(&[3; 20], |_| true).is_none());
-        let big = SessionCache::new(100, Duration::from_secs(60));
+        let big = SessionCache::new(100, Duration::from_secs(60), None);
         for i in 0..=100u8 {
             big.insert([i; 20], place("x"));
         }
@@ -266,7 +308,7 @@ mod tests {
         c.forget_instance("c");
         assert!(c.take(&[5; 20], |_| true).is_none());
         assert_eq!(c.hits.load(Ordering::Relaxed), 1);
-        let expired = SessionCache::new(10, Duration::ZERO);
+        let expired = SessionCache::new(10, Duration::ZERO, None);
         expired.insert([9; 20], place("x"));
         assert!(expired.take(&[9; 20], |_| true).is_none());
     }

@@ -198,6 +198,7 @@ impl RawConfig {
                 auto_approve: self.boolean("tool_auto_approve")?,
                 report_native: self.boolean("tool_report_native")?,
             },
+            lingma_delete_sessions: self.boolean("lingma_delete_sessions")?,
             session_reuse: self.boolean("session_reuse_enabled")?,
             session_cache_max_entries: self.uint("session_cache_max_entries", 0, 10_000_000)?
                 as usize,

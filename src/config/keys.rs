@@ -70,6 +70,7 @@ keys! {
     ["lingma"] "lingma_kill_grace_sec" = "3", false, "seconds between SIGTERM and SIGKILL when stopping Lingma";
     ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
     ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
+    ["lingma"] "lingma_delete_sessions" = "true", false, "delete a Lingma session once its conversation can no longer be continued (left the session cache, or a one-shot answer), with chat/deleteSessionById, off the request path; false keeps every session in Lingma's local database";
     ["login"] "auth_recheck_sec" = "10", false, "how long a positive auth/status is trusted before the gate asks Lingma again";
     ["login"] "auto_login_enabled" = "false", false, "log a logged-out instance in by itself: a headless Chromium (via chromedriver) fills its account's login page";
     ["login"] "auto_login_headless" = "true", false, "run that browser headless (false shows a window: needs a display)";

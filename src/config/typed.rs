@@ -87,6 +87,8 @@ pub struct Config {
     pub(crate) lingma_kill_grace: Duration,
     pub(crate) chat_ask_as_request: bool,
     pub(crate) default_ask_mode: AskMode,
+    /// Delete Lingma sessions that can no longer be continued (`upstream::cleanup`).
+    pub(crate) lingma_delete_sessions: bool,
     pub(crate) tools: crate::tools::ToolPolicy,
     pub(crate) session_reuse: bool,
     pub(crate) session_cache_max_entries: usize,

@@ -12,6 +12,7 @@ use crate::metrics::AnswerStats;
 use crate::model::{estimate_tokens, Event, Usage};
 use crate::sessions::{Conversation, Place, SessionCache};
 use crate::upstream::chat::{ChatStream, Deadlines};
+use crate::upstream::cleanup::Cleanup;
 use crate::upstream::models::ModelInfo;
 use crate::upstream::pool::Lease;
 use crate::upstream::{Ask, UpstreamError};
@@ -88,6 +89,12 @@ pub struct Answer {
     first_output_at: Option<Instant>,
     /// The instance failed (its connection or process went away) during this answer.
     broke: bool,
+    /// Deletes the Lingma sessions this answer leaves behind (`None`: they stay).
+    cleanup: Option<Arc<Cleanup>>,
+    /// The sessions of this answer's turns that ended (a forced choice's retry has two).
+    sessions_used: Vec<String>,
+    /// The one of them stored for the conversation's next turn.
+    kept: Option<String>,
 }
 
 impl Answer {
@@ -112,6 +119,9 @@ impl Answer {
             upstream_wait: Duration::ZERO,
             first_output_at: None,
             broke: false,
+            cleanup: None,
+            sessions_used: Vec::new(),
+            kept: None,
         }
     }
 
@@ -194,7 +204,7 @@ impl Answer {
             }
             Err(e) => {
                 self.broke = matches!(e, UpstreamError::Disconnected(_));
-                self.stream = None;
+                self.end_stream();
                 self.queue.push_back(Err(e.into()));
             }
         }
@@ -208,9 +218,9 @@ impl Answer {
             match action {
                 // A stop sequence or length cut ends the answer before Lingma does: dropping
                 // the stream sends chat/stop (after chat/finish it sends nothing).
-                Action::Stop => self.stream = None,
+                Action::Stop => self.end_stream(),
                 Action::Fail(e) => {
-                    self.stream = None;
+                    self.end_stream();
                     self.queue.push_back(Err(e));
                 }
                 Action::Retry => self.ask_again(),
@@ -221,7 +231,7 @@ impl Answer {
 
     /// Asks again with the stronger instruction on the same instance, in a new session.
     fn ask_again(&mut self) {
-        self.stream = None; // already finished: no chat/stop
+        self.end_stream(); // already finished: no chat/stop
         let Some(retry) = self.retry.take() else {
             return; // the fold asks only when there is a retry
         };
@@ -251,6 +261,7 @@ impl Answer {
         }
         if let (Some(mut note), Some(r)) = (self.session.take(), self.remembered.take()) {
             note.conv.push_answer(&r.text, &r.calls);
+            self.kept = Some(r.session_id.clone());
             note.cache.insert(
                 note.conv.key(),
                 Place {
@@ -259,6 +270,40 @@ impl Answer {
                     restarts: note.restarts,
                 },
             );
+        }
+    }
+
+    /// Ends the upstream turn (an unfinished one gets chat/stop) and notes its session.
+    fn end_stream(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let id = stream.session_id().to_string();
+            drop(stream);
+            if !id.is_empty() && !self.sessions_used.contains(&id) {
+                self.sessions_used.push(id);
+            }
+        }
+    }
+
+    /// Deletes, through `cleanup`, the sessions it leaves behind: every one but the session
+    /// stored for the next turn can never be continued.
+    pub(super) fn with_cleanup(mut self, cleanup: Option<Arc<Cleanup>>) -> Self {
+        self.cleanup = cleanup;
+        self
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        // The stream goes first, so chat/stop is on the wire before the delete; the lease
+        // (a field) is given back after this.
+        self.end_stream();
+        let Some(cleanup) = &self.cleanup else {
+            return;
+        };
+        for id in &self.sessions_used {
+            if self.kept.as_ref() != Some(id) {
+                cleanup.delete(&self.lease.name, id);
+            }
         }
     }
 }

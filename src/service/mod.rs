@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
 use crate::model::ChatRequest;
 use crate::sessions::{self, SessionCache};
+use crate::upstream::cleanup::Cleanup;
 use crate::upstream::models::{ModelInfo, ModelList};
 use crate::upstream::pool::{Lease, Pool};
 
@@ -41,6 +42,8 @@ pub struct ChatService {
     pub(crate) logins: Arc<Logins>,
     /// Conversations to continue on their Lingma session (`None`: reuse is off).
     pub(crate) sessions: Option<Arc<SessionCache>>,
+    /// Deletes Lingma sessions no conversation can continue (`None`: they stay).
+    pub(crate) cleanup: Option<Arc<Cleanup>>,
     pub(crate) started: std::time::SystemTime,
 }
 
@@ -154,6 +157,7 @@ impl ChatService {
                 restarts: self.pool.restarts(&placed.lease.name).unwrap_or(0),
             });
         start::start(&self.cfg, req, placed, prompt, model, session)
+            .map(|answer| answer.with_cleanup(self.cleanup.clone()))
     }
 
     fn placer(&self) -> Placer<'_> {

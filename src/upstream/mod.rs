@@ -1,9 +1,10 @@
 //! Everything about talking to Lingma: processes, the WebSocket connection with its reader
 //! and writer threads, chat turns (`turn`: what a turn asks and hears, in no dialect's
 //! terms; `cosy`: that dialect's codec; `chat`: the stream with its deadlines), the model
-//! catalogue and the pool of instances.
+//! catalogue, the pool of instances, and the cleanup of sessions no longer needed.
 
 pub(crate) mod chat;
+pub(crate) mod cleanup;
 pub mod connection;
 mod cosy;
 pub(crate) mod discovery;

@@ -6,6 +6,7 @@ mod anthropic;
 mod backpressure;
 mod bad_input;
 mod discovery;
+mod cleanup;
 mod faults;
 mod formats;
 mod harness;

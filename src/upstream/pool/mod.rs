@@ -94,6 +94,14 @@ impl Pool {
         })
     }
 
+    /// The connection of the instance called `name` if it is ready, without a lease (the
+    /// session cleanup: its calls take no chat slot).
+    pub(crate) fn connection(&self, name: &str) -> Option<Arc<Connection>> {
+        let g = self.shared.lock();
+        let slot = g.list.iter().find(|s| s.status.name == name)?;
+        slot.usable().then(|| slot.conn.clone()).flatten()
+    }
+
     /// How often the instance called `name` was re-established (its generation).
     pub(crate) fn restarts(&self, name: &str) -> Option<u64> {
         self.shared

@@ -1,0 +1,97 @@
+//! Lingma's sessions are cleaned up: a conversation that leaves the session cache, or that
+//! can never be continued, has its Lingma session deleted (`chat/deleteSessionById`), so the
+//! simulator's session count (its log's `sessions=N`) stays bounded.
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn answer(v: &Value) -> String {
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no answer: {v}"))
+        .to_string()
+}
+
+/// The session a `[[sim:turn]]` chat ran in.
+fn session_of(gw: &GatewayProcess, text: &str) -> String {
+    let v = gw
+        .post("/v1/chat/completions", &chat_body("auto", text))
+        .json();
+    turn(&answer(&v)).1
+}
+
+/// The simulator's session count as its last log line that says it.
+fn sessions(log: &str) -> Option<usize> {
+    let line = log.lines().rev().find(|l| l.contains(" sessions="))?;
+    let n = &line[line.rfind(" sessions=").unwrap() + " sessions=".len()..];
+    n.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn an_evicted_conversation_is_deleted_upstream() {
+    let gw = GatewayProcess::start_with(Options::default().env("session_cache_max_entries", "1"));
+    let first = session_of(&gw, "first conversation [[sim:turn]]");
+    // The second conversation's entry takes the only place: the first one's session goes.
+    let second = session_of(&gw, "second conversation [[sim:turn]]");
+    gw.wait_sim_log(&format!(
+        "chat/deleteSessionById sessionId={first} deleted=true"
+    ));
+    assert!(
+        !gw.sim_log(0)
+            .contains(&format!("chat/deleteSessionById sessionId={second}")),
+        "the cached conversation keeps its session"
+    );
+}
+
+#[test]
+fn the_session_count_stays_bounded_over_a_thousand_one_shot_chats() {
+    let gw = GatewayProcess::start_with(Options::default().env("session_reuse_enabled", "false"));
+    for i in 0..1000 {
+        let v = gw
+            .post(
+                "/v1/chat/completions",
+                &chat_body("auto", &format!("one-shot {i}")),
+            )
+            .json();
+        assert!(!answer(&v).is_empty());
+    }
+    wait_for("the simulator's sessions to be deleted", || {
+        sessions(&gw.sim_log(0)).is_some_and(|n| n <= 24)
+    });
+    let log = gw.sim_log(0);
+    assert_eq!(log.matches(" new session ").count(), 1000);
+    assert!(log.matches("chat/deleteSessionById").count() >= 976);
+}
+
+#[test]
+fn with_the_key_off_sessions_stay() {
+    let gw = GatewayProcess::start_with(
+        Options::default()
+            .env("session_reuse_enabled", "false")
+            .env("lingma_delete_sessions", "false"),
+    );
+    gw.assert_answers("keep me");
+    let probe = gw
+        .post("/v1/chat/completions", &chat_body("auto", "and me"))
+        .json();
+    assert!(!answer(&probe).is_empty());
+    let log = gw.sim_log(0);
+    assert!(!log.contains("chat/deleteSessionById"), "{log}");
+    assert_eq!(sessions(&log), Some(2), "{log}");
+}
+
+#[test]
+fn cached_conversations_are_deleted_at_shutdown() {
+    let mut gw = GatewayProcess::start();
+    let kept = session_of(&gw, "remember me [[sim:turn]]");
+    assert!(!gw.sim_log(0).contains("chat/deleteSessionById"));
+    gw.terminate();
+    let log = gw.sim_log(0);
+    assert!(
+        log.contains(&format!(
+            "chat/deleteSessionById sessionId={kept} deleted=true"
+        )),
+        "{log}"
+    );
+}
