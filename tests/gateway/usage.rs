@@ -42,9 +42,9 @@ fn openai_prompt_tokens_are_the_used_tokens_lingma_reported() {
     let used = reported_used(&gw);
     let last = events
         .iter()
-        .filter(|e| e.data != "[DONE]")
+        .rev()
+        .find(|e| e.data != "[DONE]")
         .map(SseEvent::json)
-        .last()
         .unwrap();
     assert_eq!(last["usage"]["prompt_tokens"], json!(used), "{last}");
 }
