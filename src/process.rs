@@ -337,6 +337,7 @@ impl Services {
             logins: Arc::clone(&logins),
             sessions: sessions.clone(),
             cleanup: cleanup.clone(),
+            context_sizes: Default::default(),
             started: SystemTime::now(),
         });
         Services {

@@ -64,6 +64,13 @@ pub(crate) fn stats(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayErr
                 "hits": c.hits.load(std::sync::atomic::Ordering::Relaxed),
                 "misses": c.misses.load(std::sync::atomic::Ordering::Relaxed),
             })),
+            "session_cleanup": app.gw.cleanup.as_ref().map_or(json!({"enabled": false}), |c| {
+                let mut stats = c.stats();
+                stats["enabled"] = json!(true);
+                stats
+            }),
+            // limitTokens as Lingma's turns reported it, per model key.
+            "context_tokens": app.gw.context_sizes.all(),
             "responses_store": {"entries": app.responses.len()},
             "debug_requests": app.debug.len(),
         }),

@@ -88,13 +88,15 @@ fn models(app: &HttpState, ex: &mut Exchange) -> Result<(), GatewayError> {
         .models
         .iter()
         .map(|m| {
+            // What Lingma's turns reported, else what its catalogue says.
+            let context = app.gw.context_sizes.get(&m.key).or(m.max_input_tokens);
             json!({
                 "id": m.key, "object": "model", "created": created, "owned_by": "lingma",
                 "type": "model", "display_name": if m.display_name.is_empty() { &m.key } else { &m.display_name },
                 "created_at": created_at,
-                "reasoning": m.is_reasoning, "max_input_tokens": m.max_input_tokens,
+                "reasoning": m.is_reasoning, "max_input_tokens": context,
                 // The context size under the name OpenAI-compatible listings use.
-                "context_length": m.max_input_tokens,
+                "context_length": context,
             })
         })
         .collect();

@@ -13,7 +13,7 @@ use crate::model::{estimate_tokens, Event, Usage};
 use crate::sessions::{Conversation, Place, SessionCache};
 use crate::upstream::chat::{ChatStream, Deadlines};
 use crate::upstream::cleanup::Cleanup;
-use crate::upstream::models::ModelInfo;
+use crate::upstream::models::{ContextSizes, ModelInfo};
 use crate::upstream::pool::Lease;
 use crate::upstream::{Ask, UpstreamError};
 
@@ -95,6 +95,9 @@ pub struct Answer {
     sessions_used: Vec<String>,
     /// The one of them stored for the conversation's next turn.
     kept: Option<String>,
+    /// Where the model's context size goes once a turn reports it, and what was noted.
+    sizes: Option<Arc<ContextSizes>>,
+    noted_size: Option<u64>,
 }
 
 impl Answer {
@@ -122,6 +125,8 @@ impl Answer {
             cleanup: None,
             sessions_used: Vec::new(),
             kept: None,
+            sizes: None,
+            noted_size: None,
         }
     }
 
@@ -214,6 +219,13 @@ impl Answer {
     fn apply(&mut self, step: Step) {
         self.queue.extend(step.events.into_iter().map(Ok));
         self.usage = self.fold.usage();
+        let size = self.fold.context_limit();
+        if let (Some(sizes), Some(limit)) = (&self.sizes, size) {
+            if self.noted_size != size {
+                sizes.note(&self.model.key, limit);
+                self.noted_size = size;
+            }
+        }
         for action in step.actions {
             match action {
                 // A stop sequence or length cut ends the answer before Lingma does: dropping
@@ -284,10 +296,16 @@ impl Answer {
         }
     }
 
-    /// Deletes, through `cleanup`, the sessions it leaves behind: every one but the session
-    /// stored for the next turn can never be continued.
-    pub(super) fn with_cleanup(mut self, cleanup: Option<Arc<Cleanup>>) -> Self {
+    /// Deletes, through `cleanup`, the sessions it leaves behind (every one but the session
+    /// stored for the next turn can never be continued), and notes the model's context size
+    /// in `sizes` when a turn reports it.
+    pub(super) fn with_upkeep(
+        mut self,
+        cleanup: Option<Arc<Cleanup>>,
+        sizes: Arc<ContextSizes>,
+    ) -> Self {
         self.cleanup = cleanup;
+        self.sizes = Some(sizes);
         self
     }
 }

@@ -63,6 +63,8 @@ pub(super) struct AnswerFold {
     /// The input tokens of the attempts before this turn (a forced tool choice's retry):
     /// a turn's own count replaces only its own estimate.
     input_before: u64,
+    /// The model's context size, when Lingma reported it (`limitTokens`).
+    context_limit: Option<u64>,
     think: ThinkSplitter,
     scanner: ToolScanner,
     stop: StopFilter,
@@ -99,6 +101,7 @@ impl AnswerFold {
                 output_tokens: 0,
             },
             input_before: 0,
+            context_limit: None,
             think: ThinkSplitter::default(),
             scanner: ToolScanner::new(req.tools.clone(), req.tools_active()),
             stop: StopFilter::new(&req.stop),
@@ -126,6 +129,11 @@ impl AnswerFold {
         self.usage
     }
 
+    /// The model's context size, if a turn reported it.
+    pub(super) fn context_limit(&self) -> Option<u64> {
+        self.context_limit
+    }
+
     /// Folds one upstream event. Nothing comes of events after the answer is over.
     pub(super) fn push(&mut self, event: ChatEvent) -> Step {
         if !self.finished {
@@ -141,11 +149,14 @@ impl AnswerFold {
                         self.out.events.push(Event::NativeTool(tool));
                     }
                 }
-                // Lingma's count of the context this turn fills, with the session's history:
-                // what the model really read, so it replaces the estimate. The context size
-                // (`limit_tokens`) is the catalogue's `maxInputTokens`, listed by /v1/models.
-                ChatEvent::Usage { used_tokens, .. } => {
+                ChatEvent::Usage {
+                    used_tokens,
+                    limit_tokens,
+                } => {
+                    // Lingma's count of the context this turn fills, with the session's
+                    // history: what the model really read, so it replaces the estimate.
                     self.usage.input_tokens = self.input_before + used_tokens;
+                    self.context_limit = limit_tokens.or(self.context_limit);
                 }
                 ChatEvent::Finish(f) => self.end_of_turn(f),
             }

@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::model::ChatRequest;
 use crate::sessions::{self, SessionCache};
 use crate::upstream::cleanup::Cleanup;
-use crate::upstream::models::{ModelInfo, ModelList};
+use crate::upstream::models::{ContextSizes, ModelInfo, ModelList};
 use crate::upstream::pool::{Lease, Pool};
 
 pub use answer::{Answer, Poll};
@@ -44,6 +44,8 @@ pub struct ChatService {
     pub(crate) sessions: Option<Arc<SessionCache>>,
     /// Deletes Lingma sessions no conversation can continue (`None`: they stay).
     pub(crate) cleanup: Option<Arc<Cleanup>>,
+    /// The context size each model's turns reported (`limitTokens`).
+    pub(crate) context_sizes: Arc<ContextSizes>,
     pub(crate) started: std::time::SystemTime,
 }
 
@@ -157,7 +159,7 @@ impl ChatService {
                 restarts: self.pool.restarts(&placed.lease.name).unwrap_or(0),
             });
         start::start(&self.cfg, req, placed, prompt, model, session)
-            .map(|answer| answer.with_cleanup(self.cleanup.clone()))
+            .map(|answer| answer.with_upkeep(self.cleanup.clone(), Arc::clone(&self.context_sizes)))
     }
 
     fn placer(&self) -> Placer<'_> {

@@ -69,6 +69,16 @@ impl Cleanup {
         })
     }
 
+    /// What it did so far, for `/internal/stats`.
+    pub(crate) fn stats(&self) -> serde_json::Value {
+        let c = &self.counts;
+        json!({
+            "deleted": c.deleted.load(Ordering::Relaxed),
+            "failed": c.failed.load(Ordering::Relaxed),
+            "dropped": c.dropped.load(Ordering::Relaxed),
+        })
+    }
+
     /// Queues `session_id` of `instance` for deletion; never waits.
     pub(crate) fn delete(&self, instance: &str, session_id: &str) {
         if session_id.is_empty() {

@@ -1,8 +1,15 @@
 //! Lingma's model catalogue (`config/queryModels`) and the resolution of a client's model
-//! name to a Lingma model key. Pure.
+//! name to a Lingma model key (pure), and the context sizes turns reported per model
+//! (`ContextSizes`, shared by the worker threads).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+/// Models whose context size is remembered, at most (a catalogue has about ten).
+const MAX_SIZED_MODELS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,6 +116,37 @@ impl ModelList {
     }
 }
 
+/// The context size (`limitTokens`) Lingma's turns last reported per model key: known once
+/// a model has answered, and then preferred to the catalogue's `maxInputTokens`.
+#[derive(Default)]
+pub(crate) struct ContextSizes {
+    by_key: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ContextSizes {
+    /// Notes what a turn of model `key` reported (keys are the catalogue's, so few; past
+    /// `MAX_SIZED_MODELS` a new one is not kept).
+    pub(crate) fn note(&self, key: &str, limit: u64) {
+        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        if by_key.len() < MAX_SIZED_MODELS || by_key.contains_key(key) {
+            by_key.insert(key.to_string(), limit);
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<u64> {
+        let by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        by_key.get(key).copied()
+    }
+
+    /// Every size known, by model key.
+    pub(crate) fn all(&self) -> BTreeMap<String, u64> {
+        self.by_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +205,20 @@ mod tests {
             l.resolve("", "missing", &[]).map(|m| m.key.as_str()),
             Some("auto")
         );
+    }
+
+    #[test]
+    fn context_sizes_keep_the_last_report_per_model_and_are_bounded() {
+        let sizes = ContextSizes::default();
+        assert_eq!(sizes.get("auto"), None);
+        sizes.note("auto", 1000);
+        sizes.note("auto", 131_072);
+        assert_eq!(sizes.get("auto"), Some(131_072));
+        for i in 0..MAX_SIZED_MODELS + 10 {
+            sizes.note(&format!("m{i}"), 1);
+        }
+        assert_eq!(sizes.all().len(), MAX_SIZED_MODELS);
+        sizes.note("auto", 7);
+        assert_eq!(sizes.get("auto"), Some(7), "a known model is updated");
     }
 }

@@ -62,6 +62,11 @@ fn the_session_count_stays_bounded_over_a_thousand_one_shot_chats() {
     let log = gw.sim_log(0);
     assert_eq!(log.matches(" new session ").count(), 1000);
     assert!(log.matches("chat/deleteSessionById").count() >= 976);
+    let stats = gw.get("/internal/stats").json();
+    let cleanup = &stats["session_cleanup"];
+    assert_eq!(cleanup["enabled"], true, "{stats}");
+    assert!(cleanup["deleted"].as_u64().unwrap() >= 976, "{stats}");
+    assert_eq!(cleanup["dropped"], 0, "{stats}");
 }
 
 #[test]
@@ -78,6 +83,11 @@ fn with_the_key_off_sessions_stay() {
     assert!(!answer(&probe).is_empty());
     let log = gw.sim_log(0);
     assert!(!log.contains("chat/deleteSessionById"), "{log}");
+    let stats = gw.get("/internal/stats").json();
+    assert_eq!(
+        stats["session_cleanup"],
+        serde_json::json!({"enabled": false})
+    );
     assert_eq!(sessions(&log), Some(2), "{log}");
 }
 

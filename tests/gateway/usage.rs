@@ -1,6 +1,6 @@
 //! Usage from Lingma: where a turn reports its context usage (`context/usage/sync`), the
 //! client's prompt/input token count is Lingma's `usedTokens`, not the gateway's estimate;
-//! the model's context size shows in `/v1/models`.
+//! the model's context size (`limitTokens`) shows in `/v1/models` and `/internal/stats`.
 
 use serde_json::json;
 
@@ -103,4 +103,14 @@ fn models_list_their_context_size() {
         .clone();
     assert_eq!(auto["context_length"], json!(131_072), "{auto}");
     assert_eq!(auto["max_input_tokens"], json!(131_072), "{auto}");
+}
+
+#[test]
+fn a_reported_context_size_shows_per_model_in_the_stats() {
+    let gw = GatewayProcess::start();
+    let before = gw.get("/internal/stats").json();
+    assert_eq!(before["context_tokens"], json!({}), "{before}");
+    gw.assert_answers("size me");
+    let after = gw.get("/internal/stats").json();
+    assert_eq!(after["context_tokens"], json!({"auto": 131_072}), "{after}");
 }

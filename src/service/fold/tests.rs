@@ -548,7 +548,7 @@ fn usage(used_tokens: u64, limit_tokens: Option<u64>) -> ChatEvent {
 }
 
 #[test]
-fn a_reported_context_usage_is_the_input_count() {
+fn a_reported_context_usage_is_the_input_count_and_its_limit_is_kept() {
     let upstream = [text("Sunny."), usage(1234, Some(131_072)), end()];
     let (events, actions) = fold(&req(), setup(), &upstream);
     assert_eq!(
@@ -558,10 +558,14 @@ fn a_reported_context_usage_is_the_input_count() {
     assert_eq!(actions, [Action::Stop]);
     let mut f = AnswerFold::new(&req(), setup());
     f.push(usage(5, None));
-    assert_eq!(f.usage().input_tokens, 5);
+    assert_eq!((f.usage().input_tokens, f.context_limit()), (5, None));
     f.push(usage(6, Some(100)));
     f.push(usage(7, None));
-    assert_eq!(f.usage().input_tokens, 7, "the last count wins");
+    assert_eq!(
+        (f.usage().input_tokens, f.context_limit()),
+        (7, Some(100)),
+        "the last count wins; a limit once said stays"
+    );
 }
 
 #[test]
@@ -617,5 +621,5 @@ fn a_report_after_the_answer_is_over_changes_nothing() {
     f.push(end());
     let step = f.push(usage(999, Some(1)));
     assert_eq!(step, Step::default());
-    assert_eq!(f.usage().input_tokens, ASKED);
+    assert_eq!((f.usage().input_tokens, f.context_limit()), (ASKED, None));
 }
