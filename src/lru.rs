@@ -5,18 +5,14 @@
 //! inserts rather than one per insert. The lock covers bookkeeping only.
 //!
 //! What leaves the map other than by `take`'s hit (evicted, expired, replaced, dropped by
-//! `retain`) is handed back to the caller (`gone`), who may have to clean up after it (the
-//! session cache deletes the Lingma session). Expired entries are swept at most once a
-//! second, on an insert, so they leave even while the map is not full.
+//! `retain` or `sweep`) is handed back to the caller (`gone`), who may have to clean up
+//! after it (the session cache deletes the Lingma session).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// How often an insert sweeps out the expired entries.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 struct Slot<V> {
     value: V,
@@ -29,7 +25,6 @@ pub struct TtlLru<K, V> {
     ttl: Duration,
     map: Mutex<HashMap<K, Slot<V>>>,
     tick: AtomicU64,
-    swept: Mutex<Instant>,
 }
 
 impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
@@ -39,7 +34,6 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
             ttl,
             map: Mutex::new(HashMap::new()),
             tick: AtomicU64::new(0),
-            swept: Mutex::new(Instant::now()),
         }
     }
 
@@ -70,30 +64,9 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
             return;
         }
         let used = self.tick.fetch_add(1, Ordering::Relaxed);
-        let sweep = {
-            let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
-            let due = swept.elapsed() >= SWEEP_EVERY;
-            if due {
-                *swept = Instant::now();
-            }
-            due
-        };
         let mut map = self.lock();
-        let full = map.len() >= self.max && !map.contains_key(&key);
-        if sweep || full {
-            let expired: Vec<K> = map
-                .iter()
-                .filter(|(_, s)| s.stored.elapsed() >= self.ttl)
-                .map(|(k, _)| k.clone())
-                .collect();
-            gone.extend(
-                expired
-                    .iter()
-                    .filter_map(|k| map.remove(k))
-                    .map(|s| s.value),
-            );
-        }
-        if full {
+        if map.len() >= self.max && !map.contains_key(&key) {
+            self.remove_expired(&mut map, gone);
             let target = self.max - (self.max / 10).max(1);
             if map.len() > target {
                 let mut by_use: Vec<(u64, K)> =
@@ -123,6 +96,25 @@ impl<K: Hash + Eq + Clone, V> TtlLru<K, V> {
             .collect();
         gone.extend(
             dropped
+                .iter()
+                .filter_map(|k| map.remove(k))
+                .map(|s| s.value),
+        );
+    }
+
+    /// Removes the expired entries, into `gone`.
+    pub fn sweep(&self, gone: &mut Vec<V>) {
+        self.remove_expired(&mut self.lock(), gone);
+    }
+
+    fn remove_expired(&self, map: &mut HashMap<K, Slot<V>>, gone: &mut Vec<V>) {
+        let expired: Vec<K> = map
+            .iter()
+            .filter(|(_, s)| s.stored.elapsed() >= self.ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        gone.extend(
+            expired
                 .iter()
                 .filter_map(|k| map.remove(k))
                 .map(|s| s.value),
@@ -179,14 +171,21 @@ mod tests {
     }
 
     #[test]
-    fn expired_entries_are_swept_on_an_insert_and_drain_empties() {
+    fn a_sweep_takes_the_expired_entries_and_drain_empties() {
         let mut gone = Vec::new();
         let m = TtlLru::new(10, Duration::ZERO);
         m.insert(1, 1, &mut gone);
-        *m.swept.lock().unwrap() -= SWEEP_EVERY;
         m.insert(2, 2, &mut gone);
-        assert_eq!(gone, [1], "swept although the map is not full");
-        assert_eq!(m.drain(), [2]);
+        assert!(
+            gone.is_empty(),
+            "kept until a sweep while the map is not full"
+        );
+        m.sweep(&mut gone);
+        gone.sort();
+        assert_eq!(gone, [1, 2]);
+        assert_eq!(m.len(), 0);
+        m.insert(3, 3, &mut gone);
+        assert_eq!(m.drain(), [3]);
         assert_eq!(m.len(), 0);
     }
 }

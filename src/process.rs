@@ -330,6 +330,9 @@ impl Services {
                 cleanup.clone(),
             ))
         });
+        if let (Some(cache), Some(cleanup)) = (&sessions, &cleanup) {
+            cache.sweep_on(cleanup);
+        }
         let logins = Logins::new(&cfg, Arc::clone(&pool), work_dir, sessions.clone());
         let gw = Arc::new(ChatService {
             cfg,

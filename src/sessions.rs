@@ -14,7 +14,8 @@
 //! Lingma keeps every session in its local database: a conversation that leaves the cache
 //! other than by a hit (evicted, expired, replaced, its instance restarted, or still held at
 //! shutdown) can never be continued, so its session goes to the cleanup
-//! (`upstream::cleanup`), which deletes it upstream, when `lingma_delete_sessions` is on.
+//! (`upstream::cleanup`), which deletes it upstream, when `lingma_delete_sessions` is on;
+//! the cleanup thread also sweeps out the expired entries every second.
 //!
 //! An entry is the same size however long the conversation: a 20-byte digest and where the
 //! session lives (the instance's name and the session id Lingma chose), about 250 bytes with
@@ -101,6 +102,19 @@ impl SessionCache {
         let mut gone = Vec::new();
         self.entries.retain(|p| p.instance != instance, &mut gone);
         self.clean_up(gone);
+    }
+
+    /// Has the cleanup sweep out the expired entries every second, so their sessions go
+    /// even while no request comes (it holds the cache weakly: no cycle).
+    pub(crate) fn sweep_on(self: &Arc<Self>, cleanup: &Cleanup) {
+        let cache = Arc::downgrade(self);
+        cleanup.on_tick(Box::new(move || {
+            if let Some(cache) = cache.upgrade() {
+                let mut gone = Vec::new();
+                cache.entries.sweep(&mut gone);
+                cache.clean_up(gone);
+            }
+        }));
     }
 
     /// Empties the cache at shutdown: every session in it goes to the cleanup.

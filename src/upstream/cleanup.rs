@@ -5,14 +5,16 @@
 //! path: callers put the session into a bounded queue without waiting (full: dropped,
 //! counted, logged at debug), and one thread per pool (`lingma-cleanup`, owned and joined by
 //! `Cleanup::shutdown`) sends the deletes one at a time, each bounded by the RPC timeout. At
-//! shutdown what is queued gets `SHUTDOWN_BUDGET` to go out; the rest is dropped.
+//! shutdown what is queued gets `SHUTDOWN_BUDGET` to go out; the rest is dropped. While the
+//! queue is quiet the thread runs its tick every `TICK` (the session cache sweeps out the
+//! conversations that expired, whose sessions then come back through the queue).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde_json::json;
 
 use super::pool::Pool;
@@ -22,6 +24,11 @@ use crate::jsonrpc::method;
 const QUEUE: usize = 4096;
 /// How long the deletes queued at shutdown may take in all.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
+/// How often the tick runs (at most; a busy queue runs it between deletes).
+const TICK: Duration = Duration::from_secs(1);
+
+/// What the thread runs every `TICK`.
+type Tick = Box<dyn Fn() + Send>;
 
 /// A Lingma session to delete, and the instance it lives on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +50,7 @@ pub(crate) struct Cleanup {
     counts: Arc<Counts>,
     /// Set at shutdown: deletes still queued past it are dropped.
     deadline: Arc<Mutex<Option<Instant>>>,
+    tick: Arc<Mutex<Option<Tick>>>,
 }
 
 impl Cleanup {
@@ -51,11 +59,13 @@ impl Cleanup {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let counts = Arc::new(Counts::default());
         let deadline = Arc::new(Mutex::new(None));
+        let tick = Arc::new(Mutex::new(None));
         let worker = Worker {
             pool,
             timeout,
             counts: Arc::clone(&counts),
             deadline: Arc::clone(&deadline),
+            tick: Arc::clone(&tick),
         };
         let thread = std::thread::Builder::new()
             .name("lingma-cleanup".into())
@@ -66,7 +76,13 @@ impl Cleanup {
             thread: Mutex::new(Some(thread)),
             counts,
             deadline,
+            tick,
         })
+    }
+
+    /// Runs `tick` on the cleanup thread about every second (it must not wait on anything).
+    pub(crate) fn on_tick(&self, tick: Tick) {
+        *self.tick.lock().unwrap_or_else(|p| p.into_inner()) = Some(tick);
     }
 
     /// What it did so far, for `/internal/stats`.
@@ -136,12 +152,30 @@ struct Worker {
     timeout: Duration,
     counts: Arc<Counts>,
     deadline: Arc<Mutex<Option<Instant>>>,
+    tick: Arc<Mutex<Option<Tick>>>,
 }
 
 impl Worker {
-    /// Deletes what comes until the queue's sender is dropped and the queue is empty.
+    /// Deletes what comes until the queue's sender is dropped and the queue is empty; runs
+    /// the tick in between.
     fn run(self, rx: Receiver<Doomed>) {
-        for doomed in rx {
+        let mut ticked = Instant::now();
+        loop {
+            let wait = TICK.saturating_sub(ticked.elapsed());
+            let doomed = match rx.recv_timeout(wait) {
+                Ok(doomed) => Some(doomed),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if ticked.elapsed() >= TICK {
+                ticked = Instant::now();
+                if let Some(tick) = &*self.tick.lock().unwrap_or_else(|p| p.into_inner()) {
+                    tick();
+                }
+            }
+            let Some(doomed) = doomed else {
+                continue;
+            };
             let past = self
                 .deadline
                 .lock()

@@ -105,3 +105,13 @@ fn cached_conversations_are_deleted_at_shutdown() {
         "{log}"
     );
 }
+
+#[test]
+fn an_expired_conversation_is_deleted_without_another_request() {
+    let gw = GatewayProcess::start_with(Options::default().env("session_cache_ttl_sec", "1"));
+    let expired = session_of(&gw, "forget me soon [[sim:turn]]");
+    gw.wait_sim_log(&format!(
+        "chat/deleteSessionById sessionId={expired} deleted=true"
+    ));
+    assert_eq!(sessions(&gw.sim_log(0)), Some(0));
+}
