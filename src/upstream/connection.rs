@@ -217,6 +217,7 @@ impl Connection {
             decoder: Decoder::new(),
             link: Arc::clone(&conn.link),
             table: Arc::clone(&conn.table),
+            turns: HashMap::new(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("lingma-rd-{name}"))
@@ -336,7 +337,13 @@ struct ReaderLoop {
     decoder: Decoder,
     link: Arc<Link>,
     table: Arc<Table>,
+    /// The running turn of each session (sessionId → requestId), learned from its events:
+    /// a `context/usage/sync` that names only its session still reaches its turn.
+    turns: HashMap<String, String>,
 }
+
+/// Sessions whose running turn the reader remembers, at most (then it starts afresh).
+const MAX_TURNS: usize = 4096;
 
 impl ReaderLoop {
     /// Runs until the socket ends; returns why. Empties the table on the way out.
@@ -443,7 +450,7 @@ impl ReaderLoop {
         }
     }
 
-    fn route_event(&self, method: String, params: Value) {
+    fn route_event(&mut self, method: String, params: Value) {
         // Only what a waiter acts on is routed; progress events would just wake it up.
         if !matches!(
             method.as_str(),
@@ -456,11 +463,7 @@ impl ReaderLoop {
             log::trace!(target: "lingma::wire", "[{}] {method} not routed", self.name);
             return;
         }
-        let Some(rid) = params
-            .get("requestId")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
+        let Some(rid) = self.request_of(&method, &params) else {
             log::debug!("[{}] {method} without a requestId", self.name);
             return;
         };
@@ -473,5 +476,33 @@ impl ReaderLoop {
                 self.name
             );
         }
+    }
+
+    /// The turn an event belongs to: its `requestId`, or for a usage report that names only
+    /// its session, the turn running in that session.
+    fn request_of(&mut self, method: &str, params: &Value) -> Option<String> {
+        let field = |k: &str| {
+            params
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let session = field("sessionId");
+        let Some(rid) = field("requestId") else {
+            return (method == method::CONTEXT_USAGE)
+                .then(|| self.turns.get(session?).cloned())
+                .flatten();
+        };
+        if let Some(session) = session {
+            if method == method::CHAT_FINISH {
+                self.turns.remove(session);
+            } else if self.turns.get(session).is_none_or(|r| r != rid) {
+                if self.turns.len() >= MAX_TURNS {
+                    self.turns.clear();
+                }
+                self.turns.insert(session.to_string(), rid.to_string());
+            }
+        }
+        Some(rid.to_string())
     }
 }

@@ -114,3 +114,17 @@ fn a_reported_context_size_shows_per_model_in_the_stats() {
     let after = gw.get("/internal/stats").json();
     assert_eq!(after["context_tokens"], json!({"auto": 131_072}), "{after}");
 }
+
+#[test]
+fn a_usage_report_that_names_only_its_session_reaches_its_turn() {
+    let gw = GatewayProcess::start();
+    let question = format!("{} [[sim:usage=session]]", "Session only. ".repeat(20));
+    let v = gw
+        .post("/v1/chat/completions", &chat_body("auto", &question))
+        .json();
+    assert_eq!(
+        v["usage"]["prompt_tokens"],
+        json!(reported_used(&gw)),
+        "{v}"
+    );
+}

@@ -139,14 +139,19 @@ impl Generation {
             }
             Step::Garbage => out.garbage(),
             Step::Oversize => out.oversize(),
-            Step::Usage { used, limit } => {
+            Step::Usage {
+                used,
+                limit,
+                by_session,
+            } => {
                 self.log(&format!(
                     "context/usage/sync usedTokens={used} limitTokens={limit}"
                 ));
-                out.notify(
-                    method::CONTEXT_USAGE,
-                    self.event(json!({"usedTokens": used, "limitTokens": limit})),
-                )
+                let mut params = self.event(json!({"usedTokens": used, "limitTokens": limit}));
+                if *by_session {
+                    params.as_object_mut().map(|p| p.remove("requestId"));
+                }
+                out.notify(method::CONTEXT_USAGE, params)
             }
             Step::Finish { status, reason } => {
                 // Recorded first: a client that has seen the finish may ask the next turn.

@@ -138,6 +138,9 @@ pub(crate) struct Directives {
     /// `content` / `content=N`: every (N-th) `chat/answer` carries its delta in `content`
     /// instead of `text`, as some server builds send it (protocol §6).
     pub(crate) content: Option<usize>,
+    /// `usage=session`: the `context/usage/sync` names only its session, no `requestId`
+    /// (the protocol's shape leaves the ids open).
+    pub(crate) usage_by_session: bool,
     /// Unknown or malformed directives, for the log.
     pub(crate) ignored: Vec<String>,
 }
@@ -216,6 +219,7 @@ fn apply(d: &mut Directives, name: &str, value: Option<&str>) -> Option<()> {
         "native_args" => {
             d.native_args = Some(serde_json::from_str(value?).ok().filter(Value::is_object)?)
         }
+        "usage" if value == Some("session") => d.usage_by_session = true,
         _ => return None,
     }
     Some(())

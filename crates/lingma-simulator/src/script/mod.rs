@@ -95,6 +95,7 @@ pub(crate) fn plan(turn: &Turn) -> Plan {
         plan.steps.push(Step::Usage {
             used,
             limit: model.max_input_tokens,
+            by_session: d.usage_by_session,
         });
         plan.steps.push(Step::Finish {
             status: 200,

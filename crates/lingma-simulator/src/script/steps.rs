@@ -55,8 +55,12 @@ pub(crate) enum Step {
     Oversize,
     /// Run a native tool call; its outcome is streamed as more deltas.
     Native(NativeCall),
-    /// `context/usage/sync`.
-    Usage { used: u64, limit: u64 },
+    /// `context/usage/sync`; `by_session`: without a `requestId`.
+    Usage {
+        used: u64,
+        limit: u64,
+        by_session: bool,
+    },
     /// `chat/finish`, whose `fullAnswer` is every delta sent; ends the plan.
     Finish { status: u16, reason: Reason },
     /// Send nothing more until `chat/stop` (then finish `cancelled`) or the connection ends.
