@@ -115,3 +115,73 @@ fn an_expired_conversation_is_deleted_without_another_request() {
     ));
     assert_eq!(sessions(&gw.sim_log(0)), Some(0));
 }
+
+/// The session ids the simulator created, in order.
+fn created(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split(" new session ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_failed_answer_leaves_no_session() {
+    let gw = GatewayProcess::start();
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat_body("auto", "busy [[sim:status=429]]"),
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    let session = created(&gw.sim_log(0))
+        .pop()
+        .expect("a session was started");
+    gw.wait_sim_log(&format!(
+        "chat/deleteSessionById sessionId={session} deleted=true sessions=0"
+    ));
+}
+
+#[test]
+fn an_abandoned_stream_leaves_no_session() {
+    // The keep-alive is how the gateway notices the client left.
+    let gw = GatewayProcess::start_with(Options::default().env("stream_keepalive_sec", "1"));
+    let mut s = gw.post_stream(
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "auto", "stream": true,
+            "messages": [{"role": "user", "content": "hold on [[sim:stall=2]]"}]}),
+    );
+    assert_eq!(s.status, 200);
+    assert!(s.next_event().is_some());
+    drop(s);
+    gw.wait_sim_log("reached 1 generation(s)");
+    let session = created(&gw.sim_log(0)).pop().unwrap();
+    gw.wait_sim_log(&format!(
+        "chat/deleteSessionById sessionId={session} deleted=true"
+    ));
+}
+
+#[test]
+fn a_forced_choice_retry_deletes_the_first_try_and_keeps_the_answer() {
+    let gw = GatewayProcess::start();
+    let body = serde_json::json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": "How is the weather? [[sim:lazy]]"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                "required": ["location"]}}}],
+        "tool_choice": "required",
+    });
+    let v = gw.post("/v1/chat/completions", &body).json();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+    let sessions = created(&gw.sim_log(0));
+    assert_eq!(sessions.len(), 2, "the retry is a new session");
+    gw.wait_sim_log(&format!(
+        "chat/deleteSessionById sessionId={} deleted=true",
+        sessions[0]
+    ));
+    assert!(
+        !gw.sim_log(0)
+            .contains(&format!("chat/deleteSessionById sessionId={}", sessions[1])),
+        "the answer's session is cached for the next turn"
+    );
+}
