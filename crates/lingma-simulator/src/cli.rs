@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::upgrade::InfoFile;
 use crate::dialect::Dialect;
+use crate::upgrade::InfoFile;
 
 pub(crate) const USAGE: &str = "\
 Lingma SIMULATOR (a fake of the Tongyi Lingma local server, for tests)
