@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
 use super::raw::RawConfig;
-use super::typed::{read_token_file, Account, AskMode, Config, LoginConfig, WsHeader};
+use super::typed::{
+    read_token_file, Account, AskMode, Config, DialectChoice, LoginConfig, WsHeader,
+};
 
 impl RawConfig {
     fn parse<T>(
@@ -191,6 +193,14 @@ impl RawConfig {
                 "chat" => Some(AskMode::Chat),
                 "agent" => Some(AskMode::Agent),
                 _ => None,
+            })?,
+            lingma_dialect: self.parse("lingma_dialect", "auto, cosy or acp", |s| {
+                match s.to_ascii_lowercase().as_str() {
+                    "auto" => Some(DialectChoice::Auto),
+                    "cosy" => Some(DialectChoice::Cosy),
+                    "acp" => Some(DialectChoice::Acp),
+                    _ => None,
+                }
             })?,
             tools: crate::tools::ToolPolicy {
                 allowlist: self.list("tool_allowlist", "tool name")?,

@@ -71,6 +71,7 @@ keys! {
     ["lingma"] "chat_ask_as_request" = "false", false, "send chat/ask as a JSON-RPC request (acked) instead of a notification";
     ["lingma"] "default_ask_mode" = "chat", false, "chat/ask mode: chat | agent";
     ["lingma"] "lingma_delete_sessions" = "true", false, "delete a Lingma session once its conversation can no longer be continued (left the session cache, or a one-shot answer), with chat/deleteSessionById, off the request path; false keeps every session in Lingma's local database";
+    ["lingma"] "lingma_dialect" = "auto", false, "how to talk to Lingma: auto (per instance at connect time: cosy when the runtime speaks it, ACP when it speaks only ACP) | cosy (chat/ask) | acp (session/new, session/prompt)";
     ["login"] "auth_recheck_sec" = "10", false, "how long a positive auth/status is trusted before the gate asks Lingma again";
     ["login"] "auto_login_enabled" = "false", false, "log a logged-out instance in by itself: a headless Chromium (via chromedriver) fills its account's login page";
     ["login"] "auto_login_headless" = "true", false, "run that browser headless (false shows a window: needs a display)";

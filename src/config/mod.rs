@@ -18,9 +18,8 @@ use std::path::{Path, PathBuf};
 pub use error::ConfigError;
 pub(crate) use keys::{ACCOUNT_KEYS, ENV_PREFIX, KEYS};
 pub use raw::RawConfig;
-pub(crate) use typed::AskMode;
 pub use typed::Config;
-pub(crate) use typed::{Account, LoginConfig, WsHeader};
+pub(crate) use typed::{Account, AskMode, DialectChoice, LoginConfig, WsHeader};
 
 /// Loads defaults, then the file (if any), then the environment.
 pub(crate) fn load(

@@ -395,3 +395,29 @@ fn a_header_file_gives_a_json_token_or_its_text_and_is_read_again() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lingma_dialect_is_auto_by_default_set_by_file_or_env_and_a_bad_one_names_the_key() {
+    use super::DialectChoice;
+    assert_eq!(
+        build("[lingma]\nsimulator = true\n", &[])
+            .unwrap()
+            .lingma_dialect,
+        DialectChoice::Auto
+    );
+    let cfg = build("[lingma]\nsimulator = true\nlingma_dialect = ACP\n", &[]).unwrap();
+    assert_eq!(cfg.lingma_dialect, DialectChoice::Acp);
+    let cfg = build(
+        "[lingma]\nsimulator = true\nlingma_dialect = acp\n",
+        &[("LINGMA_GATEWAY_LINGMA_DIALECT", "cosy")],
+    )
+    .unwrap();
+    assert_eq!(cfg.lingma_dialect, DialectChoice::Cosy);
+    let err = build("[lingma]\nsimulator = true\nlingma_dialect = lsp\n", &[])
+        .unwrap_err()
+        .0;
+    assert!(
+        err.contains("gw.ini:3") && err.contains("`lingma_dialect`") && err.contains("lsp"),
+        "{err}"
+    );
+}

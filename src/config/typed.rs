@@ -89,6 +89,7 @@ pub struct Config {
     pub(crate) default_ask_mode: AskMode,
     /// Delete Lingma sessions that can no longer be continued (`upstream::cleanup`).
     pub(crate) lingma_delete_sessions: bool,
+    pub(crate) lingma_dialect: DialectChoice,
     pub(crate) tools: crate::tools::ToolPolicy,
     pub(crate) session_reuse: bool,
     pub(crate) session_cache_max_entries: usize,
@@ -208,6 +209,25 @@ impl AskMode {
         match self {
             AskMode::Chat => "chat",
             AskMode::Agent => "agent",
+        }
+    }
+}
+
+/// `lingma_dialect`: which of Lingma's two dialects the gateway speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialectChoice {
+    /// Decided per instance from what the runtime answers to `initialize`.
+    Auto,
+    Cosy,
+    Acp,
+}
+
+impl DialectChoice {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DialectChoice::Auto => "auto",
+            DialectChoice::Cosy => "cosy",
+            DialectChoice::Acp => "acp",
         }
     }
 }
