@@ -144,6 +144,9 @@ impl AnswerFold {
                         self.segment(seg);
                     }
                 }
+                // Reasoning a dialect carries apart from the text: what the think splitter
+                // makes of a think block.
+                ChatEvent::Reasoning(r) => self.segment(Segment::Reasoning(r)),
                 ChatEvent::Tool(update) => {
                     if let Some(tool) = self.native.update(update) {
                         self.out.events.push(Event::NativeTool(tool));

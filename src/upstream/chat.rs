@@ -94,7 +94,7 @@ impl ChatStream {
                 continue;
             };
             match &event {
-                ChatEvent::Text(_) => self.got_text = true,
+                ChatEvent::Text(_) | ChatEvent::Reasoning(_) => self.got_text = true,
                 ChatEvent::Finish(_) => self.done = true,
                 ChatEvent::Tool(u) if u.status == ToolStatus::Pending => self.approve(u),
                 ChatEvent::Tool(_) | ChatEvent::Usage { .. } => {}

@@ -1,6 +1,6 @@
 //! One chat turn as the gateway sees it, whichever Lingma dialect carries it: what it asks,
 //! and the events that come back (answer text, updates of Lingma's own agent tools, the
-//! finish). A dialect's codec (`cosy.rs`) translates both on the worker thread; `service`'s
+//! finish). A dialect's codec (`cosy.rs`, `acp.rs`) translates both on the worker thread; `service`'s
 //! fold consumes the events.
 
 use serde_json::Value;
@@ -27,6 +27,9 @@ pub(crate) struct Ask {
 pub(crate) enum ChatEvent {
     /// A delta of answer text (never empty).
     Text(String),
+    /// A delta of reasoning a dialect carries apart from the answer (ACP's
+    /// `agent_thought_chunk`; cosy's think blocks ride in the text instead). Never empty.
+    Reasoning(String),
     /// News of one of Lingma's own agent tools.
     Tool(ToolUpdate),
     /// Lingma's count of the context the turn uses (`usedTokens`), and the model's context

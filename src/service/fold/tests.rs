@@ -9,6 +9,7 @@ use crate::model::{Message, OutputFormat, Role, ToolChoice, ToolSpec};
 
 mod native;
 mod usage;
+mod reasoning;
 
 /// Input tokens of the question, and of the forced tool choice's second question.
 const ASKED: u64 = 10;
