@@ -298,6 +298,24 @@ impl Metrics {
                 })
                 .collect::<Vec<_>>(),
         );
+        gauge(
+            &mut out,
+            "lingma_gateway_instance_info",
+            "Each Lingma instance's dialect (cosy, acp; none before its first connection) and runtime version (serverInfo.version).",
+            &live
+                .instances
+                .iter()
+                .map(|i| {
+                    let labels = format!(
+                        "instance=\"{}\",dialect=\"{}\",version=\"{}\"",
+                        escape(&i.name),
+                        i.dialect.unwrap_or("none"),
+                        escape(&i.runtime_version)
+                    );
+                    (labels, "1".to_string())
+                })
+                .collect::<Vec<_>>(),
+        );
         family(
             &mut out,
             "lingma_gateway_upstream_restarts_total",
@@ -463,6 +481,40 @@ mod tests {
             "lingma_gateway_added_latency_seconds_count{route=\"/v1/messages\"} 0",
             "lingma_gateway_in_flight_requests 1",
             "lingma_gateway_queued_requests 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_instance_shows_its_dialect_and_runtime_version() {
+        let status = |name: &str, dialect, version: &str| InstanceStatus {
+            name: name.into(),
+            state: State::Ready,
+            in_flight: 0,
+            served: 0,
+            pid: None,
+            port: None,
+            attached: false,
+            restarts: 0,
+            last_error: String::new(),
+            dialect,
+            runtime_version: version.into(),
+        };
+        let instances = [
+            status("lingma-0", Some("acp"), "0.7.1"),
+            status("lingma-1", None, ""),
+        ];
+        let text = Metrics::new().render(&Live {
+            sessions: None,
+            responses_stored: 0,
+            in_flight: 0,
+            queued: 0,
+            instances: &instances,
+        });
+        for line in [
+            "lingma_gateway_instance_info{instance=\"lingma-0\",dialect=\"acp\",version=\"0.7.1\"} 1",
+            "lingma_gateway_instance_info{instance=\"lingma-1\",dialect=\"none\",version=\"\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -416,6 +416,7 @@ fn pool_config(cfg: &Config, launch: Option<LaunchCommand>) -> PoolConfig {
         rpc_timeout: cfg.lingma_rpc_timeout,
         write_timeout: cfg.lingma_write_timeout,
         kill_grace: cfg.lingma_kill_grace,
+        dialect: cfg.lingma_dialect,
     }
 }
 

@@ -83,7 +83,7 @@ pub(super) fn instance_json(s: &crate::upstream::pool::InstanceStatus) -> Value 
     json!({
         "name": s.name, "state": s.state.as_str(), "in_flight": s.in_flight, "served": s.served,
         "pid": s.pid, "port": s.port, "attached": s.attached, "restarts": s.restarts,
-        "last_error": s.last_error,
+        "last_error": s.last_error, "dialect": s.dialect, "runtime_version": s.runtime_version,
     })
 }
 
@@ -228,6 +228,7 @@ pub(crate) fn capabilities(app: &HttpState, ex: &mut Exchange) -> Result<(), Gat
                     "configured_instance_count": cfg.instance_count,
                     "default_model": cfg.default_model,
                     "default_ask_mode": cfg.default_ask_mode.as_str(),
+                    "lingma_dialect": cfg.lingma_dialect.as_str(),
                     "simulator": cfg.simulator,
                 },
                 "flow_control": {

@@ -92,6 +92,7 @@ pub(super) fn start(
     let deadlines = Deadlines {
         first_token: cfg.first_token_timeout,
         idle: cfg.idle_timeout,
+        rpc: cfg.lingma_rpc_timeout,
     };
     let as_request = cfg.chat_ask_as_request;
     let stream = ChatStream::start(Arc::clone(&lease.conn), &ask, as_request, deadlines)

@@ -1,16 +1,21 @@
-//! One `chat/ask` turn on a connection: sends the ask, and waits, with deadlines, for the
-//! turn's events up to its finish, decoded by the dialect's decoder (`cosy.rs`). Dropping an
-//! unfinished stream sends `chat/stop`, so a client that goes away (or a timeout) never
-//! leaves Lingma generating into the void. Runs on the request's worker thread.
+//! One chat turn on a connection, in the dialect its runtime speaks: sends the ask (cosy's
+//! `chat/ask`; ACP's `session/new` when the turn opens a session, `session/set_model` when
+//! the session's model changes, then `session/prompt`), and waits, with deadlines, for the
+//! turn's events up to its finish, decoded by the dialect's decoder (`cosy.rs`, `acp.rs`).
+//! Dropping an unfinished stream stops the turn (`chat/stop`, `session/cancel`), so a
+//! client that goes away (or a timeout) never leaves Lingma generating into the void. Runs
+//! on the request's worker thread.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
+use super::acp;
 use super::connection::{Connection, Subscription, UpstreamError};
 use super::cosy;
 use super::mailbox::Routed;
+use super::runtime::{Dialect, Runtime};
 use super::turn::{Ask, ChatEvent, ToolStatus, ToolUpdate};
 use crate::jsonrpc::method;
 
@@ -20,13 +25,39 @@ pub(crate) struct Deadlines {
     pub(crate) first_token: Duration,
     /// Between two events once text flows.
     pub(crate) idle: Duration,
+    /// For a plain reply (ACP's `session/new`, `session/set_model`).
+    pub(crate) rpc: Duration,
+}
+
+/// The turn's decoder, in its connection's dialect.
+enum Codec {
+    Cosy(cosy::Decoder),
+    Acp(acp::Decoder),
+}
+
+impl Codec {
+    fn session_id(&self) -> &str {
+        match self {
+            Codec::Cosy(d) => d.session_id(),
+            Codec::Acp(d) => d.session_id(),
+        }
+    }
+
+    fn decode(&mut self, routed: Routed) -> Option<ChatEvent> {
+        match (self, routed) {
+            (Codec::Cosy(d), Routed::Event { method, params }) => d.decode(&method, &params),
+            (Codec::Acp(d), Routed::Event { method, params }) => d.decode(&method, &params),
+            (Codec::Acp(d), Routed::Response(reply)) => d.decode_reply(reply),
+            (Codec::Cosy(_), Routed::Response(_)) => None,
+        }
+    }
 }
 
 pub(crate) struct ChatStream {
     conn: Arc<Connection>,
     sub: Subscription,
     request_id: String,
-    decoder: cosy::Decoder,
+    decoder: Codec,
     deadlines: Deadlines,
     started: Instant,
     last_event_at: Instant,
@@ -36,8 +67,9 @@ pub(crate) struct ChatStream {
 }
 
 impl ChatStream {
-    /// Subscribes, then sends `chat/ask` (as a notification, or as a request whose ack nobody
-    /// waits for: waiting for it cost the seed 30 s per request).
+    /// Subscribes, then asks in the connection's dialect (`as_request`: cosy's `chat/ask` as
+    /// a request whose ack nobody waits for, instead of a notification; waiting for it cost
+    /// the seed 30 s per request).
     pub(crate) fn start(
         conn: Arc<Connection>,
         ask: &Ask,
@@ -45,18 +77,28 @@ impl ChatStream {
         deadlines: Deadlines,
     ) -> Result<Self, UpstreamError> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let sub = conn.subscribe_chat(&request_id)?;
-        let params = cosy::ask_params(&request_id, ask);
-        if as_request {
-            conn.send_request_no_wait(method::CHAT_ASK, params)?;
-        } else {
-            conn.notify(method::CHAT_ASK, params)?;
-        }
+        let mut sub = conn.subscribe_chat(&request_id)?;
+        let decoder = match conn.runtime() {
+            Some(runtime) if runtime.dialect == Dialect::Acp => {
+                let rpc = deadlines.rpc;
+                let session = prompt(&conn, runtime, &mut sub, &request_id, ask, rpc)?;
+                Codec::Acp(acp::Decoder::new(&request_id, &session))
+            }
+            _ => {
+                let params = cosy::ask_params(&request_id, ask);
+                if as_request {
+                    conn.send_request_no_wait(method::CHAT_ASK, params)?;
+                } else {
+                    conn.notify(method::CHAT_ASK, params)?;
+                }
+                Codec::Cosy(cosy::Decoder::new(&ask.session_id))
+            }
+        };
         Ok(ChatStream {
             conn,
             sub,
             request_id,
-            decoder: cosy::Decoder::new(&ask.session_id),
+            decoder,
             deadlines,
             started: Instant::now(),
             last_event_at: Instant::now(),
@@ -87,16 +129,19 @@ impl ChatStream {
                 return Ok(None);
             };
             self.last_event_at = Instant::now();
-            let Routed::Event { method, params } = routed else {
-                continue;
-            };
-            let Some(event) = self.decoder.decode(&method, &params) else {
+            let Some(event) = self.decoder.decode(routed) else {
                 continue;
             };
             match &event {
                 ChatEvent::Text(_) | ChatEvent::Reasoning(_) => self.got_text = true,
                 ChatEvent::Finish(_) => self.done = true,
-                ChatEvent::Tool(u) if u.status == ToolStatus::Pending => self.approve(u),
+                // ACP's `pending` is no request for approval: that dialect has none.
+                ChatEvent::Tool(u)
+                    if u.status == ToolStatus::Pending
+                        && matches!(self.decoder, Codec::Cosy(_)) =>
+                {
+                    self.approve(u)
+                }
                 ChatEvent::Tool(_) | ChatEvent::Usage { .. } => {}
             }
             return Ok(Some(event));
@@ -171,17 +216,73 @@ impl ChatStream {
     }
 }
 
+/// Opens the turn's ACP session when it has none (`session/new`), sets its model when it
+/// changes (`session/set_model`), and sends `session/prompt`, whose answer goes to `sub`.
+/// Returns the session.
+fn prompt(
+    conn: &Connection,
+    runtime: &Runtime,
+    sub: &mut Subscription,
+    request_id: &str,
+    ask: &Ask,
+    rpc: Duration,
+) -> Result<String, UpstreamError> {
+    let session = match ask.session_id.as_str() {
+        "" => {
+            let params = acp::new_session_params(&runtime.cwd);
+            let result = conn.call(method::SESSION_NEW, params, rpc)?;
+            acp::session_id_of(&result).ok_or_else(|| UpstreamError::Status {
+                code: 500,
+                message: format!("session/new answered without a session id: {result}"),
+            })?
+        }
+        known => known.to_string(),
+    };
+    if runtime.models.needs(&session, &ask.model_key) {
+        let params = acp::set_model_params(&session, &ask.model_key);
+        match conn.call(method::SESSION_SET_MODEL, params, rpc) {
+            Ok(_) => runtime.models.set(&session, &ask.model_key),
+            // The model rides in the prompt's `_meta` too.
+            Err(UpstreamError::Rpc(e)) => {
+                log::warn!(
+                    "session/set_model {} for {session} refused: {e}",
+                    ask.model_key
+                )
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    conn.follow_session(sub, &session)?;
+    let params = acp::prompt_params(request_id, &session, ask);
+    conn.request_into(sub, method::SESSION_PROMPT, params)?;
+    Ok(session)
+}
+
 impl Drop for ChatStream {
     fn drop(&mut self) {
-        if !self.done {
-            log::debug!(
-                "chat {} abandoned before chat/finish; sending chat/stop",
-                self.request_id
-            );
-            let params = cosy::stop_params(&self.request_id, self.decoder.session_id());
-            if let Err(e) = self.conn.send_request_no_wait(method::CHAT_STOP, params) {
-                log::debug!("chat/stop for {} not sent: {e}", self.request_id);
+        if self.done {
+            return;
+        }
+        let sent = match &self.decoder {
+            Codec::Cosy(d) => {
+                log::debug!(
+                    "chat {} abandoned before chat/finish; sending chat/stop",
+                    self.request_id
+                );
+                let params = cosy::stop_params(&self.request_id, d.session_id());
+                self.conn.send_request_no_wait(method::CHAT_STOP, params)
             }
+            Codec::Acp(d) => {
+                log::debug!(
+                    "chat {} abandoned before chat_finish; sending session/cancel",
+                    self.request_id
+                );
+                let params = acp::cancel_params(d.session_id());
+                self.conn.notify(method::SESSION_CANCEL, params)
+            }
+        };
+        if let Err(e) = sent {
+            log::debug!("stopping chat {} not sent: {e}", self.request_id);
         }
     }
 }

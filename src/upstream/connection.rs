@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -21,7 +21,9 @@ use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::endpoint::Endpoint;
+use super::acp;
 use super::mailbox::{Mailbox, Routed};
+use super::runtime::Runtime;
 use super::writer::{self, Link, QueuedStream};
 use crate::jsonrpc::{self, method, Decoder, Message, RpcError};
 use crate::redact;
@@ -69,6 +71,8 @@ fn invoke_refused(params: &Value) -> Value {
 enum Key {
     Rpc(u64),
     Chat(String),
+    /// An ACP session's updates that name no request (routed to the turn running in it).
+    Session(String),
 }
 
 /// The pending-request table. `None` once the connection is dead.
@@ -86,9 +90,20 @@ impl Table {
         map.insert(key.clone(), Arc::clone(&mailbox));
         Ok(Subscription {
             table: Arc::clone(self),
-            key,
+            keys: vec![key],
             mailbox,
         })
+    }
+
+    /// Routes `key` to `sub`'s mailbox too, until `sub` drops.
+    fn alias(&self, sub: &mut Subscription, key: Key) -> Result<(), UpstreamError> {
+        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(map) = guard.as_mut() else {
+            return Err(UpstreamError::Disconnected("connection closed".into()));
+        };
+        map.insert(key.clone(), Arc::clone(&sub.mailbox));
+        sub.keys.push(key);
+        Ok(())
     }
 
     fn route(&self, key: &Key, msg: Routed) -> bool {
@@ -112,7 +127,8 @@ impl Table {
 /// A registered interest in replies or chat events; leaves the table on drop.
 pub struct Subscription {
     table: Arc<Table>,
-    key: Key,
+    /// Its key, then its aliases.
+    keys: Vec<Key>,
     mailbox: Arc<Mailbox>,
 }
 
@@ -136,7 +152,12 @@ impl Drop for Subscription {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            map.remove(&self.key);
+            for key in &self.keys {
+                // Only its own: an alias (a session's) may have passed to a later turn.
+                if map.get(key).is_some_and(|m| Arc::ptr_eq(m, &self.mailbox)) {
+                    map.remove(key);
+                }
+            }
         }
     }
 }
@@ -159,6 +180,8 @@ pub struct Connection {
     next_id: AtomicU64,
     reader: Mutex<Option<JoinHandle<()>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// What the handshake learnt of the runtime (its dialect), set once after `initialize`.
+    runtime: OnceLock<Runtime>,
 }
 
 impl Connection {
@@ -196,6 +219,7 @@ impl Connection {
             next_id: AtomicU64::new(1),
             reader: Mutex::new(None),
             writer: Mutex::new(Some(writer)),
+            runtime: OnceLock::new(),
         };
         let request = target.request()?;
         let (ws, _resp) =
@@ -280,6 +304,38 @@ impl Connection {
     /// `chat/ask`, so no event can arrive unrouted.
     pub fn subscribe_chat(&self, request_id: &str) -> Result<Subscription, UpstreamError> {
         self.table.insert(Key::Chat(request_id.to_string()))
+    }
+
+    /// Sends a request whose reply goes to `sub` (ACP's `session/prompt`: its error answer
+    /// ends the turn).
+    pub(crate) fn request_into(
+        &self,
+        sub: &mut Subscription,
+        method: &str,
+        params: Value,
+    ) -> Result<(), UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.table.alias(sub, Key::Rpc(id))?;
+        self.send(&jsonrpc::request(id, method, params))
+    }
+
+    /// Routes to `sub` the updates of ACP session `session_id` that name no request.
+    pub(crate) fn follow_session(
+        &self,
+        sub: &mut Subscription,
+        session_id: &str,
+    ) -> Result<(), UpstreamError> {
+        self.table.alias(sub, Key::Session(session_id.to_string()))
+    }
+
+    /// Records what the handshake learnt of the runtime (once; later calls are ignored).
+    pub(crate) fn set_runtime(&self, runtime: Runtime) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    /// The runtime behind the connection, once the handshake has run.
+    pub(crate) fn runtime(&self) -> Option<&Runtime> {
+        self.runtime.get()
     }
 
     /// Sends a request whose reply nobody waits for (the `chat/ask` ack).
@@ -459,11 +515,23 @@ impl ReaderLoop {
                 | method::TOOL_CALL_SYNC
                 | method::TOOL_INVOKE
                 | method::CONTEXT_USAGE
+                | method::SESSION_UPDATE
         ) {
             log::trace!(target: "lingma::wire", "[{}] {method} not routed", self.name);
             return;
         }
-        let Some(rid) = self.request_of(&method, &params) else {
+        let rid = self
+            .request_of(&method, &params)
+            .or_else(|| acp::request_id_of(&params).map(str::to_string));
+        let Some(rid) = rid else {
+            let session = params.get("sessionId").and_then(Value::as_str);
+            if let (true, Some(sid)) = (method == method::SESSION_UPDATE, session) {
+                let key = Key::Session(sid.to_string());
+                if !self.table.route(&key, Routed::Event { method, params }) {
+                    log::trace!(target: "lingma::wire", "[{}] session/update for no running turn", self.name);
+                }
+                return;
+            }
             log::debug!("[{}] {method} without a requestId", self.name);
             return;
         };

@@ -170,8 +170,8 @@ fn tool_status(s: &str) -> ToolStatus {
 }
 
 /// `chat/finish.statusCode`: a number, or a numeric string from some builds; absent means
-/// success.
-fn status_code(params: &Value) -> i64 {
+/// success. (ACP's `chat_finish` carries the same data.)
+pub(super) fn status_code(params: &Value) -> i64 {
     match params.get("statusCode") {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(500),
         Some(Value::String(s)) => s.trim().parse().unwrap_or(500),

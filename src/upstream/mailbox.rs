@@ -144,7 +144,12 @@ impl Mailbox {
 
 fn cost(msg: &Routed) -> usize {
     match msg {
-        Routed::Event { params, .. } => EVENT_COST + text(params).map_or(0, str::len),
+        Routed::Event { params, .. } => {
+            EVENT_COST
+                + text(params)
+                    .or_else(|| acp_text(params))
+                    .map_or(0, str::len)
+        }
         Routed::Response(_) => EVENT_COST,
     }
 }
@@ -179,6 +184,9 @@ fn merge(last: &mut Routed, next: Routed) -> Result<usize, Routed> {
     else {
         return Err(next);
     };
+    if m1 == method::SESSION_UPDATE && m2 == method::SESSION_UPDATE {
+        return merge_acp(p1, p2).ok_or(next);
+    }
     if !is_plain_delta(m1, p1)
         || !is_plain_delta(m2, p2)
         || p1.get("sessionId") != p2.get("sessionId")
@@ -205,6 +213,38 @@ fn merge(last: &mut Routed, next: Routed) -> Result<usize, Routed> {
             Ok(add.len())
         }
         _ => Err(next),
+    }
+}
+
+/// The text of an ACP chunk (`agent_message_chunk`, `agent_thought_chunk`) whose content is
+/// one text block.
+fn acp_text(params: &Value) -> Option<&str> {
+    let update = params.get("update")?;
+    let content = update.get("content")?;
+    let kind = update.get("sessionUpdate")?.as_str()?;
+    let chunk = matches!(kind, "agent_message_chunk" | "agent_thought_chunk");
+    (chunk && content.get("type")?.as_str()? == "text")
+        .then(|| content.get("text")?.as_str())
+        .flatten()
+}
+
+/// Appends ACP chunk `p2` to `p1` when both are text chunks of one kind, session and
+/// request (cosy's deltas are joined the same way); returns the bytes added.
+fn merge_acp(p1: &mut Value, p2: &Value) -> Option<usize> {
+    let add = acp_text(p2)?;
+    acp_text(p1)?;
+    let same = |k: &str| p1.get(k) == p2.get(k);
+    let kind = |p: &Value| p.pointer("/update/sessionUpdate").cloned();
+    let rid = |p: &Value| super::acp::request_id_of(p).map(str::to_string);
+    if !same("sessionId") || kind(p1) != kind(p2) || rid(p1) != rid(p2) {
+        return None;
+    }
+    match p1.pointer_mut("/update/content/text") {
+        Some(Value::String(t)) if t.len() + add.len() <= MAX_JOINED => {
+            t.push_str(add);
+            Some(add.len())
+        }
+        _ => None,
     }
 }
 
@@ -293,6 +333,47 @@ mod tests {
         assert!(events.iter().all(|e| e.len() <= MAX_JOINED));
         let all = events.concat();
         assert!(all.starts_with("c0 c1 ") && all.ends_with("c99999 "));
+        assert_eq!(all.matches(' ').count(), 100_000);
+    }
+
+    fn acp_chunk(kind: &str, t: &str) -> Routed {
+        Routed::Event {
+            method: method::SESSION_UPDATE.into(),
+            params: json!({"sessionId": "s", "_meta": {"ai-coding/request-id": "r"},
+                "update": {"sessionUpdate": kind, "content": {"type": "text", "text": t}}}),
+        }
+    }
+
+    fn acp_text_of(r: &Routed) -> String {
+        match r {
+            Routed::Event { params, .. } => acp_text(params).unwrap_or("").to_string(),
+            Routed::Response(_) => "<response>".into(),
+        }
+    }
+
+    #[test]
+    fn acp_chunks_waiting_together_are_joined_by_kind_and_hold_their_text_only() {
+        let m = Mailbox::default();
+        for t in ["a", "b"] {
+            m.put(acp_chunk("agent_thought_chunk", t));
+        }
+        for t in ["c", "d"] {
+            m.put(acp_chunk("agent_message_chunk", t));
+        }
+        m.put(acp_chunk("tool_call", "x"));
+        m.put(acp_chunk("agent_message_chunk", "e"));
+        let got: Vec<String> = std::iter::from_fn(|| m.take(Duration::ZERO).ok())
+            .map(|r| acp_text_of(&r))
+            .collect();
+        assert_eq!(got, ["ab", "cd", "", "e"]);
+        for i in 0..100_000 {
+            m.put(acp_chunk("agent_message_chunk", &format!("c{i} ")));
+        }
+        let held = m.lock().bytes;
+        assert!(held < 1024 * 1024, "{held} bytes held");
+        let all: String = std::iter::from_fn(|| m.take(Duration::ZERO).ok())
+            .map(|r| acp_text_of(&r))
+            .collect();
         assert_eq!(all.matches(' ').count(), 100_000);
     }
 

@@ -1,18 +1,22 @@
 //! Everything about talking to Lingma: processes, the WebSocket connection with its reader
 //! and writer threads, chat turns (`turn`: what a turn asks and hears, in no dialect's
-//! terms; `cosy`: that dialect's codec; `chat`: the stream with its deadlines), the model
-//! catalogue, the pool of instances, and the cleanup of sessions no longer needed.
+//! terms; `cosy` and `acp`: the two dialects' codecs; `dialect`: which one a connection
+//! speaks; `chat`: the stream with its deadlines), the model catalogue, the pool of
+//! instances, and the cleanup of sessions no longer needed.
 
+mod acp;
 pub(crate) mod chat;
 pub(crate) mod cleanup;
 pub mod connection;
 mod cosy;
 pub(crate) mod discovery;
 pub(crate) mod endpoint;
+pub(crate) mod dialect;
 mod mailbox;
 pub mod models;
 pub mod pool;
 pub mod process;
+mod runtime;
 pub(crate) mod turn;
 mod writer;
 

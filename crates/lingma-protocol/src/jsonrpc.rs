@@ -31,6 +31,13 @@ pub mod method {
     pub const TOOL_CALL_APPROVE: &str = "tool/call/approve";
     pub const TOOL_INVOKE: &str = "tool/invoke";
     pub const TOOL_INVOKE_RESULT: &str = "tool/invokeResult";
+    // The ACP dialect (§7).
+    pub const SESSION_NEW: &str = "session/new";
+    pub const SESSION_SET_MODEL: &str = "session/set_model";
+    pub const SESSION_PROMPT: &str = "session/prompt";
+    pub const SESSION_CANCEL: &str = "session/cancel";
+    /// Server→client notification: one event of a prompt's turn.
+    pub const SESSION_UPDATE: &str = "session/update";
 }
 
 /// Frames larger than this are treated as a broken peer rather than buffered forever.

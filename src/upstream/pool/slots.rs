@@ -29,6 +29,8 @@ pub(crate) struct PoolConfig {
     /// Longest one write to Lingma may take before its connection is given up as stuck.
     pub(crate) write_timeout: Duration,
     pub(crate) kill_grace: Duration,
+    /// `lingma_dialect`: which dialect each connection speaks, or how to decide.
+    pub(crate) dialect: crate::config::DialectChoice,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct InstanceStatus {
     pub(crate) attached: bool,
     pub(crate) restarts: u64,
     pub(crate) last_error: String,
+    /// The dialect its last connection chose (`None` before the first).
+    pub(crate) dialect: Option<&'static str>,
+    /// Its runtime's `serverInfo.version`, as its last connection was told.
+    pub(crate) runtime_version: String,
 }
 
 pub(super) struct Slot {
@@ -110,6 +116,8 @@ impl Shared {
                     attached: false,
                     restarts: 0,
                     last_error: String::new(),
+                    dialect: None,
+                    runtime_version: String::new(),
                 },
                 conn: None,
                 models: None,

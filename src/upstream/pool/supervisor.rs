@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use serde_json::json;
-
 use super::slots::{Shared, State};
-use crate::jsonrpc::method;
 use crate::upstream::connection::{Connection, Ended};
 use crate::upstream::discovery;
 use crate::upstream::endpoint::Endpoint;
+use crate::upstream::dialect;
 use crate::upstream::process::{port_open, LingmaProcess};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 /// A connection that lived at least this long resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
@@ -127,17 +125,10 @@ impl Supervisor {
         let (dead_tx, dead_rx) = crossbeam_channel::bounded(1);
         let target = self.endpoint(port);
         let conn = Connection::open(&name, &target, cfg.rpc_timeout, cfg.write_timeout, dead_tx)?;
-        let init = json!({
-            "processId": std::process::id(),
-            "clientInfo": {"name": "lingma-gateway", "version": env!("CARGO_PKG_VERSION")},
-            "rootUri": null,
-            "capabilities": {},
-            "workspaceFolders": [],
-        });
-        conn.call(method::INITIALIZE, init, cfg.rpc_timeout)
-            .map_err(|e| format!("initialize: {e}"))?;
-        conn.notify(method::INITIALIZED, json!({}))
-            .map_err(|e| e.to_string())?;
+        dialect::handshake(&conn, &name, cfg.dialect, cfg.rpc_timeout, self.cwd())?;
+        let runtime = conn
+            .runtime()
+            .map(|r| (r.dialect.as_str(), r.version.clone()));
         log::info!(
             "[{name}] ready on port {port}{}",
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
@@ -148,6 +139,10 @@ impl Supervisor {
             s.status.pid = pid;
             s.status.port = Some(port);
             s.status.attached = attached;
+            if let Some((dialect, version)) = runtime {
+                s.status.dialect = Some(dialect);
+                s.status.runtime_version = version;
+            }
             s.conn = Some(c);
             s.models = None;
         });
@@ -231,6 +226,16 @@ impl Supervisor {
             path: cfg.ws_path.clone(),
             header,
         }
+    }
+
+    /// Where ACP sessions are rooted: the instance's own directory (ours when attached).
+    fn cwd(&self) -> String {
+        let cfg = &self.shared.cfg;
+        let dir = match &self.process {
+            Some(_) => cfg.work_dir.join(format!("instance-{}", self.index)),
+            None => std::env::current_dir().unwrap_or_else(|_| cfg.work_dir.clone()),
+        };
+        dir.display().to_string()
     }
 
     /// A Lingma that stopped reading its socket is alive but of no use: the one we spawned
