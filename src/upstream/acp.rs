@@ -109,6 +109,8 @@ impl SessionModels {
 pub(crate) struct Decoder {
     request_id: String,
     session_id: String,
+    /// The `stopReason` the prompt's result gave, while no `chat_finish` has come.
+    answered: Option<String>,
 }
 
 impl Decoder {
@@ -116,6 +118,7 @@ impl Decoder {
         Decoder {
             request_id: request_id.to_string(),
             session_id: session_id.to_string(),
+            answered: None,
         }
     }
 
@@ -147,11 +150,17 @@ impl Decoder {
     }
 
     /// The answer to the turn's `session/prompt`. An error ends the turn as a failed finish;
-    /// a result does not (the runtime may answer before the turn ends: `chat_finish` does).
+    /// a result does not (Lingma's turn ends with `chat_finish`, which may come after it),
+    /// but one with a `stopReason` is noted: should no `chat_finish` follow, the stream ends
+    /// the turn with it (`finish_from_reply`).
     pub(crate) fn decode_reply(&mut self, reply: Result<Value, RpcError>) -> Option<ChatEvent> {
         match reply {
             Ok(result) => {
                 log::debug!("acp: session/prompt answered {result}");
+                self.answered = result
+                    .get("stopReason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 None
             }
             Err(e) => Some(ChatEvent::Finish(Finish {
@@ -161,6 +170,23 @@ impl Decoder {
                 full_answer: String::new(),
             })),
         }
+    }
+
+    /// Whether the prompt's result said the turn stopped.
+    pub(crate) fn answered(&self) -> bool {
+        self.answered.is_some()
+    }
+
+    /// The finish the prompt's result stands for, when no `chat_finish` came: ACP's
+    /// `refusal` is a content-filter finish (406, as cosy's), any other stop a success.
+    pub(crate) fn finish_from_reply(&mut self) -> Option<ChatEvent> {
+        let reason = self.answered.take()?;
+        Some(ChatEvent::Finish(Finish {
+            session_id: self.session_id.clone(),
+            status_code: if reason == "refusal" { 406 } else { 200 },
+            reason,
+            full_answer: String::new(),
+        }))
     }
 
     /// `notification`: `chat_finish` (data as cosy's `chat/finish`) or `context_usage`.

@@ -19,6 +19,10 @@ use super::runtime::{Dialect, Runtime};
 use super::turn::{Ask, ChatEvent, ToolStatus, ToolUpdate};
 use crate::jsonrpc::method;
 
+/// How long a turn whose `session/prompt` result says it stopped waits for the
+/// `chat_finish` that normally ends it (and follows the result at once when it comes).
+const FINISH_AFTER_RESULT: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
     /// From `chat/ask` to the first answer text.
@@ -43,6 +47,19 @@ impl Codec {
         }
     }
 
+    /// Whether the prompt's result said the turn stopped (ACP).
+    fn answered(&self) -> bool {
+        matches!(self, Codec::Acp(d) if d.answered())
+    }
+
+    /// The finish a stopped prompt's result stands for.
+    fn finish_from_reply(&mut self) -> Option<ChatEvent> {
+        match self {
+            Codec::Acp(d) => d.finish_from_reply(),
+            Codec::Cosy(_) => None,
+        }
+    }
+
     fn decode(&mut self, routed: Routed) -> Option<ChatEvent> {
         match (self, routed) {
             (Codec::Cosy(d), Routed::Event { method, params }) => d.decode(&method, &params),
@@ -61,6 +78,8 @@ pub(crate) struct ChatStream {
     deadlines: Deadlines,
     started: Instant,
     last_event_at: Instant,
+    /// When the prompt's result said the turn stopped, with no finish yet.
+    answered_at: Option<Instant>,
     got_text: bool,
     done: bool,
     approve_tools: bool,
@@ -102,6 +121,7 @@ impl ChatStream {
             deadlines,
             started: Instant::now(),
             last_event_at: Instant::now(),
+            answered_at: None,
             got_text: false,
             done: false,
             approve_tools: ask.approve_tools,
@@ -125,11 +145,29 @@ impl ChatStream {
         slice: Option<Duration>,
     ) -> Result<Option<ChatEvent>, UpstreamError> {
         loop {
+            if self
+                .answered_at
+                .is_some_and(|at| at.elapsed() >= FINISH_AFTER_RESULT)
+            {
+                log::debug!(
+                    "chat {}: no chat_finish after the prompt's result; it ends the turn",
+                    self.request_id
+                );
+                self.answered_at = None;
+                if let Some(finish) = self.decoder.finish_from_reply() {
+                    self.done = true;
+                    return Ok(Some(finish));
+                }
+            }
             let Some(routed) = self.wait(slice)? else {
                 return Ok(None);
             };
             self.last_event_at = Instant::now();
-            let Some(event) = self.decoder.decode(routed) else {
+            let event = self.decoder.decode(routed);
+            if self.answered_at.is_none() && self.decoder.answered() {
+                self.answered_at = Some(Instant::now());
+            }
+            let Some(event) = event else {
                 continue;
             };
             match &event {
@@ -159,7 +197,12 @@ impl ChatStream {
             (self.started + first, "the first answer chunk", first)
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let wait = slice.map_or(left, |s| s.min(left));
+        let mut wait = slice.map_or(left, |s| s.min(left));
+        if let Some(at) = self.answered_at {
+            // Wakes up to end the turn with the result, unless its finish comes first.
+            let grace = (at + FINISH_AFTER_RESULT).saturating_duration_since(Instant::now());
+            wait = wait.min(grace);
+        }
         match self.sub.recv_timeout(wait) {
             Ok(routed) => Ok(Some(routed)),
             Err(RecvTimeoutError::Timeout) if wait < left => Ok(None),

@@ -250,6 +250,30 @@ fn an_error_answer_to_the_prompt_is_a_failed_finish() {
 }
 
 #[test]
+fn a_prompt_result_with_a_stop_reason_stands_for_a_missing_finish() {
+    let mut d = Decoder::new("r1", "s1");
+    assert_eq!(d.decode_reply(Ok(json!({}))), None);
+    assert!(!d.answered() && d.finish_from_reply().is_none());
+    assert_eq!(d.decode_reply(Ok(json!({"stopReason": "end_turn"}))), None);
+    assert!(d.answered());
+    assert_eq!(
+        d.finish_from_reply(),
+        Some(ChatEvent::Finish(Finish {
+            session_id: "s1".into(),
+            status_code: 200,
+            reason: "end_turn".into(),
+            full_answer: String::new(),
+        }))
+    );
+    assert!(!d.answered(), "taken once");
+    d.decode_reply(Ok(json!({"stopReason": "refusal"})));
+    let Some(ChatEvent::Finish(f)) = d.finish_from_reply() else {
+        panic!("a finish");
+    };
+    assert_eq!(f.status_code, 406);
+}
+
+#[test]
 fn set_model_is_needed_only_when_the_model_changes() {
     let models = SessionModels::default();
     assert!(models.needs("s1", "a"));
