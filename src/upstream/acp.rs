@@ -129,6 +129,18 @@ impl Decoder {
     /// The chat event a routed notification carries, if any. Updates of another turn (a
     /// request id not ours) carry none.
     pub(crate) fn decode(&mut self, method: &str, params: &Value) -> Option<ChatEvent> {
+        if method == method::TOOL_INVOKE {
+            // Shared by both dialects: Lingma asks the IDE to run its tool (the reader has
+            // answered that it cannot).
+            return Some(ChatEvent::Tool(ToolUpdate {
+                tool_call_id: str_of(params, "toolCallId").to_string(),
+                name: str_of(params, "name").to_string(),
+                status: ToolStatus::Invoke,
+                parameters: params.get("parameters").cloned().unwrap_or(Value::Null),
+                results: Value::Null,
+                error: String::new(),
+            }));
+        }
         if method != method::SESSION_UPDATE {
             log::trace!("acp: {method} carries no chat event");
             return None;

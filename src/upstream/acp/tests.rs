@@ -101,6 +101,15 @@ fn updates_of_another_request_and_other_kinds_carry_nothing() {
         assert_eq!(decode(&mut d, &frame), None, "{kind}");
     }
     assert_eq!(d.decode(method::CHAT_ANSWER, &json!({"text": "x"})), None);
+    let invoke = json!({"requestId": "r1", "toolCallId": "t1", "name": "read_file",
+        "parameters": {"path": "a"}, "async": false});
+    let Some(ChatEvent::Tool(u)) = d.decode(method::TOOL_INVOKE, &invoke) else {
+        panic!("tool/invoke is a tool event in both dialects");
+    };
+    assert_eq!(
+        (u.status, u.name.as_str()),
+        (ToolStatus::Invoke, "read_file")
+    );
     assert_eq!(
         d.decode(method::SESSION_UPDATE, &json!({"sessionId": "s1"})),
         None
