@@ -1,9 +1,10 @@
 //! One waiter's mailbox in the pending-request table: what the reader thread routes to a
 //! reply or a chat, waiting for its consumer. The reader never waits on it, so it must hold
 //! what a slow consumer leaves behind without growing with the number of events: a text
-//! delta (`chat/answer`) that arrives while the one before it is still waiting is appended to
-//! it, so a chat whose client reads slowly holds its text, not a parsed frame per delta (a
-//! 100,000-delta answer behind a slow client took 170 MB that way). What is held is bounded
+//! delta (cosy's `chat/answer`, ACP's text chunk) that arrives while the one before it is
+//! still waiting is appended to it, so a chat whose client reads slowly holds its text, not
+//! a parsed frame per delta (a 100,000-delta answer behind a slow client took 170 MB that
+//! way). What is held is bounded
 //! all the same (`MAX_HELD_BYTES`): past it the chat fails, as a chat whose client stopped
 //! reading must.
 
