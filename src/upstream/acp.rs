@@ -15,7 +15,7 @@ use crate::jsonrpc::{method, RpcError};
 
 /// `_meta` key of the request id: every prompt carries it (real runtimes refuse a prompt
 /// without it with "requestId is empty"), and every update of its turn echoes it.
-pub(crate) const META_REQUEST_ID: &str = "ai-coding/request-id";
+const META_REQUEST_ID: &str = "ai-coding/request-id";
 const META_MODE: &str = "ai-coding/mode";
 const META_MODEL: &str = "ai-coding/model";
 const META_TOOL_NAME: &str = "ai-coding/tool-name";
