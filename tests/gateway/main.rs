@@ -2,6 +2,7 @@
 //! behind it, raw HTTP in front. Each test asserts what a client would see.
 
 mod accounts;
+mod acp;
 mod anthropic;
 mod backpressure;
 mod bad_input;
