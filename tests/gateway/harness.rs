@@ -13,7 +13,9 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lingma-gateway");
 /// Upper bound for any single wait in these tests; they finish far sooner when all is well.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub /// The request id of the gateway's dialect probe (`src/upstream/dialect.rs`).
+const DIALECT_PROBE: &str = "lingma-gateway-dialect-probe";
+const WAIT: Duration = Duration::from_secs(30);
 
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir =
@@ -153,14 +155,21 @@ impl GatewayProcess {
         self.get("/healthz").json()
     }
 
+    /// The simulator log of an instance, without the lines of the gateway's dialect probe
+    /// (`lingma_dialect = auto` asks a runtime that may speak both a `chat/stop` for a chat
+    /// that does not exist): a test looking for `recv chat/stop` means a real chat's.
     pub fn sim_log(&self, instance: usize) -> String {
-        std::fs::read_to_string(
+        let log = std::fs::read_to_string(
             self.dir
                 .join("work")
                 .join(format!("instance-{instance}"))
                 .join("logs/lingma.log"),
         )
-        .unwrap_or_default()
+        .unwrap_or_default();
+        log.lines()
+            .filter(|l| !l.contains(DIALECT_PROBE))
+            .flat_map(|l| [l, "\n"])
+            .collect()
     }
 
     /// Waits until the simulator log of some instance contains `needle`.
