@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lingma-gateway");
-/// Upper bound for any single wait in these tests; they finish far sooner when all is well.
-pub /// The request id of the gateway's dialect probe (`src/upstream/dialect.rs`).
+/// The request id of the gateway's dialect probe (`src/upstream/dialect.rs`).
 const DIALECT_PROBE: &str = "lingma-gateway-dialect-probe";
-const WAIT: Duration = Duration::from_secs(30);
+/// Upper bound for any single wait in these tests; they finish far sooner when all is well.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir =
