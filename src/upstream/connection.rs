@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::endpoint::Endpoint;
 use super::acp;
+use super::endpoint::Endpoint;
 use super::mailbox::{Mailbox, Routed};
 use super::runtime::Runtime;
 use super::writer::{self, Link, QueuedStream};

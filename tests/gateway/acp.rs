@@ -225,10 +225,21 @@ fn anthropic_thinking_on_acp_is_a_thinking_block_before_the_text_when_enabled() 
 #[test]
 fn the_prompt_tokens_are_the_context_usage_lingma_reports() {
     let gw = start("acp", "acp");
-    let v = gw.post("/v1/chat/completions", &chat_body("auto", "Hi")).json();
-    let answer = text_of(&v);
-    // The simulator reports (question + answer) / 4 + 1 tokens used; the question it got
-    // was "Hi".
-    let reported = (2 + answer.chars().count()) as u64 / 4 + 1;
+    let q = "How many tokens does Lingma count for this question of mine?";
+    let v = gw
+        .post("/v1/chat/completions", &chat_body("auto", q))
+        .json();
+    assert!(!text_of(&v).is_empty(), "{v}");
+    // What the simulator reported in the turn's `context_usage` (it logs the number it
+    // sends, on either dialect).
+    let log = gw.sim_log(0);
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("context/usage/sync usedTokens="))
+        .unwrap_or_else(|| panic!("no usage reported: {log}"));
+    let rest = &line[line.find("usedTokens=").unwrap() + "usedTokens=".len()..];
+    let reported: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(reported > 0, "{line}");
     assert_eq!(v["usage"]["prompt_tokens"], reported, "{v}");
 }

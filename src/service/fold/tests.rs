@@ -8,8 +8,8 @@ use crate::error::ErrorKind;
 use crate::model::{Message, OutputFormat, Role, ToolChoice, ToolSpec};
 
 mod native;
-mod usage;
 mod reasoning;
+mod usage;
 
 /// Input tokens of the question, and of the forced tool choice's second question.
 const ASKED: u64 = 10;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use super::slots::{Shared, State};
 use crate::upstream::connection::{Connection, Ended};
+use crate::upstream::dialect;
 use crate::upstream::discovery;
 use crate::upstream::endpoint::Endpoint;
-use crate::upstream::dialect;
 use crate::upstream::process::{port_open, LingmaProcess};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
