@@ -4,7 +4,8 @@
 #
 #   scripts/e2e.sh [path/to/lingma-gateway]      (default: target/debug/lingma-gateway)
 #
-# Env: SHARED (default ../shared), CLIENT_CHECKS (default "openai_sdk anthropic_sdk
+# Env: SHARED (default ../shared), EXPECT_DIALECT (cosy or acp: both instances must speak it;
+# LINGMA_SIM_DIALECT=acp makes the simulator ACP-only), CLIENT_CHECKS (default "openai_sdk anthropic_sdk
 # claude_code codex codex_chat"), OPENAI_CHECKS / ANTHROPIC_CHECKS / CLAUDE_CHECKS /
 # CODEX_CHECKS (each script's CHECKS), KEEP_LOGS=1.
 # Starts the gateway on a free port with an API key, waits for /healthz, runs each client
@@ -49,7 +50,18 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 curl -fsS "http://$ADDR/healthz" >/dev/null || { echo "gateway never became healthy"; cat "$LOG"; exit 1; }
-echo "# gateway on http://$ADDR (simulator, 2 instances)"
+# Which Lingma dialect each instance speaks (EXPECT_DIALECT: every instance must speak it).
+dialects=""
+for _ in $(seq 1 100); do
+  dialects="$(curl -fsS "http://$ADDR/healthz" | grep -o '"dialect":"[a-z]*"' | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
+  [ -z "${EXPECT_DIALECT:-}" ] && break
+  [ "$dialects" = " 2 \"dialect\":\"$EXPECT_DIALECT\" " ] && break
+  sleep 0.1
+done
+echo "# gateway on http://$ADDR (simulator, 2 instances; dialects:$dialects)"
+if [ -n "${EXPECT_DIALECT:-}" ] && [ "$dialects" != " 2 \"dialect\":\"$EXPECT_DIALECT\" " ]; then
+  echo "FAIL: expected both instances on the $EXPECT_DIALECT dialect, /healthz says:$dialects"; exit 1
+fi
 
 # The simulator's plain answers contain "Lingma simulator"; after a tool round trip it answers
 # "Tool result received: <the result>", so EXPECT/EXPECT_TOOL make every check strict.
