@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Regenerates gateway.ini from the key table in src/config.rs (run after adding a key;
+"""Regenerates gateway.ini from the key table in src/config/keys.rs (run after adding a key;
 a unit test fails while the two disagree)."""
 import pathlib, re
 root = pathlib.Path(__file__).resolve().parent.parent
-src = (root / "src/config.rs").read_text()
+src = (root / "src/config/keys.rs").read_text()
 keys = re.findall(r'\["(\w+)"\] "(\w+)" = "((?:[^"\\]|\\.)*)", (true|false), "((?:[^"\\]|\\.)*)";', src)
 out = ["; lingma-gateway configuration.",
        "; Every key is shown commented out with its default. Uncomment to change it.",
