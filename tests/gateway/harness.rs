@@ -101,6 +101,11 @@ impl GatewayProcess {
         if let Some(k) = &opts.key {
             cmd.env("LINGMA_GATEWAY_API_KEYS", k);
         }
+        // The dialect this test target runs its suites on (`main.rs`: the default;
+        // `gateway_acp.rs`: ACP); a test's own settings come after and win.
+        for (k, v) in crate::DIALECT_ENV {
+            cmd.env(k, v);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -605,9 +610,30 @@ pub fn messages_body(model: &str, text: &str) -> Value {
 }
 
 impl GatewayProcess {
-    /// How many `chat/ask` requests the simulator of `instance` has received so far.
+    /// How many chat turns the simulator of `instance` was asked for so far (`chat/ask` on
+    /// cosy, `session/prompt` on ACP).
     pub fn sim_asks(&self, instance: usize) -> usize {
-        self.sim_log(instance).matches("recv chat/ask ").count()
+        sim_ask_lines(&self.sim_log(instance)).len()
+    }
+
+    /// How many chats the simulator of `instance` was told to stop (`chat/stop` on cosy,
+    /// `session/cancel` on ACP).
+    pub fn sim_stops(&self, instance: usize) -> usize {
+        let log = self.sim_log(instance);
+        log.matches("recv chat/stop").count() + log.matches("recv session/cancel").count()
+    }
+
+    /// Waits until some instance's simulator was told to stop a chat.
+    pub fn wait_sim_stop(&self) {
+        let deadline = Instant::now() + WAIT;
+        let n = self.health()["instances"].as_array().map_or(1, Vec::len);
+        while (0..n).all(|i| self.sim_stops(i) == 0) {
+            assert!(
+                Instant::now() < deadline,
+                "no chat was ever stopped upstream"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 }
 
@@ -627,4 +653,31 @@ pub fn turn(answer: &str) -> (u32, String) {
         .unwrap_or_else(|| panic!("not a turn answer: {answer}"));
     let (n, session) = rest.split_once(" of session ").unwrap();
     (n.parse().unwrap(), session.trim().to_string())
+}
+
+/// The simulator log's lines of asked chat turns, in order (`recv chat/ask` on cosy, `recv
+/// session/prompt` on ACP; both say `sessionId=` and `isReply=`).
+pub fn sim_ask_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("recv chat/ask ") || l.contains("recv session/prompt "))
+        .collect()
+}
+
+/// The JSON-RPC method that asks Lingma for a chat turn in the dialect this target runs on.
+pub fn ask_method() -> &'static str {
+    if crate::DIALECT_ENV.iter().any(|(_, v)| *v == "acp") {
+        "session/prompt"
+    } else {
+        "chat/ask"
+    }
+}
+
+/// The JSON-RPC method that carries a turn's finish in the dialect this target runs on
+/// (ACP's `chat_finish` is a `session/update`).
+pub fn finish_method() -> &'static str {
+    if ask_method() == "session/prompt" {
+        "session/update"
+    } else {
+        "chat/finish"
+    }
 }

@@ -22,3 +22,7 @@ mod slow_clients;
 mod startup;
 mod tools;
 mod usage;
+
+/// The simulator and the gateway choose their dialect as configured (`auto` against a
+/// simulator that speaks both: cosy). `tests/gateway_acp.rs` runs the chat suites on ACP.
+pub const DIALECT_ENV: &[(&str, &str)] = &[];

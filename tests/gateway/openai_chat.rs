@@ -195,7 +195,7 @@ fn stop_sequences_and_max_tokens_end_the_answer() {
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.starts_with("c1 ") && text.len() < 60, "{text}");
     // The gateway cut the answer short, so it told Lingma to stop.
-    gw.wait_sim_log("recv chat/stop");
+    gw.wait_sim_stop();
 }
 
 #[test]
@@ -366,8 +366,8 @@ fn trace_logs_lingma_frames_but_never_the_api_key() {
     };
     let gw = GatewayProcess::start_with(opts);
     gw.assert_answers("traced");
-    gw.wait_log("\"method\":\"chat/ask\"");
-    gw.wait_log("\"method\":\"chat/finish\"");
+    gw.wait_log(&format!("\"method\":\"{}\"", ask_method()));
+    gw.wait_log(&format!("\"method\":\"{}\"", finish_method()));
     assert!(!gw.log_text().contains("sk-trace-secret-77"));
 }
 

@@ -148,9 +148,7 @@ fn stalled_upstream_times_out_with_an_error() {
         .unwrap()
         .contains("timed out"));
     // The gateway told Lingma to stop both stalled answers.
-    wait_for("two chat/stop", || {
-        gw.sim_log(0).matches("recv chat/stop").count() >= 2
-    });
+    wait_for("two chat/stop", || gw.sim_stops(0) >= 2);
     gw.assert_answers("next");
 }
 
@@ -165,7 +163,7 @@ fn client_disconnect_mid_stream_sends_chat_stop_and_frees_the_slot() {
     assert!(s.next_event().is_some());
     assert_eq!(gw.health()["instances"][0]["in_flight"], 1);
     drop(s);
-    gw.wait_sim_log("recv chat/stop");
+    gw.wait_sim_stop();
     wait_for("slot freed", || {
         gw.health()["instances"][0]["in_flight"] == 0
     });
@@ -220,7 +218,7 @@ fn two_instances_share_load() {
             .iter()
             .all(|i| i["in_flight"] == 0)
     });
-    gw.wait_sim_log("recv chat/stop");
+    gw.wait_sim_stop();
     // Sequential conversations with different first messages rotate over both.
     let mut seen = std::collections::HashSet::new();
     for i in 0..4 {

@@ -271,7 +271,7 @@ fn a_prompt_streams_thinking_text_usage_and_the_finish() {
     let log = sim.log();
     assert!(
         log.contains(&format!(
-            "recv session/prompt requestId=t-1 sessionId={sid} model=-"
+            "recv session/prompt requestId=t-1 sessionId={sid} isReply=false model=-"
         )),
         "{log}"
     );

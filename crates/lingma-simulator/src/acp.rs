@@ -99,13 +99,15 @@ pub(crate) fn notification(
     })
 }
 
-/// The line the simulator log shows for a received ACP message.
-pub(crate) fn recv_line(name: &str, params: &Value) -> String {
+/// The line the simulator log shows for a received ACP message. A prompt's `isReply` says
+/// what cosy's `chat/ask` flag of that name says: the session already holds turns (`turns`).
+pub(crate) fn recv_line(name: &str, params: &Value, turns: usize) -> String {
     let sid = str_param(params, "sessionId");
     match name {
         SESSION_PROMPT => format!(
-            "recv {name} requestId={} sessionId={sid} model={}",
+            "recv {name} requestId={} sessionId={sid} isReply={} model={}",
             meta(params, REQUEST_ID_META).unwrap_or(""),
+            turns > 0,
             meta(params, MODEL_META).unwrap_or("-"),
         ),
         SESSION_SET_MODEL => format!(

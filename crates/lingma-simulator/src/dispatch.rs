@@ -270,7 +270,10 @@ impl Dispatch {
                 str_param(params, "toolCallId"),
                 params.get("success").unwrap_or(&Value::Null)
             ),
-            acp_method if ACP_METHODS.contains(&acp_method) => acp::recv_line(name, params),
+            acp_method if ACP_METHODS.contains(&acp_method) => {
+                let turns = self.shared.sessions.turns(str_param(params, "sessionId"));
+                acp::recv_line(name, params, turns)
+            }
             other => format!("recv {other}"),
         };
         self.shared.log.line(&line);

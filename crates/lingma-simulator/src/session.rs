@@ -113,6 +113,14 @@ impl Store {
         inner.sessions.remove(session_id).is_some()
     }
 
+    /// How many turns `session_id` holds (0 for an unknown one).
+    pub(crate) fn turns(&self, session_id: &str) -> usize {
+        self.lock()
+            .sessions
+            .get(session_id)
+            .map_or(0, |s| s.chat_records.len())
+    }
+
     pub(crate) fn contains(&self, session_id: &str) -> bool {
         self.lock().sessions.contains_key(session_id)
     }
