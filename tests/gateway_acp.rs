@@ -2,8 +2,8 @@
 //! only ACP (`LINGMA_SIM_DIALECT=acp`) and the gateway is told to speak it, so every chat
 //! these tests make goes through `session/new`, `session/prompt` and `session/update`. The
 //! suites are the same files as in the `gateway` target: what they assert holds on both.
-//! `tools.rs` is not among them: two of its tests assert cosy's `tool/call/approve`, a step
-//! ACP does not have (Lingma's own tools on ACP are in `gateway/acp.rs`).
+//! Only `native_approval.rs` stays cosy's: ACP has no approval step (Lingma's own tools on
+//! ACP are in `gateway/acp.rs`).
 // The harness serves the whole suite; this target runs a part of it.
 #![allow(dead_code)]
 
@@ -29,3 +29,5 @@ mod responses;
 mod sessions;
 #[path = "gateway/startup.rs"]
 mod startup;
+#[path = "gateway/tools.rs"]
+mod tools;

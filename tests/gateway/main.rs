@@ -12,6 +12,7 @@ mod faults;
 mod formats;
 mod harness;
 mod hostile;
+mod native_approval;
 mod observability;
 mod openai_chat;
 mod real_server;
