@@ -235,14 +235,7 @@ fn the_prompt_tokens_are_the_context_usage_lingma_reports() {
     assert!(!text_of(&v).is_empty(), "{v}");
     // What the simulator reported in the turn's `context_usage` (it logs the number it
     // sends, on either dialect).
-    let log = gw.sim_log(0);
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("context/usage/sync usedTokens="))
-        .unwrap_or_else(|| panic!("no usage reported: {log}"));
-    let rest = &line[line.find("usedTokens=").unwrap() + "usedTokens=".len()..];
-    let reported: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(reported > 0, "{line}");
+    let reported = gw.sim_reported_used_tokens();
+    assert!(reported > 0, "{reported}");
     assert_eq!(v["usage"]["prompt_tokens"], reported, "{v}");
 }

@@ -625,15 +625,23 @@ impl GatewayProcess {
 
     /// Waits until some instance's simulator was told to stop a chat.
     pub fn wait_sim_stop(&self) {
-        let deadline = Instant::now() + WAIT;
         let n = self.health()["instances"].as_array().map_or(1, Vec::len);
-        while (0..n).all(|i| self.sim_stops(i) == 0) {
-            assert!(
-                Instant::now() < deadline,
-                "no chat was ever stopped upstream"
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_for("a chat stopped upstream", || {
+            (0..n).any(|i| self.sim_stops(i) > 0)
+        });
+    }
+
+    /// The `usedTokens` the simulator of instance 0 reported last (its log line for the
+    /// turn's context usage, on either dialect).
+    pub fn sim_reported_used_tokens(&self) -> u64 {
+        let log = self.sim_log(0);
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("context/usage/sync usedTokens="))
+            .unwrap_or_else(|| panic!("no usage reported: {log}"));
+        let rest = &line[line.find("usedTokens=").unwrap() + "usedTokens=".len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
     }
 }
 

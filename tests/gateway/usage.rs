@@ -6,18 +6,6 @@ use serde_json::json;
 
 use crate::harness::*;
 
-/// The `usedTokens` the simulator reported last (its log line for the turn).
-fn reported_used(gw: &GatewayProcess) -> u64 {
-    let log = gw.sim_log(0);
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("context/usage/sync usedTokens="))
-        .unwrap_or_else(|| panic!("no usage reported: {log}"));
-    let rest = &line[line.find("usedTokens=").unwrap() + "usedTokens=".len()..];
-    rest.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn openai_prompt_tokens_are_the_used_tokens_lingma_reported() {
     let gw = GatewayProcess::start();
@@ -27,7 +15,7 @@ fn openai_prompt_tokens_are_the_used_tokens_lingma_reported() {
     let v = gw
         .post("/v1/chat/completions", &chat_body("auto", &question))
         .json();
-    let used = reported_used(&gw);
+    let used = gw.sim_reported_used_tokens();
     assert!(used > 50, "{used}");
     assert_eq!(v["usage"]["prompt_tokens"], json!(used), "{v}");
     let completion = v["usage"]["completion_tokens"].as_u64().unwrap();
@@ -39,7 +27,7 @@ fn openai_prompt_tokens_are_the_used_tokens_lingma_reported() {
             "messages": [{"role": "user", "content": format!("{question} again")}]}),
     );
     let events = s.collect();
-    let used = reported_used(&gw);
+    let used = gw.sim_reported_used_tokens();
     let last = events
         .iter()
         .rev()
@@ -56,7 +44,11 @@ fn anthropic_input_tokens_are_the_used_tokens_lingma_reported() {
     let v = gw
         .post("/v1/messages", &messages_body("auto", &question))
         .json();
-    assert_eq!(v["usage"]["input_tokens"], json!(reported_used(&gw)), "{v}");
+    assert_eq!(
+        v["usage"]["input_tokens"],
+        json!(gw.sim_reported_used_tokens()),
+        "{v}"
+    );
 
     let mut body = messages_body("auto", &format!("{question} streamed"));
     body["stream"] = json!(true);
@@ -68,7 +60,7 @@ fn anthropic_input_tokens_are_the_used_tokens_lingma_reported() {
         .expect("a message_delta");
     assert_eq!(
         delta["usage"]["input_tokens"],
-        json!(reported_used(&gw)),
+        json!(gw.sim_reported_used_tokens()),
         "{delta}"
     );
 }
@@ -124,7 +116,7 @@ fn a_usage_report_that_names_only_its_session_reaches_its_turn() {
         .json();
     assert_eq!(
         v["usage"]["prompt_tokens"],
-        json!(reported_used(&gw)),
+        json!(gw.sim_reported_used_tokens()),
         "{v}"
     );
 }
